@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* hintmig: the command-line front end. Dispatches to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include <hintmig/hintmig.h>
+
+#include "cmd.h"
+
+static const struct hm_cmd commands[] = {
+	{ "features", "print the kernel capabilities and the tracker mode",
+	  hm_cmd_features },
+	{ "track-demo", "track the writes of a running process (demo)",
+	  hm_cmd_track_demo },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hintmig COMMAND [OPTIONS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-12s %s\n", commands[i].name,
+			commands[i].summary);
+	fprintf(f, "\n'hintmig COMMAND --help' describes a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("hintmig %s\n", hm_version());
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "hintmig: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
