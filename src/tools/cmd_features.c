@@ -1,0 +1,1 @@
+/* placeholder (created by the bitmap engineer so the tree builds); owner replaces it */
