@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install what is missing (Debian 12), configure and build.
+#   scripts/setup.sh [--asan]   builds build/ (and build-asan/ with --asan)
+# Idempotent: a second run only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build, test and real-guest dependencies, all from Debian 12's archive.
+PKGS=(
+  gcc libc6-dev make meson ninja-build pkg-config git
+  liburcu-dev libzstd-dev libjson-c-dev
+  clang libclang-rt-14-dev            # libFuzzer target of the wire decoder
+  qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils zstd kmod
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=()
+  [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+setup_dir() { # dir, meson args...
+  local dir=$1; shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@"
+  fi
+  ninja -C "$dir"
+}
+
+setup_dir build
+if [ "${1:-}" = "--asan" ]; then
+  setup_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dqemu_tests=disabled -Dfuzz=disabled
+fi
