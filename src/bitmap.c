@@ -312,8 +312,14 @@ find_next(const struct hm_bitmap *b, size_t from, uint64_t inv)
 			    (size_t)__builtin_ctzll(x);
 			return r < b->nbits ? r : b->nbits;
 		}
+		if (++wi >= nw)
+			return b->nbits;
+		x = ld(&w[wi]) ^ inv;
+		if (x)
+			continue;
+		/* Two empty words in a row: skip the stretch four words at
+		 * a time. */
 		wi++;
-		/* Skip empty stretches four words at a time. */
 		while (wi + 4 <= nw &&
 		       ((ld(&w[wi]) ^ inv) | (ld(&w[wi + 1]) ^ inv) |
 			(ld(&w[wi + 2]) ^ inv) | (ld(&w[wi + 3]) ^ inv)) == 0)

@@ -765,11 +765,11 @@ static void test_concurrency(uint64_t seed, size_t nbits, size_t rounds,
 	HM_CHECK_EQ(sh.taken[nw - 1] >> (sh.nbits % 64), 0);
 	HM_CHECK_EQ(sh.bm.words[nw - 1] >> (sh.nbits % 64), 0);
 	if (verbose)
-		printf("concurrency: %d markers + %d clearers + 1 sender, %zu bits "
-	       "set, %zu cleared, %zu taken, %zu remaining, %u sender passes "
-	       "during marking\n",
-	       CC_MARKERS, 2, nset, ncleared, ntaken, hm_bitmap_count(&sh.bm),
-	       sh.busy_passes);
+		printf("concurrency: %zu bits, %d markers + %d clearers + "
+		       "1 sender: %zu set, %zu cleared, %zu taken, %zu "
+		       "remaining, %u sender passes during marking\n",
+		       sh.nbits, CC_MARKERS, 2, nset, ncleared, ntaken,
+		       hm_bitmap_count(&sh.bm), sh.busy_passes);
 
 	for (size_t k = 0; k < nth; k++)
 		free(th[k].ops);
@@ -777,6 +777,134 @@ static void test_concurrency(uint64_t seed, size_t nbits, size_t rounds,
 	free(sh.expect_clear);
 	free(sh.taken);
 	hm_bitmap_fini(&sh.bm);
+}
+
+/*
+ * Lost-update stress: RACE_THREADS threads hammer the same two words, each
+ * owning 16 bits of every word (bits 16t .. 16t+15). Each thread sets its
+ * own bits with one atomic API, checks they are all set, clears them,
+ * checks they are all clear, and so on. Nobody else touches those bits, so
+ * a read-modify-write that is not atomic (another thread storing a stale
+ * copy of the word) shows up as a thread's own bits changing behind its
+ * back, or as a wrong change count.
+ */
+#define RACE_THREADS 4
+#define RACE_WORDS 2
+#define RACE_ITERS 50000
+
+enum {
+	RACE_BIT, RACE_RANGE, RACE_APPLY, RACE_OR, RACE_NKINDS
+};
+
+static const char *const race_names[] = { "bit", "range", "apply_ranges",
+					  "or/andnot" };
+
+struct race_thread {
+	struct hm_bitmap *bm;
+	pthread_barrier_t *bar;
+	int t, kind;
+	pthread_t th;
+};
+
+/* Set or clear this thread's bits in every word; returns bits changed. */
+static long race_op(struct race_thread *rt, struct hm_bitmap *priv,
+		    const struct hm_page_range *rl, bool set)
+{
+	struct hm_bitmap *bm = rt->bm;
+	size_t off = 16 * (size_t)rt->t;
+	long changed = 0;
+
+	switch (rt->kind) {
+	case RACE_BIT:
+		for (size_t w = 0; w < bm->nwords; w++)
+			for (size_t k = 0; k < 16; k++) {
+				size_t i = w * 64 + off + k;
+
+				changed += (set ? hm_bitmap_set_atomic(bm, i)
+						: hm_bitmap_clear_atomic(bm, i))
+					   != set;
+			}
+		return changed;
+	case RACE_RANGE:
+		for (size_t w = 0; w < bm->nwords; w++)
+			HM_CHECK_OK(set ? hm_bitmap_set_range_atomic(
+						  bm, w * 64 + off, 16)
+					: hm_bitmap_clear_range_atomic(
+						  bm, w * 64 + off, 16));
+		return (long)bm->nwords * 16;
+	case RACE_APPLY:
+		return hm_bitmap_apply_ranges(bm, rl, bm->nwords, set);
+	default:
+		return set ? hm_bitmap_or(bm, priv) : hm_bitmap_andnot(bm, priv);
+	}
+}
+
+static void *race_worker(void *arg)
+{
+	struct race_thread *rt = arg;
+	struct hm_bitmap *bm = rt->bm;
+	size_t off = 16 * (size_t)rt->t;
+	struct hm_bitmap priv;
+	struct hm_page_range rl[RACE_WORDS];
+
+	HM_CHECK_OK(hm_bitmap_init(&priv, bm->nbits));
+	for (size_t w = 0; w < bm->nwords; w++) {
+		HM_CHECK_OK(hm_bitmap_set_range(&priv, w * 64 + off, 16));
+		rl[w] = (struct hm_page_range){ w * 64 + off, 16 };
+	}
+	pthread_barrier_wait(rt->bar);
+	for (int it = 0; it < RACE_ITERS; it++) {
+		for (int set = 1; set >= 0; set--) {
+			long c = race_op(rt, &priv, rl, set);
+
+			if (c != (long)bm->nwords * 16)
+				hm_test_fail("race %s %s: thread %d changed "
+					     "%ld bits, expected %ld",
+					     race_names[rt->kind],
+					     set ? "set" : "clear", rt->t, c,
+					     (long)bm->nwords * 16);
+			for (size_t w = 0; w < bm->nwords; w++) {
+				uint64_t own = (__atomic_load_n(&bm->words[w],
+								__ATOMIC_ACQUIRE)
+						>> off) & 0xffff;
+
+				if (own != (set ? 0xffffu : 0))
+					hm_test_fail("race %s %s: thread %d's "
+						     "bits in word %zu are "
+						     "%#" PRIx64
+						     " (lost update)",
+						     race_names[rt->kind],
+						     set ? "set" : "clear",
+						     rt->t, w, own);
+			}
+		}
+	}
+	hm_bitmap_fini(&priv);
+	return NULL;
+}
+
+static void test_race(void)
+{
+	struct hm_bitmap bm;
+	pthread_barrier_t bar;
+	struct race_thread rt[RACE_THREADS];
+
+	HM_CHECK_OK(hm_bitmap_init(&bm, RACE_WORDS * 64));
+	for (int kind = 0; kind < RACE_NKINDS; kind++) {
+		HM_CHECK_EQ(pthread_barrier_init(&bar, NULL, RACE_THREADS), 0);
+		for (int t = 0; t < RACE_THREADS; t++) {
+			rt[t] = (struct race_thread){ .bm = &bm, .bar = &bar,
+						      .t = t, .kind = kind };
+			HM_CHECK_EQ(pthread_create(&rt[t].th, NULL,
+						   race_worker, &rt[t]),
+				    0);
+		}
+		for (int t = 0; t < RACE_THREADS; t++)
+			HM_CHECK_EQ(pthread_join(rt[t].th, NULL), 0);
+		HM_CHECK_EQ(pthread_barrier_destroy(&bar), 0);
+		HM_CHECK_EQ(hm_bitmap_count(&bm), 0);
+	}
+	hm_bitmap_fini(&bm);
 }
 
 int main(void)
@@ -805,8 +933,15 @@ int main(void)
 	/* a few random sizes */
 	for (int k = 0; k < 8; k++)
 		test_random_size(&r, 1 + rng_below(&r, 5000), 1000);
+	test_race();
+	/* Long runs on a large bitmap, then many short runs on a small
+	 * one: few words, so threads collide on the same word, and few
+	 * operations, so that a lost update is rarely repaired by a later
+	 * set of the same bit. */
 	for (int k = 0; k < 3; k++)
-		test_concurrency(seed + (uint64_t)k);
+		test_concurrency(seed + (uint64_t)k, 65536 + 37, 3000, true);
+	for (int k = 0; k < 400; k++)
+		test_concurrency(seed + (uint64_t)k, 1000 + 37, 40, k == 0);
 	printf("test_bitmap: OK\n");
 	return 0;
 }
