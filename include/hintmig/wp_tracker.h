@@ -77,8 +77,16 @@ struct hm_tracker_opts {
 	enum hm_tracker_mode mode;	/* AUTO picks async when available */
 	struct hm_log log;
 	uint64_t nbits;	/* size of L: bit indexes of all ranges < nbits */
+	/* UFFD_FEATURE_* bits never to request even when the kernel has
+	 * them; 0 normally. Lets tests run the code paths of older kernels
+	 * (e.g. without WP_UNPOPULATED, as Debian 12's 6.1) on a new one. */
+	uint64_t disable_features;
 };
 
+/* Threads: add_range, start, harvest, reprotect, stop and close are
+ * called from one control thread (or serialised by the caller); the
+ * tracker's own fault thread (sync mode) runs beside them. How it works,
+ * what the kernel does, and the costs: docs/tracker.md. */
 struct hm_tracker;
 
 /* Tracker for memory of this process. NULL with errno: ENOTSUP (no uffd-wp,
@@ -143,6 +151,10 @@ int hm_tracker_stop(struct hm_tracker *t);
 void hm_tracker_close(struct hm_tracker *t);
 
 enum hm_tracker_mode hm_tracker_get_mode(const struct hm_tracker *t);
+
+/* The UFFD_FEATURE_* bits this tracker's userfaultfd was configured with
+ * (UFFDIO_API). */
+uint64_t hm_tracker_get_features(const struct hm_tracker *t);
 
 struct hm_tracker_stats {
 	uint64_t faults;	/* sync mode: write faults handled */
