@@ -214,7 +214,13 @@ struct hm_dest_params {
 	int ram_fd;
 	uint64_t io_timeout_ms;		/* default 30000 */
 	uint64_t max_ram_bytes;		/* refuse larger guests, 0 = 64 GiB */
+	uint64_t accept_timeout_ms;	/* wait for the first connection;
+					 * 0 = forever (later channels wait
+					 * io_timeout_ms) */
 };
+
+/* ram_fd -1, the defaults above. (A zeroed struct means ram_fd 0!) */
+void hm_dest_params_default(struct hm_dest_params *p);
 
 struct hm_dest_stats {
 	uint64_t pages_received;
@@ -228,6 +234,8 @@ struct hm_dest_stats {
 
 struct hm_dest;
 
+/* p NULL: defaults. Copied; ram_fd is not owned (the caller closes it
+ * after hm_dest_free). NULL with errno (ENOMEM). */
 struct hm_dest *hm_dest_new(const struct hm_dest_params *p,
 			    const struct hm_log *log);
 
@@ -235,7 +243,14 @@ struct hm_dest *hm_dest_new(const struct hm_dest_params *p,
  * acknowledge completion, serve verification requests until the source
  * closes. 0 on a completed migration, -errno otherwise (-EPROTO: invalid
  * stream, the log says what and where; -ECONNRESET: source gone before
- * completion). A completed migration's RAM stays readable. */
+ * completion). A completed migration's RAM stays readable.
+ * Also: -ECONNABORTED the source sent ABORT; -ETIMEDOUT nothing arrived
+ * for io_timeout_ms (accept_timeout_ms for the first connection);
+ * -EFBIG RAM over max_ram_bytes, -EPROTONOSUPPORT the source wants zstd
+ * and this build has none (both refused in HELLO_ACK); -EBUSY called
+ * twice; -EINVAL bad address. With ram_fd, the file is truncated to 0 and
+ * then to the RAM size (pages never sent read as zero). Runs once per
+ * struct hm_dest. */
 int hm_dest_run(struct hm_dest *d, const char *listen_addr);
 
 /* Like hm_dest_run on an already listening socket (tests). */
@@ -246,6 +261,7 @@ const struct hm_ram_block *hm_dest_block(const struct hm_dest *d, size_t i,
 					 const void **data);
 size_t hm_dest_nblocks(const struct hm_dest *d);
 const void *hm_dest_device_state(const struct hm_dest *d, size_t *len);
+/* Valid after hm_dest_run returned (not while it runs). */
 void hm_dest_get_stats(const struct hm_dest *d, struct hm_dest_stats *st);
 void hm_dest_free(struct hm_dest *d);
 

@@ -63,9 +63,16 @@ struct hm_guest {
 const struct hm_ram_block *hm_guest_block_of_page(const struct hm_guest *g,
 						  uint64_t page);
 /* Translate a guest-physical range to global page indexes: 0 and
- * *first/*n set, or -ERANGE when [gpa, gpa + len) is not inside one
+ * *first and *n set, or -ERANGE when [gpa, gpa + len) is not inside one
  * block, -EINVAL when not page aligned or len == 0. */
 int hm_guest_gpa_to_pages(const struct hm_guest *g, uint64_t gpa,
 			  uint64_t len, uint64_t *first, uint64_t *n);
+
+/* Process backend: give g a fresh userfaultfd taken from its process (the
+ * previous one went to the tracker that open_tracker made, and is closed
+ * with it; a userfaultfd cannot be set up twice). Takes ownership of uffd
+ * even on failure. 0, or -EINVAL (not a process guest, uffd < 0). For the
+ * synthetic guest: hm_guest_process_set_uffd(g, hm_synth_new_uffd(s)). */
+int hm_guest_process_set_uffd(struct hm_guest *g, int uffd);
 
 #endif

@@ -29,6 +29,7 @@
 #ifndef HM_MIGRATE_HINTCHAN_H
 #define HM_MIGRATE_HINTCHAN_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,6 +101,16 @@ struct hm_hc {
 	size_t have;			/* bytes buffered */
 	struct hm_gpa_range *ranges;	/* decoded ranges of the last msg */
 	char err[128];
+	/* send side: frames are encoded into sbuf and written whole under
+	 * send_lock, so that several threads may send on one channel */
+	unsigned char *sbuf;
+	pthread_mutex_t send_lock;
+	int send_timeout_ms;	/* a peer that does not read for this long
+				 * fails hm_hc_send with -ETIMEDOUT (a stuck
+				 * guest must not stall the host); < 0 waits
+				 * forever. Default 10000. */
+	int rerr;		/* sticky receive error (-EPROTO, -ENODATA) */
+	int serr;		/* sticky send error (a frame was cut) */
 };
 
 int hm_hc_init(struct hm_hc *c, int fd, const struct hm_log *log);
@@ -119,6 +130,17 @@ int hm_hc_recv(struct hm_hc *c, struct hm_hc_msg *m, int nonblock);
  * more bytes are needed, or -EPROTO. ranges must hold HM_HC_MAX_RANGES. */
 long hm_hc_decode(const void *buf, size_t len, struct hm_hc_msg *m,
 		  struct hm_gpa_range *ranges, char *err, size_t errlen);
+
+/* Pure encoder: write m's frame into buf (cap bytes). Returns the frame's
+ * length (> 0), or -EINVAL (unknown type, count > HM_HC_MAX_RANGES, NULL
+ * ranges with count > 0), -ENOSPC (cap too small). Reserved fields are
+ * written as zero; the fields of other types are ignored. */
+long hm_hc_encode(const struct hm_hc_msg *m, void *buf, size_t cap);
+
+/* "hello", "request", ... ; NULL for an unknown value. */
+const char *hm_hc_type_name(unsigned type);
+/* "free", "isolated"; NULL for an unknown value. */
+const char *hm_hint_kind_name(unsigned kind);
 
 /* ---- host side: hint sources behind one interface ---- */
 

@@ -35,7 +35,36 @@ enum hm_synth_pattern {
 	HM_SYNTH_HOTSET,	/* writes mostly to hot_frac of in-use pages */
 };
 
-/* Misbehaviour for the hostile-input tests (a lying guest). */
+/* How the child answers REQUEST(e, max_ranges): the free pages as
+ * coalesced runs (max_ranges 0: no limit; more runs than max_ranges: the
+ * largest ones), in HINTS messages of up to HM_HC_MAX_RANGES, then
+ * DONE(e). ISOLATED: those pages leave the free list until ACK(e) names
+ * them, STOP(e) arrives, a REQUEST of another epoch arrives, or the channel
+ * closes. STOP(e) also drops HINTS(e) not yet sent.
+ *
+ * Misbehaviour for the hostile-input tests (a lying guest), per request;
+ * the lies go first in the epoch's answer:
+ *  OUT_OF_RANGE  4 ranges: just past the end, straddling the end, gpa + len
+ *                wrapping around, and "all of memory" (gpa 0, huge len)
+ *  MISALIGNED    4 ranges: gpa + 1, len page - 1, half pages, len 0
+ *  OVERLAP       the first (up to 8) free runs again, and their tails:
+ *                overlapping, but every page really free
+ *  FLOOD         16 more HINTS messages of 4096 single-page FREE ranges
+ *  STALE         first, the previous request's ranges under the previous
+ *                epoch number
+ *  GARBAGE       first, one malformed frame (flavour: e % 5: noise,
+ *                unknown type, count/payload mismatch, unknown kind,
+ *                payload too long)
+ *  LIE_INUSE     up to 8 in-use pages as single-page ranges, recorded in
+ *                the lied map (hm_synth_lied) before they are sent
+ *  DELAY_HINTS   FREE kind whatever hint_kind says: after the snapshot,
+ *                reuse and write up to 64 (1/16) of the hinted pages (the
+ *                in-use count kept), then send HINTS(e) + DONE(e); at the
+ *                next REQUEST(e') send the same HINTS(e) again first, when
+ *                epoch e is surely over. A FREE hint that also clears L
+ *                (R3 broken) loses the first batch's reused pages; applying
+ *                stale hints (R2 broken) loses them through the second
+ *                batch, unless the round sent them before it arrived. */
 enum hm_synth_misbehave {
 	HM_SYNTH_LIE_OUT_OF_RANGE = 1u << 0,	/* ranges past guest RAM */
 	HM_SYNTH_LIE_MISALIGNED = 1u << 1,	/* unaligned gpa/len */
@@ -78,12 +107,23 @@ struct hm_synth_shared {
 	uint64_t hint_requests, hint_ranges_sent, acks;
 	uint64_t check_errors;		/* self-check failures */
 	uint64_t ready;			/* 1 once in steady state */
-	/* followed by the in-use bitmap words (npages bits) */
+	uint64_t lies;			/* in-use pages hinted (LIE_INUSE) */
+	uint64_t isolated_held;		/* pages now held for ISOLATED hints */
+	uint64_t alloc_failures;	/* churn found no free page */
+	uint64_t reused_hinted;		/* DELAY_HINTS: hinted pages reused */
+	/* followed, at a 64-byte aligned offset, by three bitmaps of
+	 * npages bits each: in use; lied about (LIE_INUSE: pages that were
+	 * in use when hinted, cumulative); busy (being written: rewritten
+	 * by a writer, filled by the allocator, poisoned when freed; while
+	 * paused, such a page may be torn) */
 };
 
 struct hm_synth {
 	pid_t pid;
-	int hint_fd;		/* host end of the hint channel */
+	int hint_fd;		/* host end of the hint channel; whoever takes
+				 * it (hm_hint_source_channel_new) sets -1 */
+	int ctl_fd;		/* control socket to the child */
+	int uffd_errno;		/* why uffd is -1 after start, else 0 */
 	int uffd;		/* taken from the child, or -1 once given
 				 * away (hm_guest_process_new owns it) */
 	struct hm_ram_block block; /* host_addr in the child; memfd: an fd
@@ -113,6 +153,19 @@ uint64_t hm_synth_inuse_count(const struct hm_synth *s);
  * copy independently of the source. */
 int hm_synth_page_valid(const void *page, uint64_t page_size,
 			uint64_t page_index);
+
+/* Snapshots of the lied-about pages (LIE_INUSE: verification mismatches
+ * are allowed on exactly these) and of the pages being rewritten at this
+ * instant (busy: while paused, hm_synth_page_valid may fail on them). out
+ * has at least npages bits. 0 or -EINVAL. */
+int hm_synth_lied(const struct hm_synth *s, struct hm_bitmap *out);
+int hm_synth_busy(const struct hm_synth *s, struct hm_bitmap *out);
+
+/* A fresh userfaultfd from the child, taken into this process (for the
+ * next tracker: a userfaultfd serves one tracker only). Returns the fd or
+ * -errno (-ETIMEDOUT when the child does not answer: it must not be
+ * paused). */
+int hm_synth_new_uffd(struct hm_synth *s);
 
 /* Kill and reap the child, release everything. Safe on a failed start. */
 void hm_synth_stop(struct hm_synth *s);

@@ -12,5 +12,7 @@ struct hm_cmd {
 
 int hm_cmd_features(int argc, char **argv);
 int hm_cmd_track_demo(int argc, char **argv);
+int hm_cmd_send(int argc, char **argv);
+int hm_cmd_recv(int argc, char **argv);
 
 #endif

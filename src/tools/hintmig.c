@@ -12,6 +12,9 @@ static const struct hm_cmd commands[] = {
 	  hm_cmd_features },
 	{ "track-demo", "track the writes of a running process (demo)",
 	  hm_cmd_track_demo },
+	{ "send", "migrate a running synthetic guest to a hintmig recv",
+	  hm_cmd_send },
+	{ "recv", "receive one migration (the destination)", hm_cmd_recv },
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hintmig recv: the destination of a migration. Listens on ADDR, receives
+ * one migration into fresh memory (or into --ram-file), acknowledges it,
+ * serves the source's verification requests, and exits.
+ *
+ * Exit status: 0 completed, 2 usage, 3 the migration failed or was
+ * aborted by the source, 4 setup (cannot open the RAM file, ...).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hintmig/hintmig.h>
+#include <hintmig/migrate.h>
+
+#include "cmd.h"
+
+static void recv_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hintmig recv --listen ADDR [--ram-file PATH] "
+		"[--io-timeout MS] [--quiet] [--verbose]\n"
+		"  ADDR: unix:PATH or tcp:HOST:PORT\n"
+		"  --ram-file PATH  receive into this file (created, sized to "
+		"the guest RAM)\n"
+		"exit status: 0 completed, 2 usage, 3 migration failed, "
+		"4 setup error\n");
+}
+
+int hm_cmd_recv(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "ram-file", required_argument, NULL, 'f' },
+		{ "io-timeout", required_argument, NULL, 't' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct hm_log log = { .fn = hm_log_stderr,
+			      .max_level = HM_LOG_WARN };
+	struct hm_dest_params p;
+	struct hm_dest_stats st;
+	struct hm_dest *d = NULL;
+	const char *listen = NULL, *ram_file = NULL;
+	bool quiet = false;
+	int ram_fd = -1, ret = 2, c, r;
+
+	memset(&p, 0, sizeof(p));
+	p.ram_fd = -1;
+	p.io_timeout_ms = 30000;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "l:f:t:qvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			listen = optarg;
+			break;
+		case 'f':
+			ram_file = optarg;
+			break;
+		case 't': {
+			char *end;
+
+			errno = 0;
+			p.io_timeout_ms = strtoull(optarg, &end, 10);
+			if (errno || *end || !p.io_timeout_ms) {
+				fprintf(stderr, "hintmig recv: bad --io-timeout"
+						" '%s'\n", optarg);
+				goto out;
+			}
+			break;
+		}
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			log.max_level = HM_LOG_DEBUG;
+			break;
+		case 'h':
+			recv_usage(stdout);
+			ret = 0;
+			goto out;
+		default:
+			recv_usage(stderr);
+			goto out;
+		}
+	}
+	if (!listen || optind != argc) {
+		recv_usage(stderr);
+		goto out;
+	}
+	if (quiet)
+		log.max_level = HM_LOG_ERROR;
+	ret = 4;
+	if (ram_file) {
+		ram_fd = open(ram_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (ram_fd < 0) {
+			fprintf(stderr, "hintmig recv: %s: %s\n", ram_file,
+				strerror(errno));
+			goto out;
+		}
+		p.ram_fd = ram_fd;
+	}
+	d = hm_dest_new(&p, &log);
+	if (!d) {
+		fprintf(stderr, "hintmig recv: %s\n", strerror(errno));
+		goto out;
+	}
+	if (!quiet)
+		fprintf(stderr, "hintmig recv: listening on %s\n", listen);
+	r = hm_dest_run(d, listen);
+	hm_dest_get_stats(d, &st);
+	if (r < 0) {
+		fprintf(stderr, "hintmig recv: migration failed: %s\n",
+			strerror(-r));
+		ret = 3;
+		goto out;
+	}
+	if (!quiet)
+		printf("received: %" PRIu64 " pages with data, %" PRIu64
+		       " zero pages, %" PRIu64 " bytes, %" PRIu64
+		       " rounds, %u channels, device state %" PRIu64
+		       " bytes\n", st.pages_received, st.zero_pages,
+		       st.bytes_received, st.rounds, st.channels,
+		       st.device_state_len);
+	ret = 0;
+out:
+	hm_dest_free(d);
+	if (ram_fd >= 0)
+		close(ram_fd);
+	return ret;
+}

@@ -1,0 +1,859 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hintmig send: migrate a running synthetic guest (src/migrate/synth.h)
+ * to a `hintmig recv` at ADDR, optionally verify every in-use page bit for
+ * bit, and write a JSON summary shaped like QEMU's query-migrate.
+ *
+ * Exit status: 0 completed (and verified when asked), 1 verification
+ * found mismatching pages, 2 usage, 3 the migration failed or was
+ * cancelled, 4 setup error (guest, tracker, memory).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hm_config.h"
+
+#if HM_HAVE_JSONC
+#include <json-c/json.h>
+#endif
+
+#include <hintmig/hintmig.h>
+#include <hintmig/migrate.h>
+
+#include "cmd.h"
+#include "migrate/synth.h"
+#include "migrate/transport.h"
+
+enum {
+	EXIT_MISMATCH = 1,
+	EXIT_USAGE = 2,
+	EXIT_MIGRATION = 3,
+	EXIT_SETUP = 4,
+};
+
+enum hints_mode { HINTS_NONE, HINTS_FREE, HINTS_ISOLATED };
+
+static const char *const hints_names[] = {
+	[HINTS_NONE] = "none",
+	[HINTS_FREE] = "free",
+	[HINTS_ISOLATED] = "isolated",
+};
+
+static const char *const pattern_names[] = {
+	[HM_SYNTH_UNIFORM] = "uniform",
+	[HM_SYNTH_HOTSET] = "hotset",
+};
+
+static const char *const compress_names[] = {
+	[HM_COMPRESS_NONE] = "none",
+	[HM_COMPRESS_ZSTD] = "zstd",
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static int parse_name(const char *s, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (names[i] && !strcmp(s, names[i]))
+			return (int)i;
+	return -1;
+}
+
+/* "2G", "512M", "1.5G", "4096", "100MiB", "100M/s": binary suffixes
+ * K/M/G/T. 0 or -EINVAL. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	static const char suffixes[] = "kmgt";
+	char *end;
+	double v;
+	uint64_t mul = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0 || !isfinite(v))
+		return -EINVAL;
+	if (*end) {
+		const char *p = strchr(suffixes, tolower((unsigned char)*end));
+
+		if (!p)
+			return -EINVAL;
+		for (long i = 0; i <= p - suffixes; i++)
+			mul <<= 10;
+		end++;
+		if (*end == 'i' || *end == 'I')
+			end++;
+		if (*end == 'b' || *end == 'B')
+			end++;
+	}
+	if (!strcmp(end, "/s") || !strcmp(end, "ps"))
+		end += 2;
+	if (*end)
+		return -EINVAL;
+	v *= (double)mul;
+	if (v > 1.8e19)
+		return -EINVAL;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+/* "25%" or "0.25". */
+static int parse_frac(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s)
+		return -EINVAL;
+	if (*end == '%') {
+		v /= 100.0;
+		end++;
+	}
+	if (*end || v < 0 || v > 1)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	if (*s == '-')
+		return -EINVAL;
+	*out = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	if (!strcmp(end, "/s") || !strcmp(end, "/S"))
+		end += 2;
+	return *end ? -EINVAL : 0;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#define MIB (1024.0 * 1024.0)
+
+/* ---- progress ---------------------------------------------------------- */
+
+struct progress {
+	bool tty;
+	bool quiet;
+	bool line_open;
+	uint64_t last_round;
+	uint64_t last_ns;
+};
+
+static void on_progress(void *opaque, const struct hm_migrate_stats *st)
+{
+	struct progress *pr = opaque;
+	double rate = st->mbps * 1e6 / 8.0 / MIB;
+	uint64_t now = mono_ns();
+
+	if (pr->quiet)
+		return;
+	if (pr->tty) {
+		fprintf(stderr, "\rround %" PRIu64 "  remaining %.1f MiB  "
+			"rate %.1f MiB/s  %-9s   ", st->rounds,
+			(double)st->ram_remaining / MIB, rate,
+			hm_migrate_status_name(st->status));
+		pr->line_open = true;
+		return;
+	}
+	if (st->rounds == pr->last_round && now - pr->last_ns < 1000000000u)
+		return;
+	pr->last_round = st->rounds;
+	pr->last_ns = now;
+	fprintf(stderr, "round %" PRIu64 "  remaining %.1f MiB  rate %.1f "
+		"MiB/s  %s\n", st->rounds, (double)st->ram_remaining / MIB,
+		rate, hm_migrate_status_name(st->status));
+}
+
+static void progress_end(struct progress *pr)
+{
+	if (pr->line_open)
+		fputc('\n', stderr);
+	pr->line_open = false;
+}
+
+/* ---- cancel on SIGINT/SIGTERM: a thread waits for the signal --------- */
+
+struct sigctx {
+	sigset_t set;
+	struct hm_migration *_Atomic m;
+	pthread_t thread;
+	bool started;
+};
+
+static void *sig_thread(void *arg)
+{
+	struct sigctx *sc = arg;
+
+	for (;;) {
+		int sig;
+
+		if (sigwait(&sc->set, &sig) != 0)
+			continue;
+		if (sig == SIGUSR1) /* our own wake-up to leave */
+			break;
+		fprintf(stderr, "\nhintmig send: %s: cancelling\n",
+			strsignal(sig));
+		hm_migration_cancel(atomic_load(&sc->m));
+	}
+	return NULL;
+}
+
+/* ---- raw transport throughput (the physical limit) --------------------- */
+
+struct raw_peer {
+	int fd;
+	uint64_t bytes;
+	int err;
+	void *buf;
+};
+
+#define RAW_BUF (1u << 20)
+
+static void *raw_sink(void *arg)
+{
+	struct raw_peer *p = arg;
+
+	for (;;) {
+		ssize_t n = recv(p->fd, p->buf, RAW_BUF, 0);
+
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			p->err = n < 0 ? errno : 0;
+			break;
+		}
+		p->bytes += (uint64_t)n;
+	}
+	return NULL;
+}
+
+static void *raw_source(void *arg)
+{
+	struct raw_peer *p = arg;
+	uint64_t left = p->bytes;
+
+	while (left) {
+		size_t n = left < RAW_BUF ? (size_t)left : RAW_BUF;
+		int r = hm_send_all(p->fd, p->buf, n);
+
+		if (r < 0) {
+			p->err = -r;
+			break;
+		}
+		left -= n;
+	}
+	shutdown(p->fd, SHUT_WR);
+	return NULL;
+}
+
+/* Bytes per second through nch loopback connections of the scheme of
+ * `to` (tcp or unix), moving total bytes. 0 on failure. */
+static double raw_throughput(const char *to, unsigned nch, uint64_t total)
+{
+	char addr[128];
+	struct raw_peer *snd = NULL, *rcv = NULL;
+	pthread_t *th = NULL;
+	unsigned started = 0;
+	double bps = 0;
+	uint64_t t0, t1, got = 0;
+	int lfd = -1;
+	bool tcp = !strncmp(to, "tcp:", 4);
+
+	if (tcp) {
+		struct sockaddr_in sin;
+		socklen_t sl = sizeof(sin);
+
+		lfd = hm_transport_listen("tcp:127.0.0.1:0", (int)nch);
+		if (lfd < 0 || getsockname(lfd, (struct sockaddr *)&sin, &sl))
+			goto out;
+		snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%u",
+			 ntohs(sin.sin_port));
+	} else {
+		snprintf(addr, sizeof(addr), "unix:/tmp/hintmig-raw-%d.sock",
+			 (int)getpid());
+		unlink(addr + 5);
+		lfd = hm_transport_listen(addr, (int)nch);
+		if (lfd < 0)
+			goto out;
+	}
+	snd = calloc(nch, sizeof(*snd));
+	rcv = calloc(nch, sizeof(*rcv));
+	th = calloc(2 * (size_t)nch, sizeof(*th));
+	if (!snd || !rcv || !th)
+		goto out;
+	for (unsigned i = 0; i < nch; i++) {
+		snd[i].fd = rcv[i].fd = -1;
+		snd[i].buf = malloc(RAW_BUF);
+		rcv[i].buf = malloc(RAW_BUF);
+		if (!snd[i].buf || !rcv[i].buf)
+			goto out;
+		memset(snd[i].buf, 0xa5, RAW_BUF);
+		snd[i].fd = hm_transport_connect(addr, 5000);
+		if (snd[i].fd < 0)
+			goto out;
+		rcv[i].fd = hm_transport_accept(lfd, 5000);
+		if (rcv[i].fd < 0)
+			goto out;
+		snd[i].bytes = total / nch;
+	}
+	t0 = mono_ns();
+	for (unsigned i = 0; i < nch; i++) {
+		if (pthread_create(&th[started], NULL, raw_sink, &rcv[i]))
+			break;
+		started++;
+		if (pthread_create(&th[started], NULL, raw_source, &snd[i]))
+			break;
+		started++;
+	}
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	t1 = mono_ns();
+	for (unsigned i = 0; i < nch; i++)
+		got += rcv[i].bytes;
+	if (started == 2 * nch && t1 > t0 && got)
+		bps = (double)got * 1e9 / (double)(t1 - t0);
+out:
+	for (unsigned i = 0; snd && rcv && i < nch; i++) {
+		if (snd[i].fd >= 0)
+			close(snd[i].fd);
+		if (rcv[i].fd >= 0)
+			close(rcv[i].fd);
+		free(snd[i].buf);
+		free(rcv[i].buf);
+	}
+	free(snd);
+	free(rcv);
+	free(th);
+	if (lfd >= 0)
+		close(lfd);
+	if (!tcp)
+		unlink(addr + 5);
+	return bps;
+}
+
+/* ---- JSON summary ------------------------------------------------------ */
+
+struct summary {
+	struct hm_migrate_stats st;
+	uint64_t in_use_bytes;
+	uint64_t pages_checked;
+	long mismatches;
+	bool raw;
+	double raw_bps;
+};
+
+#if HM_HAVE_JSONC
+static int add_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	return json_object_object_add(o, k, json_object_new_int64(
+						    v > INT64_MAX ? INT64_MAX
+								  : (int64_t)v));
+}
+
+static int write_json(const char *path, const struct summary *s)
+{
+	const struct hm_migrate_stats *st = &s->st;
+	struct json_object *root = json_object_new_object();
+	struct json_object *ram = json_object_new_object();
+	struct json_object *hints = json_object_new_object();
+	struct json_object *ver = json_object_new_object();
+	const char *mode = hm_tracker_mode_name(st->tracker_mode);
+	int r = -ENOMEM;
+
+	if (!root || !ram || !hints || !ver)
+		goto out;
+	add_u64(root, "total-time", st->total_time_ms);
+	add_u64(root, "downtime", st->downtime_ms);
+	add_u64(root, "setup-time", st->setup_time_ms);
+	add_u64(ram, "total", st->ram_total);
+	add_u64(ram, "transferred", st->ram_transferred);
+	add_u64(ram, "normal", st->normal_pages);
+	add_u64(ram, "duplicate", st->duplicate_pages);
+	add_u64(ram, "dirty-sync-count", st->dirty_sync_count);
+	{
+		char v[32];
+
+		snprintf(v, sizeof(v), "%.3f", st->mbps);
+		json_object_object_add(ram, "mbps",
+				       json_object_new_double_s(st->mbps, v));
+	}
+	add_u64(ram, "skipped-empty", st->skipped_empty_pages);
+	add_u64(ram, "skipped-hinted", st->skipped_hinted_pages);
+	add_u64(ram, "normal-bytes", st->normal_bytes);
+	add_u64(ram, "remaining", st->ram_remaining);
+	json_object_object_add(root, "ram", ram);
+	ram = NULL;
+	add_u64(hints, "requested", st->hint_requested);
+	add_u64(hints, "received", st->hint_received);
+	add_u64(hints, "applied", st->hint_applied);
+	add_u64(hints, "dropped-stale", st->hint_dropped_stale);
+	add_u64(hints, "rejected", st->hint_rejected);
+	json_object_object_add(root, "hints", hints);
+	hints = NULL;
+	json_object_object_add(root, "tracker-mode",
+			       json_object_new_string(mode ? mode : "?"));
+	add_u64(root, "in-use-bytes", s->in_use_bytes);
+	add_u64(ver, "pages-checked", s->pages_checked);
+	add_u64(ver, "mismatches", s->mismatches > 0 ?
+					   (uint64_t)s->mismatches : 0);
+	json_object_object_add(root, "verify", ver);
+	ver = NULL;
+	json_object_object_add(root, "status", json_object_new_string(
+			hm_migrate_status_name(st->status)));
+	add_u64(root, "rounds", st->rounds);
+	if (s->raw) {
+		/* only with --raw-throughput */
+		struct json_object *raw = json_object_new_object();
+
+		if (raw) {
+			add_u64(raw, "bytes-per-second", (uint64_t)s->raw_bps);
+			add_u64(raw, "physical-limit-ms",
+				s->raw_bps > 0 ? (uint64_t)((double)
+					s->in_use_bytes * 1000.0 / s->raw_bps)
+					       : 0);
+			json_object_object_add(root, "raw-throughput", raw);
+		}
+	}
+	r = json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY |
+				    JSON_C_TO_STRING_SPACED);
+	if (r < 0)
+		r = -EIO;
+out:
+	json_object_put(root);
+	json_object_put(ram);
+	json_object_put(hints);
+	json_object_put(ver);
+	return r;
+}
+#else
+static int write_json(const char *path, const struct summary *s)
+{
+	(void)path;
+	(void)s;
+	return -ENOTSUP;
+}
+#endif
+
+/* ---- the command ------------------------------------------------------- */
+
+static void send_usage(FILE *f)
+{
+	fprintf(f,
+"usage: hintmig send --to ADDR [options]\n"
+"  --to ADDR               unix:PATH or tcp:HOST:PORT (a hintmig recv)\n"
+"guest (synthetic):\n"
+"  --guest-ram SIZE        RAM size, K/M/G suffixes (default 1G)\n"
+"  --used FRAC             fraction in use, 25%% or 0.25 (default 25%%)\n"
+"  --dirty-rate PAGES/S    page writes per second (default 0: idle)\n"
+"  --pattern uniform|hotset\n"
+"  --churn-rate N          alloc+free pairs per second (default 0)\n"
+"  --writers N             writer threads (default 1)\n"
+"  --memfd                 RAM is a memfd (MAP_SHARED)\n"
+"  --thp                   transparent huge pages on the guest RAM\n"
+"migration:\n"
+"  --hints none|free|isolated   free page hinting (default none)\n"
+"  --tracker auto|sync|async    write tracking mode (default auto)\n"
+"  --channels N            parallel streams (default: one per core)\n"
+"  --compress none|zstd    per batch (default none)\n"
+"  --max-bandwidth RATE    bytes/s with K/M/G suffixes, 0 = unlimited\n"
+"  --downtime-limit MS     (default 300)\n"
+"  --max-rounds N          (default 30)\n"
+"  --force-converge        stop-and-copy at max-rounds instead of failing\n"
+"output:\n"
+"  --verify                compare every in-use page with the destination\n"
+"  --json FILE             QEMU query-migrate shaped summary\n"
+"  --raw-throughput        also measure the raw loopback throughput of the\n"
+"                          same transport (the physical limit)\n"
+"  --quiet, --verbose\n"
+"exit status: 0 ok, 1 verification mismatches, 2 usage, 3 migration\n"
+"failed or cancelled, 4 setup error\n");
+}
+
+struct send_opts {
+	const char *to;
+	const char *json;
+	bool verify, quiet, raw;
+	int verbose;
+	enum hints_mode hints;
+	struct hm_synth_params sp;
+	struct hm_migrate_params mp;
+};
+
+enum {
+	OPT_TO = 256, OPT_RAM, OPT_USED, OPT_DIRTY, OPT_PATTERN, OPT_HINTS,
+	OPT_TRACKER, OPT_CHANNELS, OPT_COMPRESS, OPT_BW, OPT_DOWNTIME,
+	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
+	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
+};
+
+static int bad(const char *opt, const char *val)
+{
+	fprintf(stderr, "hintmig send: invalid value '%s' for --%s\n", val,
+		opt);
+	return -EINVAL;
+}
+
+static int parse_args(int argc, char **argv, struct send_opts *o)
+{
+	static const struct option opts[] = {
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "guest-ram", required_argument, NULL, OPT_RAM },
+		{ "used", required_argument, NULL, OPT_USED },
+		{ "dirty-rate", required_argument, NULL, OPT_DIRTY },
+		{ "pattern", required_argument, NULL, OPT_PATTERN },
+		{ "hints", required_argument, NULL, OPT_HINTS },
+		{ "tracker", required_argument, NULL, OPT_TRACKER },
+		{ "channels", required_argument, NULL, OPT_CHANNELS },
+		{ "compress", required_argument, NULL, OPT_COMPRESS },
+		{ "max-bandwidth", required_argument, NULL, OPT_BW },
+		{ "downtime-limit", required_argument, NULL, OPT_DOWNTIME },
+		{ "max-rounds", required_argument, NULL, OPT_ROUNDS },
+		{ "force-converge", no_argument, NULL, OPT_FORCE },
+		{ "json", required_argument, NULL, OPT_JSON },
+		{ "verify", no_argument, NULL, OPT_VERIFY },
+		{ "memfd", no_argument, NULL, OPT_MEMFD },
+		{ "thp", no_argument, NULL, OPT_THP },
+		{ "raw-throughput", no_argument, NULL, OPT_RAW },
+		{ "churn-rate", required_argument, NULL, OPT_CHURN },
+		{ "writers", required_argument, NULL, OPT_WRITERS },
+		{ "quiet", no_argument, NULL, OPT_QUIET },
+		{ "verbose", no_argument, NULL, OPT_VERBOSE },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t u;
+	int c, k;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "qv", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_TO:
+			o->to = optarg;
+			break;
+		case OPT_RAM:
+			if (parse_size(optarg, &u) || u == 0)
+				return bad("guest-ram", optarg);
+			o->sp.ram_bytes = u;
+			break;
+		case OPT_USED:
+			if (parse_frac(optarg, &o->sp.used_frac))
+				return bad("used", optarg);
+			break;
+		case OPT_DIRTY:
+			if (parse_u64(optarg, &o->sp.dirty_rate))
+				return bad("dirty-rate", optarg);
+			break;
+		case OPT_CHURN:
+			if (parse_u64(optarg, &o->sp.churn_rate))
+				return bad("churn-rate", optarg);
+			break;
+		case OPT_WRITERS:
+			if (parse_u64(optarg, &u) || !u || u > 256)
+				return bad("writers", optarg);
+			o->sp.writers = (unsigned)u;
+			break;
+		case OPT_PATTERN:
+			k = parse_name(optarg, pattern_names,
+				       NELEM(pattern_names));
+			if (k < 0)
+				return bad("pattern", optarg);
+			o->sp.pattern = (enum hm_synth_pattern)k;
+			break;
+		case OPT_HINTS:
+			k = parse_name(optarg, hints_names, NELEM(hints_names));
+			if (k < 0)
+				return bad("hints", optarg);
+			o->hints = (enum hints_mode)k;
+			break;
+		case OPT_TRACKER:
+			if (hm_tracker_mode_parse(optarg, &o->mp.tracker_mode))
+				return bad("tracker", optarg);
+			break;
+		case OPT_CHANNELS:
+			if (parse_u64(optarg, &u) || !u || u > 64)
+				return bad("channels", optarg);
+			o->mp.channels = (unsigned)u;
+			break;
+		case OPT_COMPRESS:
+			k = parse_name(optarg, compress_names,
+				       NELEM(compress_names));
+			if (k < 0)
+				return bad("compress", optarg);
+			o->mp.compress = (enum hm_compress)k;
+			break;
+		case OPT_BW:
+			if (parse_size(optarg, &o->mp.max_bandwidth))
+				return bad("max-bandwidth", optarg);
+			break;
+		case OPT_DOWNTIME:
+			if (parse_u64(optarg, &u) || !u)
+				return bad("downtime-limit", optarg);
+			o->mp.downtime_limit_ms = u;
+			break;
+		case OPT_ROUNDS:
+			if (parse_u64(optarg, &u) || !u || u > 1000000)
+				return bad("max-rounds", optarg);
+			o->mp.max_rounds = (unsigned)u;
+			break;
+		case OPT_FORCE:
+			o->mp.force_on_max_rounds = true;
+			break;
+		case OPT_JSON:
+			o->json = optarg;
+			break;
+		case OPT_VERIFY:
+			o->verify = true;
+			break;
+		case OPT_MEMFD:
+			o->sp.memfd = true;
+			break;
+		case OPT_THP:
+			o->sp.thp = true;
+			break;
+		case OPT_RAW:
+			o->raw = true;
+			break;
+		case 'q':
+		case OPT_QUIET:
+			o->quiet = true;
+			break;
+		case 'v':
+		case OPT_VERBOSE:
+			o->verbose++;
+			break;
+		case OPT_HELP:
+			send_usage(stdout);
+			return 1;
+		default:
+			send_usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "hintmig send: unexpected argument '%s'\n",
+			argv[optind]);
+		return -EINVAL;
+	}
+	if (!o->to) {
+		fprintf(stderr, "hintmig send: --to ADDR is required\n");
+		send_usage(stderr);
+		return -EINVAL;
+	}
+	if (strncmp(o->to, "tcp:", 4) && strncmp(o->to, "unix:", 5)) {
+		fprintf(stderr, "hintmig send: --to must be unix:PATH or "
+				"tcp:HOST:PORT\n");
+		return -EINVAL;
+	}
+#if !HM_HAVE_JSONC
+	if (o->json) {
+		fprintf(stderr, "hintmig send: --json: built without json-c\n");
+		return -EINVAL;
+	}
+#endif
+#if !HM_HAVE_ZSTD
+	if (o->mp.compress == HM_COMPRESS_ZSTD) {
+		fprintf(stderr, "hintmig send: --compress zstd: built without "
+				"libzstd\n");
+		return -EINVAL;
+	}
+#endif
+	o->sp.hint_kind = o->hints == HINTS_ISOLATED ? HM_HINT_ISOLATED
+						      : HM_HINT_FREE;
+	return 0;
+}
+
+int hm_cmd_send(int argc, char **argv)
+{
+	struct send_opts o;
+	struct hm_log log = { .fn = hm_log_stderr, .max_level = HM_LOG_WARN };
+	struct progress pr = { 0 };
+	struct summary sum;
+	struct sigctx sc;
+	struct hm_synth s;
+	struct hm_bitmap inuse = { 0 };
+	struct hm_guest *g = NULL;
+	struct hm_hint_source *hs = NULL;
+	struct hm_migration *m = NULL;
+	bool synth_up = false;
+	int ret = EXIT_USAGE, r;
+	long mism;
+
+	memset(&o, 0, sizeof(o));
+	memset(&sum, 0, sizeof(sum));
+	memset(&sc, 0, sizeof(sc));
+	memset(&s, 0, sizeof(s));
+	hm_synth_params_default(&o.sp);
+	o.sp.ram_bytes = 1ull << 30;
+	o.sp.used_frac = 0.25;
+	hm_migrate_params_default(&o.mp);
+	r = parse_args(argc, argv, &o);
+	if (r) {
+		ret = r > 0 ? 0 : EXIT_USAGE;
+		goto out;
+	}
+	if (o.quiet)
+		log.max_level = HM_LOG_ERROR;
+	else if (o.verbose)
+		log.max_level = o.verbose > 1 ? HM_LOG_DEBUG : HM_LOG_INFO;
+	pr.quiet = o.quiet;
+	pr.tty = isatty(STDERR_FILENO);
+
+	ret = EXIT_SETUP;
+	if (!o.quiet)
+		fprintf(stderr, "hintmig send: starting a %.0f MiB synthetic "
+			"guest, %.0f%% in use\n", (double)o.sp.ram_bytes / MIB,
+			o.sp.used_frac * 100);
+	r = hm_synth_start(&o.sp, &s, &log);
+	if (r < 0) {
+		fprintf(stderr, "hintmig send: cannot start the synthetic "
+			"guest: %s\n", strerror(-r));
+		goto out;
+	}
+	synth_up = true;
+
+	/* SIGINT/SIGTERM cancel the migration (from a thread, not from a
+	 * handler). Blocked only after the guest's fork. */
+	sigemptyset(&sc.set);
+	sigaddset(&sc.set, SIGINT);
+	sigaddset(&sc.set, SIGTERM);
+	sigaddset(&sc.set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+	if (pthread_create(&sc.thread, NULL, sig_thread, &sc) == 0)
+		sc.started = true;
+
+	if (o.raw) {
+		uint64_t inuse_b = hm_synth_inuse_count(&s) * s.page_size;
+		uint64_t total = inuse_b < (256ull << 20) ? 256ull << 20
+							  : inuse_b;
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		unsigned nch = o.mp.channels ? o.mp.channels
+					     : n < 1 ? 1 : (unsigned)n;
+
+		sum.raw = true;
+		sum.raw_bps = raw_throughput(o.to, nch, total);
+		if (!o.quiet)
+			fprintf(stderr, "hintmig send: raw %s loopback "
+				"throughput: %.1f MiB/s over %u channels\n",
+				!strncmp(o.to, "tcp:", 4) ? "tcp" : "unix",
+				sum.raw_bps / MIB, nch);
+	}
+
+	g = hm_guest_process_new(s.pid, &s.block, 1, s.uffd, NULL, &log);
+	s.uffd = -1; /* the guest owns it now, even on failure */
+	if (!g) {
+		fprintf(stderr, "hintmig send: guest: %s\n", strerror(errno));
+		goto out;
+	}
+	if (o.hints != HINTS_NONE) {
+		hs = hm_hint_source_channel_new(s.hint_fd, &log);
+		s.hint_fd = -1;
+		if (!hs) {
+			fprintf(stderr, "hintmig send: hint channel: %s\n",
+				strerror(errno));
+			goto out;
+		}
+	}
+	m = hm_migration_new(g, hs, &o.mp, &log);
+	if (!m) {
+		fprintf(stderr, "hintmig send: %s\n", strerror(errno));
+		goto out;
+	}
+	atomic_store(&sc.m, m);
+	hm_migration_set_progress(m, on_progress, &pr);
+
+	r = hm_migration_run(m, o.to);
+	progress_end(&pr);
+	if (r == 0) {
+		/* the guest is paused: its in-use map is stable */
+		if (hm_bitmap_init(&inuse, s.npages) == 0 &&
+		    hm_synth_inuse(&s, &inuse) == 0)
+			sum.in_use_bytes = hm_bitmap_count(&inuse) * s.page_size;
+		else
+			r = -ENOMEM;
+	}
+	ret = 0;
+	if (r < 0) {
+		fprintf(stderr, "hintmig send: migration %s: %s\n",
+			r == -ECANCELED ? "cancelled" : "failed",
+			strerror(-r));
+		ret = EXIT_MIGRATION;
+	} else if (o.verify) {
+		mism = hm_migration_verify(m, &inuse, &sum.pages_checked);
+		if (mism < 0) {
+			fprintf(stderr, "hintmig send: verification failed: "
+				"%s\n", strerror((int)-mism));
+			ret = EXIT_MIGRATION;
+		} else {
+			sum.mismatches = mism;
+			if (!o.quiet || mism)
+				printf("verify: %" PRIu64 " pages checked, %ld "
+				       "mismatches\n", sum.pages_checked, mism);
+			if (mism)
+				ret = EXIT_MISMATCH;
+		}
+	}
+	hm_migration_get_stats(m, &sum.st);
+	if (!o.quiet)
+		printf("%s: total %" PRIu64 " ms, downtime %" PRIu64
+		       " ms, setup %" PRIu64 " ms, %" PRIu64 " rounds, "
+		       "transferred %.1f MiB (in use %.1f MiB), "
+		       "%" PRIu64 " normal, %" PRIu64 " zero, %" PRIu64
+		       " hinted, %" PRIu64 " empty pages, tracker %s\n",
+		       hm_migrate_status_name(sum.st.status),
+		       sum.st.total_time_ms, sum.st.downtime_ms,
+		       sum.st.setup_time_ms, sum.st.rounds,
+		       (double)sum.st.ram_transferred / MIB,
+		       (double)sum.in_use_bytes / MIB, sum.st.normal_pages,
+		       sum.st.duplicate_pages, sum.st.skipped_hinted_pages,
+		       sum.st.skipped_empty_pages,
+		       hm_tracker_mode_name(sum.st.tracker_mode));
+	if (o.json) {
+		r = write_json(o.json, &sum);
+		if (r < 0) {
+			fprintf(stderr, "hintmig send: cannot write %s: %s\n",
+				o.json, strerror(-r));
+			if (!ret)
+				ret = EXIT_SETUP;
+		}
+	}
+out:
+	if (sc.started) {
+		atomic_store(&sc.m, NULL);
+		pthread_kill(sc.thread, SIGUSR1);
+		pthread_join(sc.thread, NULL);
+	}
+	hm_migration_free(m);
+	hm_hint_source_free(hs);
+	hm_guest_free(g);
+	if (synth_up)
+		hm_synth_stop(&s);
+	hm_bitmap_fini(&inuse);
+	return ret;
+}

@@ -1,0 +1,966 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hintmig-bench: the standalone precopy benchmark.
+ *
+ * Runs a matrix of live migrations of the synthetic guest from this
+ * process to a destination process (TCP loopback by default, UNIX
+ * optional): guest RAM, free fraction, dirty rate and pattern, bandwidth
+ * limit, streams, tracker mode, and hint mode (none, FREE, ISOLATED).
+ * Every configuration is repeated with the hint modes interleaved, every
+ * run is verified bit for bit, and each configuration's report carries
+ * the physical limit measured in the same run: in-use bytes over the raw
+ * throughput of the same transport with the same number of streams.
+ *
+ * This file: options, presets, the matrix and the loop. bench_run.c runs
+ * one migration; bench_report.c prints, writes JSON and draws the plot.
+ *
+ * Exit status: 0 every run completed and verified, 1 some run failed or
+ * mismatched, 2 usage, 3 setup, 130 interrupted.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define AXIS_MAX 16
+#define MIB (1024.0 * 1024.0)
+
+const char *const bench_mode_names[BENCH_NMODES] = {
+	[BENCH_NONE] = "none",
+	[BENCH_FREE] = "free",
+	[BENCH_ISOLATED] = "isolated",
+};
+
+const char *const bench_pattern_names[2] = {
+	[HM_SYNTH_UNIFORM] = "uniform",
+	[HM_SYNTH_HOTSET] = "hotset",
+};
+
+#define ALL_MODES ((1u << BENCH_NONE) | (1u << BENCH_FREE) | \
+		   (1u << BENCH_ISOLATED))
+
+/* ---- axes and presets -------------------------------------------------- */
+
+/* The axes of one group of the matrix: the group is their cross product.
+ * An n* of 0 means "not given" (the preset's value, or the default). */
+struct axes {
+	uint64_t ram[AXIS_MAX];
+	size_t nram;
+	double free[AXIS_MAX];
+	size_t nfree;
+	uint64_t dirty[AXIS_MAX];
+	size_t ndirty;
+	enum hm_synth_pattern pattern[2];
+	size_t npattern;
+	uint64_t bw[AXIS_MAX];
+	size_t nbw;
+	unsigned ch[AXIS_MAX];	/* 0 = one per CPU */
+	size_t nch;
+	enum hm_tracker_mode tracker[3];
+	size_t ntracker;
+	unsigned modes;		/* 0 = not given */
+	int pin;		/* -1 not given */
+	double hot_frac;	/* < 0 not given */
+	int writers;		/* < 0 not given */
+	int64_t churn;		/* < 0 not given */
+};
+
+struct group {
+	const char *name;
+	const char *why;
+	struct axes ax;
+};
+
+#define KD(x) ((uint64_t)(x))
+#define G(x) (KD(x) << 30)
+#define M(x) (KD(x) << 20)
+
+/* quick: about a minute on a 2-core machine; the README runs it. */
+static const struct group quick_groups[] = {
+	{ "free", "free fraction, idle guest",
+	  { .ram = { M(512) }, .nram = 1,
+	    .free = { 0.50, 0.75 }, .nfree = 2,
+	    .dirty = { 0 }, .ndirty = 1,
+	    .pin = -1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "dirty", "a moderately writing guest",
+	  { .ram = { M(512) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { 20000 }, .ndirty = 1,
+	    .pin = -1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "tracking", "tracking cost: saturated writers, guest pinned",
+	  { .ram = { M(512) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
+	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
+	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC },
+	    .ntracker = 2,
+	    .modes = 1u << BENCH_FREE,
+	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+};
+
+/* full: the published matrix (docs/benchmarks.md), ~20 minutes here. */
+static const struct group full_groups[] = {
+	{ "free", "free fraction sweep, idle guest",
+	  { .ram = { G(1) }, .nram = 1,
+	    .free = { 0, 0.25, 0.50, 0.75, 0.90 }, .nfree = 5,
+	    .dirty = { 0 }, .ndirty = 1,
+	    .pin = -1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "dirty", "dirty rate and pattern",
+	  { .ram = { G(1) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { 10000, 100000 }, .ndirty = 2,
+	    .pattern = { HM_SYNTH_UNIFORM, HM_SYNTH_HOTSET },
+	    .npattern = 2,
+	    .pin = -1, .hot_frac = -1, .writers = -1, .churn = 1000 } },
+	{ "tracking", "tracking cost: saturated writers, guest pinned",
+	  { .ram = { G(1) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
+	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
+	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC },
+	    .ntracker = 2,
+	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "streams", "one stream",
+	  { .ram = { G(1) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { 0 }, .ndirty = 1,
+	    .ch = { 1 }, .nch = 1,
+	    .pin = -1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "bandwidth", "bandwidth limit 256 MiB/s",
+	  { .ram = { G(1) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { 10000 }, .ndirty = 1,
+	    .bw = { M(256) }, .nbw = 1,
+	    .pin = -1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "2g", "2 GiB guest (the engine's target)",
+	  { .ram = { G(2) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { 0 }, .ndirty = 1,
+	    .pin = -1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+};
+
+struct preset {
+	const char *name;
+	const struct group *groups;
+	size_t ngroups;
+	unsigned reps;
+};
+
+static const struct preset presets[] = {
+	{ "quick", quick_groups, NELEM(quick_groups), 3 },
+	{ "full", full_groups, NELEM(full_groups), 3 },
+};
+
+/* ---- parsing ----------------------------------------------------------- */
+
+/* Split a comma list; calls fn on each item. 0 or -EINVAL. */
+static int each_item(const char *list, int (*fn)(const char *, void *),
+		     void *opaque)
+{
+	char buf[512], *save = NULL, *tok;
+
+	if (strlen(list) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		int r = fn(tok, opaque);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Binary sizes: 4096, 512M, 1.5G, 2GiB, "256M/s". */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	double v;
+	uint64_t mul = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0 || !isfinite(v))
+		return -EINVAL;
+	switch (tolower((unsigned char)*end)) {
+	case 'k': mul = KD(1) << 10; end++; break;
+	case 'm': mul = KD(1) << 20; end++; break;
+	case 'g': mul = KD(1) << 30; end++; break;
+	case 't': mul = KD(1) << 40; end++; break;
+	default: break;
+	}
+	if (mul > 1 && (*end == 'i' || *end == 'I'))
+		end++;
+	if (*end == 'b' || *end == 'B')
+		end++;
+	if (!strcmp(end, "/s"))
+		end += 2;
+	if (*end || v * (double)mul > 1.8e19)
+		return -EINVAL;
+	*out = (uint64_t)(v * (double)mul);
+	return 0;
+}
+
+/* Rates in decimal: 20000, 20k, 1.5M, "idle", "max". */
+static int parse_rate(const char *s, uint64_t *out)
+{
+	char *end;
+	double v, mul = 1;
+
+	if (!strcmp(s, "idle")) {
+		*out = 0;
+		return 0;
+	}
+	if (!strcmp(s, "max")) {
+		*out = BENCH_DIRTY_MAX;
+		return 0;
+	}
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0 || !isfinite(v))
+		return -EINVAL;
+	if (*end == 'k' || *end == 'K')
+		mul = 1e3, end++;
+	else if (*end == 'M')
+		mul = 1e6, end++;
+	else if (*end == 'G')
+		mul = 1e9, end++;
+	if (!strcmp(end, "/s"))
+		end += 2;
+	if (*end || v * mul > (double)BENCH_DIRTY_MAX)
+		return -EINVAL;
+	*out = (uint64_t)(v * mul);
+	return 0;
+}
+
+/* "75%", "0.75", or "75" (over 1: percent). */
+static int parse_frac(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || !isfinite(v))
+		return -EINVAL;
+	if (*end == '%') {
+		v /= 100.0;
+		end++;
+	} else if (v > 1) {
+		v /= 100.0;
+	}
+	if (*end || v < 0 || v > 1)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int add_ram(const char *s, void *op)
+{
+	struct axes *a = op;
+	uint64_t v;
+
+	if (a->nram >= AXIS_MAX || parse_size(s, &v) < 0 || v < (1u << 20))
+		return -EINVAL;
+	a->ram[a->nram++] = v;
+	return 0;
+}
+
+static int add_free(const char *s, void *op)
+{
+	struct axes *a = op;
+	double v;
+
+	if (a->nfree >= AXIS_MAX || parse_frac(s, &v) < 0 || v > 0.99)
+		return -EINVAL;
+	a->free[a->nfree++] = v;
+	return 0;
+}
+
+static int add_dirty(const char *s, void *op)
+{
+	struct axes *a = op;
+	uint64_t v;
+
+	if (a->ndirty >= AXIS_MAX || parse_rate(s, &v) < 0)
+		return -EINVAL;
+	a->dirty[a->ndirty++] = v;
+	return 0;
+}
+
+static int add_pattern(const char *s, void *op)
+{
+	struct axes *a = op;
+
+	for (size_t i = 0; i < NELEM(bench_pattern_names); i++)
+		if (!strcmp(s, bench_pattern_names[i]) && a->npattern < 2) {
+			a->pattern[a->npattern++] = (enum hm_synth_pattern)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int add_bw(const char *s, void *op)
+{
+	struct axes *a = op;
+	uint64_t v;
+
+	if (a->nbw >= AXIS_MAX)
+		return -EINVAL;
+	if (!strcmp(s, "unlimited"))
+		v = 0;
+	else if (parse_size(s, &v) < 0)
+		return -EINVAL;
+	a->bw[a->nbw++] = v;
+	return 0;
+}
+
+static int add_ch(const char *s, void *op)
+{
+	struct axes *a = op;
+	unsigned v;
+
+	if (a->nch >= AXIS_MAX || parse_uint(s, 64, &v) < 0 || v == 0)
+		return -EINVAL;
+	a->ch[a->nch++] = v;
+	return 0;
+}
+
+static int add_tracker(const char *s, void *op)
+{
+	struct axes *a = op;
+	enum hm_tracker_mode t;
+
+	if (a->ntracker >= 3 || hm_tracker_mode_parse(s, &t) < 0)
+		return -EINVAL;
+	a->tracker[a->ntracker++] = t;
+	return 0;
+}
+
+static int add_mode(const char *s, void *op)
+{
+	struct axes *a = op;
+
+	for (unsigned i = 0; i < BENCH_NMODES; i++)
+		if (!strcmp(s, bench_mode_names[i])) {
+			a->modes |= 1u << i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* ---- the matrix -------------------------------------------------------- */
+
+static unsigned default_channels(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		n = 1;
+	return n > 64 ? 64 : (unsigned)n;
+}
+
+static int push_cfg(struct bench *b, const struct bench_cfg *c)
+{
+	struct bench_cfg *n = realloc(b->cfgs, (b->ncfgs + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	b->cfgs = n;
+	b->cfgs[b->ncfgs++] = *c;
+	return 0;
+}
+
+/* The cross product of a group's axes, each overridden by ov where given. */
+static int expand_group(struct bench *b, const char *name,
+			const struct axes *g, const struct axes *ov)
+{
+	static const uint64_t zero64[1] = { 0 };
+	static const double free_def[1] = { 0.75 };
+	static const enum hm_synth_pattern pat_def[1] = { HM_SYNTH_UNIFORM };
+	static const enum hm_tracker_mode trk_def[1] = { HM_TRACKER_ASYNC };
+	static const unsigned ch_def[1] = { 0 };
+	static const uint64_t ram_def[1] = { M(512) };
+#define PICK(field, nfield, def) \
+	const __typeof__((g->field)[0]) *field = ov->nfield ? ov->field : \
+		g->nfield ? g->field : def; \
+	size_t nfield = ov->nfield ? ov->nfield : g->nfield ? g->nfield : 1
+	PICK(ram, nram, ram_def);
+	PICK(free, nfree, free_def);
+	PICK(dirty, ndirty, zero64);
+	PICK(pattern, npattern, pat_def);
+	PICK(bw, nbw, zero64);
+	PICK(ch, nch, ch_def);
+	PICK(tracker, ntracker, trk_def);
+#undef PICK
+	struct bench_cfg c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.group, sizeof(c.group), "%s", name);
+	c.modes = ov->modes ? ov->modes : g->modes ? g->modes : ALL_MODES;
+	c.pin = ov->pin >= 0 ? ov->pin : g->pin > 0;
+	c.hot_frac = ov->hot_frac >= 0 ? ov->hot_frac
+		   : g->hot_frac >= 0 ? g->hot_frac : 0.1;
+	c.writers = (unsigned)(ov->writers >= 0 ? ov->writers
+			       : g->writers >= 0 ? g->writers : 1);
+	c.churn_rate = (uint64_t)(ov->churn >= 0 ? ov->churn
+				  : g->churn >= 0 ? g->churn : 0);
+	for (size_t i0 = 0; i0 < nram; i0++)
+	for (size_t i1 = 0; i1 < nfree; i1++)
+	for (size_t i2 = 0; i2 < ndirty; i2++)
+	for (size_t i3 = 0; i3 < npattern; i3++)
+	for (size_t i4 = 0; i4 < nbw; i4++)
+	for (size_t i5 = 0; i5 < nch; i5++)
+	for (size_t i6 = 0; i6 < ntracker; i6++) {
+		int r;
+
+		c.ram = ram[i0];
+		c.free_frac = free[i1];
+		c.dirty_rate = dirty[i2];
+		c.pattern = pattern[i3];
+		c.bandwidth = bw[i4];
+		c.channels = ch[i5] ? ch[i5] : default_channels();
+		c.tracker = tracker[i6];
+		r = push_cfg(b, &c);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- progress ---------------------------------------------------------- */
+
+struct prog {
+	struct bench *b;
+	const struct bench_cfg *cfg;
+	const struct bench_run *run;
+	unsigned rep;
+	size_t done;
+	bool bar_drawn;
+};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static void fmt_dur(double s, char *buf, size_t len)
+{
+	unsigned t = s > 0 ? (unsigned)(s + 0.5) : 0;
+
+	snprintf(buf, len, "%u:%02u", t / 60, t % 60);
+}
+
+static void draw_bar(struct prog *p, const struct hm_migrate_stats *st)
+{
+	struct bench *b = p->b;
+	char el[16], left[16], lab[96], tail[96] = "", bar[32], line[256];
+	struct winsize ws;
+	double elapsed = bench_now() - b->started;
+	double frac = b->planned ? (double)p->done / (double)b->planned : 0;
+	int width = 24, fill = (int)(frac * width + 0.5);
+
+	if (!b->o.progress_tty)
+		return;
+	fmt_dur(elapsed, el, sizeof(el));
+	if (p->done)
+		fmt_dur(elapsed / (double)p->done *
+			(double)(b->planned - p->done), left, sizeof(left));
+	else
+		snprintf(left, sizeof(left), "?");
+	bench_cfg_label(p->cfg, lab, sizeof(lab));
+	if (st)
+		snprintf(tail, sizeof(tail), " | round %" PRIu64 " %.0f MiB "
+			 "left", st->rounds, (double)st->ram_remaining / MIB);
+	for (int i = 0; i < width; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[width] = 0;
+	snprintf(line, sizeof(line), "[%s] %zu/%zu %s, ~%s left | %s %s "
+		 "rep %u%s", bar, p->done, b->planned, el, left, lab,
+		 p->run ? bench_mode_names[p->run->mode] : "raw",
+		 p->rep + 1, tail);
+	/* one terminal line, or \r cannot take it back */
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 &&
+	    ws.ws_col <= sizeof(line))
+		line[ws.ws_col - 1] = 0;
+	fprintf(stderr, "\r\033[K%s", line);
+	fflush(stderr);
+	p->bar_drawn = true;
+}
+
+static void clear_bar(struct prog *p)
+{
+	if (p->bar_drawn)
+		fprintf(stderr, "\r\033[K");
+	p->bar_drawn = false;
+}
+
+static void on_tick(void *opaque, const struct hm_migrate_stats *st)
+{
+	struct prog *p = opaque;
+
+	if (got_signal)
+		bench_cancel();
+	draw_bar(p, st);
+}
+
+static void print_run_line(struct prog *p, const struct bench_run *r)
+{
+	char lab[96];
+	bool bad = r->harness || r->result || r->mismatches != 0 ||
+		   r->dest_status != 0 || r->guest_check_errors;
+
+	bench_cfg_label(&p->b->cfgs[r->cfg], lab, sizeof(lab));
+	clear_bar(p);
+	fprintf(stderr, "%s[%zu/%zu] %-40s %-8s rep %u: ", bad ? "!! " : "",
+		p->done, p->b->planned, lab, bench_mode_names[r->mode],
+		r->rep + 1);
+	if (r->harness || r->result) {
+		fprintf(stderr, "FAILED: %s\n", r->error);
+		return;
+	}
+	fprintf(stderr, "%" PRIu64 " ms (limit %.0f ms), down %" PRIu64
+		" ms, %.1f MiB, %" PRIu64 " rounds, verify %s",
+		r->st.total_time_ms, r->limit_s * 1000, r->st.downtime_ms,
+		(double)r->st.ram_transferred / MIB, r->st.rounds,
+		r->mismatches == 0 ? "ok" : "MISMATCH");
+	if (r->wr_before > 0 && r->wr_during >= 0)
+		fprintf(stderr, ", writes %.0f%%",
+			100.0 * r->wr_during / r->wr_before);
+	if (bad && r->error[0])
+		fprintf(stderr, " -- %s", r->error);
+	fputc('\n', stderr);
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: hintmig-bench [--preset quick|full] [AXIS OPTIONS] [OPTIONS]\n"
+"\n"
+"Live migrations of the synthetic guest to a destination process, every\n"
+"configuration with hint modes none/free/isolated interleaved, each run\n"
+"verified bit for bit, and the physical limit measured in the same run.\n"
+"\n"
+"Presets (default quick):\n"
+"  quick   512 MiB, 50/75%% free, idle and 20k pages/s, tracking cost (~1 min)\n"
+"  full    1-2 GiB, 0..90%% free, dirty rates and patterns, both trackers,\n"
+"          1 and 2 streams, a bandwidth limit (~20 min)\n"
+"Axis options (comma lists; each replaces that axis in every preset group):\n"
+"  --ram SIZES          guest RAM, e.g. 512M,1G\n"
+"  --free FRACS         free fraction (non-zero garbage), e.g. 0,50%%,0.9\n"
+"  --dirty-rate RATES   page writes/s: idle, 10k, 100k, max (saturated)\n"
+"  --pattern P          uniform, hotset\n"
+"  --bandwidth BW       bytes/s limit, e.g. 256M; 0 or unlimited\n"
+"  --channels N         parallel streams (default: one per CPU)\n"
+"  --tracker T          async, sync, auto\n"
+"  --hints MODES        none, free, isolated\n"
+"  --pin / --no-pin     guest on the last CPU, engine on the others\n"
+"  --hot-frac F         hot set share of in-use pages (default 10%%)\n"
+"  --writers N          guest writer threads (default 1)\n"
+"  --churn RATE         guest alloc+free pairs per second\n"
+"Options:\n"
+"  --reps N             repetitions (default 3)\n"
+"  --transport tcp|unix loopback transport (default tcp)\n"
+"  --window MS          write-rate sample before a migration (default 500)\n"
+"  --raw-bytes SIZE     bytes per raw-throughput measurement (default 1G)\n"
+"  --downtime-limit MS  (default 300)\n"
+"  --max-rounds N       then stop-and-copy is forced (default 30)\n"
+"  --json FILE          every run and every aggregate\n"
+"  --plot FILE.svg      time and bytes per mode across free fractions\n"
+"  --list               print the configurations and exit\n"
+"  --no-progress        no progress bar\n"
+"  --verbose            the engine's log down to info\n");
+}
+
+enum {
+	OPT_RAM = 256, OPT_FREE, OPT_DIRTY, OPT_PATTERN, OPT_BW, OPT_CH,
+	OPT_TRACKER, OPT_HINTS, OPT_PIN, OPT_NOPIN, OPT_HOT, OPT_WRITERS,
+	OPT_CHURN, OPT_REPS, OPT_TRANSPORT, OPT_WINDOW, OPT_RAW, OPT_DOWN,
+	OPT_ROUNDS, OPT_JSON, OPT_PLOT, OPT_LIST, OPT_NOPROG, OPT_VERBOSE,
+	OPT_PRESET, OPT_HELP,
+};
+
+static void bench_logger(void *opaque, enum hm_log_level level,
+			 const char *msg)
+{
+	struct prog *p = opaque;
+
+	if (p)
+		clear_bar(p);
+	fprintf(stderr, "hintmig-bench: %s: %s\n", hm_log_level_name(level),
+		msg);
+}
+
+static int self_exe(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+
+	if (n <= 0)
+		return -errno;
+	buf[n] = 0;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "preset", required_argument, NULL, OPT_PRESET },
+		{ "ram", required_argument, NULL, OPT_RAM },
+		{ "free", required_argument, NULL, OPT_FREE },
+		{ "dirty-rate", required_argument, NULL, OPT_DIRTY },
+		{ "pattern", required_argument, NULL, OPT_PATTERN },
+		{ "bandwidth", required_argument, NULL, OPT_BW },
+		{ "channels", required_argument, NULL, OPT_CH },
+		{ "tracker", required_argument, NULL, OPT_TRACKER },
+		{ "hints", required_argument, NULL, OPT_HINTS },
+		{ "pin", no_argument, NULL, OPT_PIN },
+		{ "no-pin", no_argument, NULL, OPT_NOPIN },
+		{ "hot-frac", required_argument, NULL, OPT_HOT },
+		{ "writers", required_argument, NULL, OPT_WRITERS },
+		{ "churn", required_argument, NULL, OPT_CHURN },
+		{ "reps", required_argument, NULL, OPT_REPS },
+		{ "transport", required_argument, NULL, OPT_TRANSPORT },
+		{ "window", required_argument, NULL, OPT_WINDOW },
+		{ "raw-bytes", required_argument, NULL, OPT_RAW },
+		{ "downtime-limit", required_argument, NULL, OPT_DOWN },
+		{ "max-rounds", required_argument, NULL, OPT_ROUNDS },
+		{ "json", required_argument, NULL, OPT_JSON },
+		{ "plot", required_argument, NULL, OPT_PLOT },
+		{ "list", no_argument, NULL, OPT_LIST },
+		{ "no-progress", no_argument, NULL, OPT_NOPROG },
+		{ "verbose", no_argument, NULL, OPT_VERBOSE },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct bench b;
+	static char exe[PATH_MAX];
+	struct axes ov;
+	struct prog prog;
+	const struct preset *pre = NULL;
+	struct sigaction sa;
+	bool list = false, no_progress = false, any_bad = false;
+	unsigned reps = 0, u;
+	uint64_t v;
+	int c, r;
+
+	/* the helper processes: this program re-executed */
+	if (argc == 4 && !strcmp(argv[1], "--internal-dest"))
+		return bench_child_dest(atoi(argv[2]), atoi(argv[3]));
+	if (argc == 4 && !strcmp(argv[1], "--internal-sink"))
+		return bench_child_sink(atoi(argv[2]),
+					(unsigned)atoi(argv[3]));
+
+	memset(&ov, 0, sizeof(ov));
+	ov.pin = -1;
+	ov.hot_frac = -1;
+	ov.writers = -1;
+	ov.churn = -1;
+	b.o.transport = "tcp";
+	b.o.window_ms = 500;
+	b.o.raw_bytes = G(1);
+	b.o.downtime_ms = 300;
+	b.o.max_rounds = 30;
+
+	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		r = 0;
+		switch (c) {
+		case OPT_PRESET:
+			pre = NULL;
+			for (size_t i = 0; i < NELEM(presets); i++)
+				if (!strcmp(optarg, presets[i].name))
+					pre = &presets[i];
+			r = pre ? 0 : -EINVAL;
+			break;
+		case OPT_RAM: r = each_item(optarg, add_ram, &ov); break;
+		case OPT_FREE: r = each_item(optarg, add_free, &ov); break;
+		case OPT_DIRTY: r = each_item(optarg, add_dirty, &ov); break;
+		case OPT_PATTERN:
+			r = each_item(optarg, add_pattern, &ov);
+			break;
+		case OPT_BW: r = each_item(optarg, add_bw, &ov); break;
+		case OPT_CH: r = each_item(optarg, add_ch, &ov); break;
+		case OPT_TRACKER:
+			r = each_item(optarg, add_tracker, &ov);
+			break;
+		case OPT_HINTS: r = each_item(optarg, add_mode, &ov); break;
+		case OPT_PIN: ov.pin = 1; break;
+		case OPT_NOPIN: ov.pin = 0; break;
+		case OPT_HOT:
+			r = parse_frac(optarg, &ov.hot_frac);
+			break;
+		case OPT_WRITERS:
+			r = parse_uint(optarg, 64, &u);
+			ov.writers = (int)u;
+			if (r == 0 && u == 0)
+				r = -EINVAL;
+			break;
+		case OPT_CHURN:
+			r = parse_rate(optarg, &v);
+			ov.churn = (int64_t)v;
+			break;
+		case OPT_REPS:
+			r = parse_uint(optarg, 1000, &reps);
+			if (r == 0 && reps == 0)
+				r = -EINVAL;
+			break;
+		case OPT_TRANSPORT:
+			if (!strcmp(optarg, "tcp") || !strcmp(optarg, "unix"))
+				b.o.transport = !strcmp(optarg, "tcp") ?
+						"tcp" : "unix";
+			else
+				r = -EINVAL;
+			break;
+		case OPT_WINDOW:
+			r = parse_uint(optarg, 60000, &b.o.window_ms);
+			break;
+		case OPT_RAW:
+			r = parse_size(optarg, &b.o.raw_bytes);
+			if (r == 0 && b.o.raw_bytes < (1u << 20))
+				r = -EINVAL;
+			break;
+		case OPT_DOWN:
+			r = parse_uint(optarg, 1000000, &u);
+			b.o.downtime_ms = u;
+			break;
+		case OPT_ROUNDS:
+			r = parse_uint(optarg, 100000, &b.o.max_rounds);
+			if (r == 0 && b.o.max_rounds == 0)
+				r = -EINVAL;
+			break;
+		case OPT_JSON: b.o.json_path = optarg; break;
+		case OPT_PLOT: b.o.plot_path = optarg; break;
+		case OPT_LIST: list = true; break;
+		case OPT_NOPROG: no_progress = true; break;
+		case OPT_VERBOSE: b.o.verbose = true; break;
+		case 'h':
+		case OPT_HELP:
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (r < 0) {
+			const char *name = "?";
+
+			for (size_t i = 0; lopts[i].name; i++)
+				if (lopts[i].val == c)
+					name = lopts[i].name;
+			fprintf(stderr, "hintmig-bench: bad value for --%s: "
+				"'%s'\n", name, optarg);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hintmig-bench: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (!pre)
+		pre = &presets[0];
+	b.o.preset = pre->name;
+	b.o.reps = reps ? reps : pre->reps;
+	b.o.ncpus = default_channels();
+	for (size_t i = 0; i < pre->ngroups; i++) {
+		r = expand_group(&b, pre->groups[i].name, &pre->groups[i].ax,
+				 &ov);
+		if (r < 0) {
+			fprintf(stderr, "hintmig-bench: %s\n", strerror(-r));
+			return 3;
+		}
+	}
+	for (size_t i = 0; i < b.ncfgs; i++)
+		for (unsigned k = 0; k < BENCH_NMODES; k++)
+			if (b.cfgs[i].modes & (1u << k))
+				b.planned += b.o.reps;
+
+	if (list) {
+		for (size_t i = 0; i < b.ncfgs; i++) {
+			char lab[128];
+
+			bench_cfg_label(&b.cfgs[i], lab, sizeof(lab));
+			printf("%2zu %-10s %s  modes:", i, b.cfgs[i].group,
+			       lab);
+			for (unsigned k = 0; k < BENCH_NMODES; k++)
+				if (b.cfgs[i].modes & (1u << k))
+					printf(" %s", bench_mode_names[k]);
+			printf("\n");
+		}
+		printf("%zu runs (%u repetitions), transport %s\n", b.planned,
+		       b.o.reps, b.o.transport);
+		return 0;
+	}
+
+	if (self_exe(exe, sizeof(exe)) < 0) {
+		fprintf(stderr, "hintmig-bench: cannot resolve /proc/self/exe\n");
+		return 3;
+	}
+	b.o.self_exe = exe;
+	b.o.progress_tty = !no_progress && isatty(STDERR_FILENO);
+	memset(&prog, 0, sizeof(prog));
+	prog.b = &b;
+	b.log.fn = bench_logger;
+	b.log.opaque = &prog;
+	b.log.max_level = b.o.verbose ? HM_LOG_INFO : HM_LOG_WARN;
+	hm_caps_probe(&b.caps, NULL);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND; /* a second ^C ends us at once */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	fprintf(stderr, "hintmig-bench: preset %s, %zu configurations, %zu "
+		"runs, %s loopback, %u CPUs\n", b.o.preset, b.ncfgs,
+		b.planned, b.o.transport, b.o.ncpus);
+	b.started = bench_now();
+	b.load_start = bench_loadavg();
+	if (b.load_start > 0.5 * b.o.ncpus)
+		fprintf(stderr, "hintmig-bench: note: the machine is busy (load "
+			"average %.1f on %u CPUs): expect noisy numbers\n",
+			b.load_start, b.o.ncpus);
+	for (unsigned rep = 0; rep < b.o.reps && !got_signal; rep++) {
+		for (size_t ci = 0; ci < b.ncfgs && !got_signal; ci++) {
+			struct bench_cfg *cfg = &b.cfgs[ci];
+			enum bench_mode order[BENCH_NMODES];
+			unsigned nm = 0;
+			char err[160] = "";
+			double raw;
+
+			/* modes interleaved; the first one rotates with the
+			 * repetition so that no mode always runs first */
+			for (unsigned k = 0; k < BENCH_NMODES; k++) {
+				unsigned mode = (k + rep) % BENCH_NMODES;
+
+				if (cfg->modes & (1u << mode))
+					order[nm++] = (enum bench_mode)mode;
+			}
+			prog.cfg = cfg;
+			prog.run = NULL;
+			prog.rep = rep;
+			draw_bar(&prog, NULL);
+			if (cfg->pin)
+				bench_pin_self(true, b.o.ncpus);
+			raw = bench_raw_throughput(&b, cfg->channels,
+						   b.o.raw_bytes, err,
+						   sizeof(err));
+			if (cfg->pin)
+				bench_unpin_self(b.o.ncpus);
+			if (raw < 0) {
+				clear_bar(&prog);
+				fprintf(stderr, "!! raw throughput: %s\n", err);
+			}
+			for (unsigned k = 0; k < nm && !got_signal; k++) {
+				struct bench_run *run;
+				double rate;
+
+				if (b.nruns == b.cap_runs) {
+					size_t n = b.cap_runs ? 2 * b.cap_runs
+							      : 64;
+					struct bench_run *nr = realloc(
+						b.runs, n * sizeof(*nr));
+
+					if (!nr) {
+						fprintf(stderr, "out of memory\n");
+						return 3;
+					}
+					b.runs = nr;
+					b.cap_runs = n;
+				}
+				run = &b.runs[b.nruns];
+				memset(run, 0, sizeof(*run));
+				run->cfg = ci;
+				run->mode = order[k];
+				run->rep = rep;
+				run->seq = (unsigned)b.nruns;
+				prog.run = run;
+				draw_bar(&prog, NULL);
+				bench_run_one(&b, cfg, run, on_tick, &prog);
+				run->raw_bps = raw > 0 ? raw : 0;
+				rate = run->raw_bps;
+				if (cfg->bandwidth &&
+				    (rate <= 0 || (double)cfg->bandwidth < rate))
+					rate = (double)cfg->bandwidth;
+				run->limit_s = rate > 0 ?
+					(double)(run->inuse_pages *
+						 run->page_size) / rate : 0;
+				b.nruns++;
+				prog.done++;
+				print_run_line(&prog, run);
+				if (run->harness || run->result ||
+				    run->mismatches != 0 ||
+				    run->dest_status != 0 ||
+				    run->guest_check_errors)
+					any_bad = true;
+			}
+		}
+	}
+	clear_bar(&prog);
+	b.elapsed_s = bench_now() - b.started;
+	b.load_end = bench_loadavg();
+	b.interrupted = got_signal != 0;
+	if (b.interrupted)
+		fprintf(stderr, "hintmig-bench: interrupted: reporting the %zu "
+			"runs done\n", b.nruns);
+
+	bench_print_table(&b, stdout);
+	bench_print_headline(&b, stdout);
+	if (b.o.json_path) {
+		r = bench_write_json(&b, b.o.json_path);
+		if (r < 0) {
+			fprintf(stderr, "hintmig-bench: %s: %s\n",
+				b.o.json_path, strerror(-r));
+			any_bad = true;
+		} else {
+			printf("JSON: %s\n", b.o.json_path);
+		}
+	}
+	if (b.o.plot_path) {
+		r = bench_write_svg(&b, b.o.plot_path);
+		if (r < 0) {
+			fprintf(stderr, "hintmig-bench: %s: %s\n",
+				b.o.plot_path, strerror(-r));
+			any_bad = true;
+		} else {
+			printf("plot: %s\n", b.o.plot_path);
+		}
+	}
+	free(b.cfgs);
+	free(b.runs);
+	if (b.interrupted)
+		return 130;
+	return any_bad ? 1 : 0;
+}

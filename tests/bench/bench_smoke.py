@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Smoke test of hintmig-bench: a tiny matrix (64 MiB guests, one
+repetition) over TCP and over UNIX, with --json and --plot. Every run must
+complete and verify bit for bit (0 mismatching pages), the JSON must hold
+every planned run and the aggregates, and the plot must be an SVG.
+
+Usage: bench_smoke.py PATH/TO/hintmig-bench
+Exit 0 pass, 1 fail, 77 skip (userfaultfd-wp refused or absent; a failure
+under HINTMIG_TEST_STRICT=1)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+SKIP_HINTS = ("Operation not permitted", "Operation not supported",
+              "Function not implemented")
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def skip(msg):
+    print("SKIP: " + msg, file=sys.stderr)
+    strict = os.environ.get("HINTMIG_TEST_STRICT", "")
+    if strict and strict != "0":
+        print("FAIL: skipping is not allowed with HINTMIG_TEST_STRICT=1",
+              file=sys.stderr)
+        sys.exit(1)
+    sys.exit(77)
+
+
+def planned(bench, args):
+    out = subprocess.run([bench] + args + ["--list"], check=True,
+                         capture_output=True, text=True).stdout
+    last = out.strip().splitlines()[-1]
+    return int(last.split()[0])
+
+
+def run(bench, tmp, name, args):
+    js = os.path.join(tmp, name + ".json")
+    svg = os.path.join(tmp, name + ".svg")
+    want = planned(bench, args)
+    cmd = [bench] + args + ["--json", js, "--plot", svg, "--no-progress"]
+    print("+ " + " ".join(cmd), file=sys.stderr)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    sys.stderr.write(p.stderr)
+    sys.stdout.write(p.stdout)
+    if not os.path.exists(js):
+        fail("%s: no JSON written (exit %d)" % (name, p.returncode))
+    with open(js) as f:
+        doc = json.load(f)
+    runs = doc.get("runs", [])
+    if runs and all(r["status"] != "completed" for r in runs) and \
+            any(h in r["error"] for r in runs for h in SKIP_HINTS):
+        skip("%s: every run failed: %s" % (name, runs[0]["error"]))
+    if p.returncode != 0:
+        fail("%s: hintmig-bench exited %d" % (name, p.returncode))
+    if len(runs) != want:
+        fail("%s: %d runs in the JSON, %d planned" % (name, len(runs), want))
+    modes = set()
+    for r in runs:
+        tag = "%s run %d (config %d, %s)" % (name, r["seq"], r["config"],
+                                             r["hints-mode"])
+        if r["status"] != "completed":
+            fail("%s: status %s: %s" % (tag, r["status"], r["error"]))
+        if r["verify"]["mismatches"] != 0:
+            fail("%s: %s mismatching pages" % (tag, r["verify"]["mismatches"]))
+        if r["verify"]["pages-checked"] <= 0:
+            fail("%s: nothing verified" % tag)
+        if r["verify"]["pages-checked"] * 4096 > r["ram"]["total"]:
+            fail("%s: checked more pages than the guest has" % tag)
+        if r["ram"]["transferred"] <= 0 or r["total-time"] <= 0:
+            fail("%s: no transfer recorded" % tag)
+        if not r["raw-bytes-per-s"] or r["physical-limit-ms"] <= 0:
+            fail("%s: no physical limit" % tag)
+        if r["hints-mode"] != "none" and r["ram"]["skipped-hinted"] == 0:
+            fail("%s: hints on, yet nothing skipped as hinted" % tag)
+        if r["hints-mode"] == "none" and r["ram"]["skipped-hinted"] != 0:
+            fail("%s: hints off, yet pages skipped as hinted" % tag)
+        modes.add(r["hints-mode"])
+    if modes != {"none", "free", "isolated"}:
+        fail("%s: modes run: %s" % (name, sorted(modes)))
+    for c in doc["configs"]:
+        for m, agg in c["modes"].items():
+            if agg["failed"] or agg["mismatches"]:
+                fail("%s: config %d %s: aggregate reports failures" %
+                     (name, c["index"], m))
+            if agg["total-time-ms"]["n"] != agg["runs"]:
+                fail("%s: config %d %s: aggregate over %d of %d runs" %
+                     (name, c["index"], m, agg["total-time-ms"]["n"],
+                      agg["runs"]))
+    root = ET.parse(svg).getroot()
+    if not root.tag.endswith("svg"):
+        fail("%s: the plot is not an SVG" % name)
+    print("%s: %d runs, all completed and verified" % (name, len(runs)),
+          file=sys.stderr)
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    bench = sys.argv[1]
+    tiny = ["--ram", "64M", "--reps", "1", "--raw-bytes", "64M",
+            "--window", "200"]
+    with tempfile.TemporaryDirectory(prefix="hm-bench-smoke-") as tmp:
+        run(bench, tmp, "tcp", ["--preset", "quick"] + tiny)
+        run(bench, tmp, "unix", ["--transport", "unix", "--free", "75%",
+                                 "--dirty-rate", "20k",
+                                 "--hints", "none,free,isolated"] + tiny)
+    print("PASS bench-smoke", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

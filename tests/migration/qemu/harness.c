@@ -1,0 +1,1313 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* QEMU migration test harness: see harness.h and docs/qemu-tests.md. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qmp.h"
+
+#ifndef HM_QEMU_BINARY
+#define HM_QEMU_BINARY "qemu-system-x86_64"
+#endif
+#ifndef HM_QEMU_MKGUEST
+#error "HM_QEMU_MKGUEST (path of mkguest.sh) must be defined"
+#endif
+#ifndef HM_QEMU_WORKLOAD
+#error "HM_QEMU_WORKLOAD (path of the built hm-workload) must be defined"
+#endif
+#ifndef HM_QEMU_BUILD_CACHE
+#define HM_QEMU_BUILD_CACHE "/tmp/hintmig-guest-cache"
+#endif
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                        */
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void msleep(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000,
+			       .tv_nsec = (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+int hm_env_flag(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v && strcmp(v, "0") != 0;
+}
+
+static int g_verbose = -1;
+
+static int verbose(void)
+{
+	if (g_verbose < 0)
+		g_verbose = hm_env_flag("HM_QEMU_VERBOSE");
+	return g_verbose;
+}
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("# ", stdout);
+	vfprintf(stdout, fmt, ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+	va_end(ap);
+}
+
+/* Timeouts are scaled by HM_QEMU_TIMEOUT_SCALE (slow or loaded hosts). */
+static int tmo_ms(double seconds)
+{
+	static double scale = -1;
+
+	if (scale < 0) {
+		const char *v = getenv("HM_QEMU_TIMEOUT_SCALE");
+		scale = v ? strtod(v, NULL) : 1.0;
+		if (!(scale > 0))
+			scale = 1.0;
+	}
+	return (int)(seconds * scale * 1000.0);
+}
+
+/* snprintf that truncates quietly: paths and messages here are short, a
+ * cut message is better than a warning per call. */
+static void sfmt(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void sfmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+static void fail_set(struct hm_run_result *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void fail_set(struct hm_run_result *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->failure[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(r->failure, sizeof(r->failure), fmt, ap);
+	va_end(ap);
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -1;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) && errno != EEXIST)
+		return -1;
+	return access(buf, W_OK | X_OK);
+}
+
+/* ------------------------------------------------------------------ */
+/* global state and cleanup on every exit path                          */
+
+struct hm_vm {
+	const char *role;
+	pid_t pid;
+	int exited, wstatus;
+	char qmp_path[PATH_MAX], serial_path[PATH_MAX], log_path[PATH_MAX];
+	struct hm_qmp *qmp;
+	off_t serial_off;
+	char partial[1024];
+	size_t plen;
+	struct hm_guest_log log;
+	char balloon_features[80]; /* of the virtio balloon, as the guest saw */
+};
+
+#define MAX_VMS 3
+static struct hm_vm g_vm[MAX_VMS]; /* source, destination, probe */
+static char g_tmpdir[PATH_MAX];
+static char g_guestdir[PATH_MAX];
+static char g_accel[8];
+static char g_accel_note[300];
+static char g_dump_src[PATH_MAX], g_dump_dst[PATH_MAX];
+static int g_inited;
+static int g_keep; /* HM_QEMU_KEEP: leave the temporary directory */
+
+static void kill_all_vms(void)
+{
+	for (int i = 0; i < MAX_VMS; i++) {
+		if (g_vm[i].pid > 0 && !g_vm[i].exited) {
+			kill(g_vm[i].pid, SIGKILL);
+			waitpid(g_vm[i].pid, NULL, 0);
+			g_vm[i].exited = 1;
+		}
+	}
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void cleanup_at_exit(void)
+{
+	kill_all_vms();
+	if (g_dump_src[0])
+		unlink(g_dump_src);
+	if (g_dump_dst[0])
+		unlink(g_dump_dst);
+	if (g_tmpdir[0]) {
+		if (g_keep)
+			fprintf(stderr, "# kept %s\n", g_tmpdir);
+		else
+			nftw(g_tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	}
+}
+
+/* Async-signal-safe: kill the QEMUs, drop the big dumps, then die of the
+ * signal (meson's timeout sends SIGTERM). */
+static void on_signal(int sig)
+{
+	for (int i = 0; i < MAX_VMS; i++)
+		if (g_vm[i].pid > 0 && !g_vm[i].exited)
+			kill(g_vm[i].pid, SIGKILL);
+	if (g_dump_src[0])
+		unlink(g_dump_src);
+	if (g_dump_dst[0])
+		unlink(g_dump_dst);
+	if (!g_keep && g_tmpdir[0]) {
+		for (int i = 0; i < MAX_VMS; i++) {
+			if (g_vm[i].pid <= 0)
+				continue;
+			unlink(g_vm[i].qmp_path);
+			unlink(g_vm[i].serial_path);
+			unlink(g_vm[i].log_path);
+		}
+		rmdir(g_tmpdir);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* ------------------------------------------------------------------ */
+/* the guest image                                                      */
+
+static int cache_base(char *out, size_t len)
+{
+	const char *e = getenv("HM_GUEST_CACHE"), *x = getenv("XDG_CACHE_HOME"),
+		   *h = getenv("HOME");
+
+	if (e && *e) {
+		sfmt(out, len, "%s", e);
+		return mkdir_p(out);
+	}
+	if (x && *x) {
+		sfmt(out, len, "%s/hintmig", x);
+		if (!mkdir_p(out))
+			return 0;
+	}
+	if (h && *h) {
+		sfmt(out, len, "%s/.cache/hintmig", h);
+		if (!mkdir_p(out))
+			return 0;
+	}
+	sfmt(out, len, "%s", HM_QEMU_BUILD_CACHE);
+	return mkdir_p(out);
+}
+
+/* Run mkguest.sh; its last stdout line is the guest directory. */
+static int build_guest(char *err, size_t errlen)
+{
+	char base[PATH_MAX], out[4096];
+	int pfd[2];
+	pid_t pid;
+	size_t n = 0;
+	int st;
+	double t0 = mono_s();
+
+	if (cache_base(base, sizeof(base))) {
+		sfmt(err, errlen, "no writable cache directory for the guest "
+			 "image (tried HM_GUEST_CACHE, XDG_CACHE_HOME, HOME, %s)",
+			 HM_QEMU_BUILD_CACHE);
+		return -1;
+	}
+	if (pipe2(pfd, O_CLOEXEC)) {
+		sfmt(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		sfmt(err, errlen, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		execl("/bin/sh", "sh", HM_QEMU_MKGUEST, HM_QEMU_WORKLOAD, base,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (;;) {
+		ssize_t k = read(pfd[0], out + n, sizeof(out) - 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		if (n == sizeof(out) - 1)
+			break;
+	}
+	close(pfd[0]);
+	out[n] = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		sfmt(err, errlen, "building the guest image failed "
+			 "(%s, see its message above)", HM_QEMU_MKGUEST);
+		return -1;
+	}
+	while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		out[--n] = 0;
+	char *last = strrchr(out, '\n');
+	sfmt(g_guestdir, sizeof(g_guestdir), "%s", last ? last + 1 : out);
+	note("guest image: %s (%.1f s)", g_guestdir, mono_s() - t0);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* QEMU processes                                                       */
+
+struct vm_opts {
+	const char *role;
+	const char *accel;
+	uint64_t mem;
+	enum hm_balloon balloon;
+	int incoming;
+	unsigned fill, ws, st, hot, hotreps;
+};
+
+static const char *qemu_binary(void)
+{
+	const char *e = getenv("HM_QEMU");
+
+	return e && *e ? e : HM_QEMU_BINARY;
+}
+
+static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
+		     size_t errlen)
+{
+	char mem[32], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16];
+	char append[512], serial[PATH_MAX + 16], qmp[PATH_MAX + 32];
+	char name[64], accel[32];
+	const char *cpu = getenv("HM_QEMU_CPU");
+	const char *argv[64];
+	int a = 0;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->role = o->role;
+	vm->pid = -1;
+	sfmt(vm->qmp_path, sizeof(vm->qmp_path), "%s/%s.qmp", g_tmpdir,
+		 o->role);
+	sfmt(vm->serial_path, sizeof(vm->serial_path), "%s/%s.serial",
+		 g_tmpdir, o->role);
+	sfmt(vm->log_path, sizeof(vm->log_path), "%s/%s.log", g_tmpdir,
+		 o->role);
+	unlink(vm->qmp_path);
+	unlink(vm->serial_path);
+
+	if (!cpu || !*cpu)
+		cpu = strcmp(o->accel, "kvm") ? "qemu64" : "host";
+	/* -m in KiB: sizes that are not whole MiB are the point */
+	sfmt(mem, sizeof(mem), "%" PRIu64 "K", o->mem >> 10);
+	sfmt(kernel, sizeof(kernel), "%s/vmlinuz", g_guestdir);
+	sfmt(initrd, sizeof(initrd), "%s/initramfs.cpio", g_guestdir);
+	sfmt(append, sizeof(append),
+		 "console=ttyS0 panic=-1 mitigations=off init_on_alloc=0 init_on_free=0 "
+		 "transparent_hugepage=never hm.fill=%u hm.ws=%u hm.static=%u "
+		 "hm.hot=%u hm.hotreps=%u hm.seed=%d",
+		 o->fill, o->ws, o->st, o->hot, o->hotreps,
+		 1 + (int)(getpid() % 1000));
+	if (getenv("HM_QEMU_APPEND")) {
+		size_t l = strlen(append);
+
+		sfmt(append + l, sizeof(append) - l, " %s",
+		     getenv("HM_QEMU_APPEND"));
+	}
+	sfmt(serial, sizeof(serial), "file:%s", vm->serial_path);
+	sfmt(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", vm->qmp_path);
+	sfmt(name, sizeof(name), "hm-%s", o->role);
+	sfmt(accel, sizeof(accel), "%s", o->accel);
+
+	argv[a++] = qemu_binary();
+	argv[a++] = "-name";
+	argv[a++] = name;
+	argv[a++] = "-machine";
+	argv[a++] = "pc";
+	argv[a++] = "-accel";
+	argv[a++] = accel;
+	argv[a++] = "-cpu";
+	argv[a++] = cpu;
+	argv[a++] = "-m";
+	argv[a++] = mem;
+	argv[a++] = "-smp";
+	argv[a++] = "1";
+	argv[a++] = "-nodefaults";
+	argv[a++] = "-no-user-config";
+	argv[a++] = "-display";
+	argv[a++] = "none";
+	argv[a++] = "-no-reboot";
+	argv[a++] = "-kernel";
+	argv[a++] = kernel;
+	argv[a++] = "-initrd";
+	argv[a++] = initrd;
+	argv[a++] = "-append";
+	argv[a++] = append;
+	argv[a++] = "-serial";
+	argv[a++] = serial;
+	argv[a++] = "-qmp";
+	argv[a++] = qmp;
+	if (o->balloon == HM_BALLOON_PLAIN) {
+		argv[a++] = "-device";
+		argv[a++] = "virtio-balloon-pci,id=balloon0";
+	} else if (o->balloon == HM_BALLOON_HINT) {
+		/* QEMU refuses free-page-hint without an iothread. */
+		argv[a++] = "-object";
+		argv[a++] = "iothread,id=io0";
+		argv[a++] = "-device";
+		argv[a++] = "virtio-balloon-pci,id=balloon0,free-page-hint=on,"
+			    "iothread=io0";
+	}
+	if (o->incoming) {
+		argv[a++] = "-S";
+		argv[a++] = "-incoming";
+		argv[a++] = "defer";
+	}
+	argv[a] = NULL;
+
+	if (verbose()) {
+		fputs("# ", stdout);
+		for (int i = 0; argv[i]; i++)
+			printf("%s ", argv[i]);
+		putchar('\n');
+		fflush(stdout);
+	}
+
+	int logfd = open(vm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			 0644);
+	if (logfd < 0) {
+		sfmt(err, errlen, "%s: %s", vm->log_path, strerror(errno));
+		return -1;
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		sfmt(err, errlen, "fork: %s", strerror(errno));
+		close(logfd);
+		return -1;
+	}
+	if (pid == 0) {
+		/* QEMU must not outlive the harness, whatever kills it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		int nul = open("/dev/null", O_RDONLY);
+		if (nul >= 0)
+			dup2(nul, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		execvp(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+	vm->pid = pid;
+	return 0;
+}
+
+/* Has QEMU exited?  Reaps it. */
+static int vm_gone(struct hm_vm *vm)
+{
+	if (vm->pid <= 0 || vm->exited)
+		return 1;
+	if (waitpid(vm->pid, &vm->wstatus, WNOHANG) == vm->pid) {
+		vm->exited = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static void vm_exit_text(const struct hm_vm *vm, char *buf, size_t len)
+{
+	if (WIFEXITED(vm->wstatus))
+		sfmt(buf, len, "%s QEMU exited with status %d", vm->role,
+			 WEXITSTATUS(vm->wstatus));
+	else if (WIFSIGNALED(vm->wstatus))
+		sfmt(buf, len, "%s QEMU died of signal %d", vm->role,
+			 WTERMSIG(vm->wstatus));
+	else
+		sfmt(buf, len, "%s QEMU is gone", vm->role);
+}
+
+static int vm_connect(struct hm_vm *vm, char *err, size_t errlen)
+{
+	double end = mono_s() + tmo_ms(60) / 1000.0;
+	char e[512];
+
+	/* The socket appears once QEMU has parsed its options. */
+	while (access(vm->qmp_path, F_OK)) {
+		if (vm_gone(vm)) {
+			vm_exit_text(vm, e, sizeof(e));
+			sfmt(err, errlen, "%s before its QMP socket "
+				 "appeared (see %s)", e, vm->log_path);
+			return -1;
+		}
+		if (mono_s() > end) {
+			sfmt(err, errlen, "%s QEMU: no QMP socket after "
+				 "60 s", vm->role);
+			return -1;
+		}
+		msleep(20);
+	}
+	vm->qmp = hm_qmp_connect(vm->qmp_path, tmo_ms(30), e, sizeof(e));
+	if (!vm->qmp) {
+		sfmt(err, errlen, "%s QMP: %s", vm->role, e);
+		return -1;
+	}
+	return 0;
+}
+
+static void vm_stop(struct hm_vm *vm)
+{
+	if (vm->pid > 0 && !vm_gone(vm) && vm->qmp) {
+		struct json_object *r =
+			hm_qmp_exec(vm->qmp, "quit", NULL, tmo_ms(5));
+		json_object_put(r);
+		for (int i = 0; i < 100 && !vm_gone(vm); i++)
+			msleep(50);
+	}
+	if (vm->pid > 0 && !vm_gone(vm)) {
+		kill(vm->pid, SIGKILL);
+		waitpid(vm->pid, &vm->wstatus, 0);
+		vm->exited = 1;
+	}
+	hm_qmp_close(vm->qmp);
+	vm->qmp = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* the serial console                                                   */
+
+static void parse_line(struct hm_vm *vm, const char *line)
+{
+	struct hm_guest_log *l = &vm->log;
+	const char *p;
+
+	if (strstr(line, "HMW: ready"))
+		l->ready = 1;
+	if ((p = strstr(line, "HMW: round "))) {
+		long long n = strtoll(p + 11, NULL, 10);
+
+		l->rounds++;
+		if (n > l->last_round)
+			l->last_round = n;
+		if (strstr(p, "FAILED"))
+			l->failed_rounds++;
+	}
+	if (strstr(line, "HMW: ERROR") || strstr(line, "HMW-INIT: ERROR") ||
+	    strstr(line, "Kernel panic") || strstr(line, "BUG: ") ||
+	    strstr(line, "general protection fault") ||
+	    strstr(line, "Oops")) {
+		if (!l->errors++)
+			sfmt(l->first_error, sizeof(l->first_error), "%s",
+				 line);
+	}
+	if ((p = strstr(line, "HMW-INIT: virtio ")) &&
+	    strstr(p, "device 0x0005 features ")) {
+		const char *f = strstr(p, "features ") + 9;
+		sfmt(vm->balloon_features, sizeof(vm->balloon_features),
+			 "%s", f);
+	}
+}
+
+static void vm_serial_update(struct hm_vm *vm)
+{
+	char buf[65536];
+	int fd = open(vm->serial_path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	for (;;) {
+		ssize_t n = pread(fd, buf, sizeof(buf), vm->serial_off);
+
+		if (n <= 0)
+			break;
+		vm->serial_off += n;
+		for (ssize_t i = 0; i < n; i++) {
+			char c = buf[i];
+
+			if (c == '\n') {
+				vm->partial[vm->plen] = 0;
+				parse_line(vm, vm->partial);
+				vm->plen = 0;
+			} else if (c != '\r' && vm->plen < sizeof(vm->partial) - 1) {
+				vm->partial[vm->plen++] = c;
+			}
+		}
+	}
+	close(fd);
+}
+
+/* Wait until the guest has said "ready" and then printed min_rounds round
+ * lines (counted from the call); fails early when QEMU dies. */
+static int wait_rounds(struct hm_vm *vm, int need_ready, long long min_rounds,
+		       double timeout_s, char *err, size_t errlen)
+{
+	double end = mono_s() + tmo_ms(timeout_s) / 1000.0;
+	long long base;
+
+	vm_serial_update(vm);
+	base = vm->log.rounds;
+	for (;;) {
+		vm_serial_update(vm);
+		if ((!need_ready || vm->log.ready) &&
+		    vm->log.rounds - base >= min_rounds)
+			return 0;
+		if (vm_gone(vm)) {
+			char e[256];
+			vm_exit_text(vm, e, sizeof(e));
+			sfmt(err, errlen, "%s while waiting for the guest "
+				 "(%s)", e, vm->log.errors ? vm->log.first_error
+							  : "no guest error");
+			return -1;
+		}
+		if (mono_s() > end) {
+			sfmt(err, errlen, "%s guest: %s after %.0f s "
+				 "(ready %d, rounds %lld)", vm->role,
+				 vm->log.ready ? "too few rounds" : "not ready",
+				 timeout_s, vm->log.ready,
+				 vm->log.rounds - base);
+			return -1;
+		}
+		msleep(50);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* accelerator choice                                                   */
+
+static void pick_accel(void)
+{
+	const char *e = getenv("HM_QEMU_ACCEL");
+	char cache[PATH_MAX + 64], err[512];
+	struct stat qs;
+	FILE *f;
+
+	if (e && (!strcmp(e, "tcg") || !strcmp(e, "kvm"))) {
+		sfmt(g_accel, sizeof(g_accel), "%s", e);
+		sfmt(g_accel_note, sizeof(g_accel_note),
+			 "forced by HM_QEMU_ACCEL");
+		return;
+	}
+	sfmt(g_accel, sizeof(g_accel), "tcg");
+	if (access("/dev/kvm", R_OK | W_OK)) {
+		sfmt(g_accel_note, sizeof(g_accel_note),
+			 "no usable /dev/kvm");
+		return;
+	}
+	/* The probe's outcome is kept next to the guest image, per QEMU. */
+	if (stat(qemu_binary(), &qs) && stat("/usr/bin/qemu-system-x86_64", &qs))
+		memset(&qs, 0, sizeof(qs));
+	sfmt(cache, sizeof(cache), "%s/accel-%lld-%lld", g_guestdir,
+		 (long long)qs.st_size, (long long)qs.st_mtime);
+	f = fopen(cache, "r");
+	if (f) {
+		char line[300] = "";
+
+		if (fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\n")] = 0;
+			if (!strncmp(line, "kvm", 3) || !strncmp(line, "tcg", 3)) {
+				memcpy(g_accel, line, 3);
+				g_accel[3] = 0;
+				sfmt(g_accel_note, sizeof(g_accel_note),
+					 "cached probe: %s", line);
+				fclose(f);
+				return;
+			}
+		}
+		fclose(f);
+	}
+
+	/* Probe: boot the guest under KVM once; a host where Debian's kernel
+	 * does not boot under KVM (nested, paravirtualised) gets TCG. */
+	struct hm_vm *vm = &g_vm[2];
+	struct vm_opts o = { .role = "probe", .accel = "kvm",
+			     .mem = 256ull << 20, .balloon = HM_BALLOON_NONE,
+			     .fill = 0, .ws = 4, .st = 1 };
+	double t0 = mono_s();
+	int ok = vm_launch(vm, &o, err, sizeof(err)) == 0 &&
+		 wait_rounds(vm, 1, 1, 45, err, sizeof(err)) == 0;
+
+	vm_stop(vm);
+	if (ok) {
+		sfmt(g_accel, sizeof(g_accel), "kvm");
+		sfmt(g_accel_note, sizeof(g_accel_note),
+			 "kvm (probe: guest booted in %.1f s)", mono_s() - t0);
+	} else {
+		char tail[160] = "";
+		FILE *lf = fopen(vm->log_path, "r");
+
+		if (lf) {
+			char l[160];
+			while (fgets(l, sizeof(l), lf))
+				if (strstr(l, "error") || strstr(l, "rror:"))
+					sfmt(tail, sizeof(tail), "%s", l);
+			fclose(lf);
+		}
+		tail[strcspn(tail, "\n")] = 0;
+		sfmt(g_accel, sizeof(g_accel), "tcg");
+		sfmt(g_accel_note, sizeof(g_accel_note),
+			 "tcg (KVM probe failed: %s%s%s)", err,
+			 tail[0] ? "; " : "", tail);
+	}
+	f = fopen(cache, "w");
+	if (f) {
+		fprintf(f, "%s\n", g_accel_note);
+		fclose(f);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+
+static int harness_init(char *err, size_t errlen)
+{
+	const char *tmp = getenv("TMPDIR");
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	if (g_inited)
+		return 0;
+	g_keep = hm_env_flag("HM_QEMU_KEEP");
+	sfmt(g_tmpdir, sizeof(g_tmpdir), "%s/hm-qemu-XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(g_tmpdir)) {
+		sfmt(err, errlen, "mkdtemp %s: %s", g_tmpdir,
+			 strerror(errno));
+		g_tmpdir[0] = 0;
+		return -1;
+	}
+	sfmt(g_dump_src, sizeof(g_dump_src), "%s/source.ram", g_tmpdir);
+	sfmt(g_dump_dst, sizeof(g_dump_dst), "%s/destination.ram",
+		 g_tmpdir);
+	atexit(cleanup_at_exit);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (strchr(qemu_binary(), '/') && access(qemu_binary(), X_OK)) {
+		sfmt(err, errlen, "no QEMU at %s: apt-get install "
+			 "qemu-system-x86", qemu_binary());
+		return -1;
+	}
+	if (build_guest(err, errlen))
+		return -1;
+	pick_accel();
+	note("accelerator: %s", g_accel_note);
+	g_inited = 1;
+	return 0;
+}
+
+void hm_scenario_defaults(struct hm_scenario *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->mem_bytes = HM_QEMU_DEFAULT_MEM;
+	s->fill_mib = 320;
+	s->ws_mib = 32;
+	s->static_mib = 4;
+	s->hot_kib = 128;
+	s->hot_reps = 64;
+	s->max_bandwidth = 256ull << 20;
+	s->settle_rounds = 2;
+	s->min_syncs = 4;
+	s->compare = 1;
+	s->rounds_after = 3;
+}
+
+size_t hm_corrupt_pattern(unsigned char *buf, size_t len)
+{
+	static const char magic[16] = { 'H', 'M', 'W', '-', 'S', 'T', 'A', 'T',
+					'I', 'C', '-', 'P', 'A', 'G', 'E', '!' };
+	uint64_t idx = HM_CORRUPT_PAGE_INDEX;
+
+	if (len < 24)
+		return 0;
+	memcpy(buf, magic, 16);
+	for (int i = 0; i < 8; i++) /* little endian, as the guest stores it */
+		buf[16 + i] = (unsigned char)(idx >> (8 * i));
+	return 24;
+}
+
+static void read_stats(struct json_object *info, struct hm_mig_stats *m)
+{
+	struct json_object *ram = hm_json_obj(info, "ram");
+
+	sfmt(m->status, sizeof(m->status), "%s",
+		 hm_json_str(info, "status", "?"));
+	m->total_ms = hm_json_int(info, "total-time", -1);
+	m->downtime_ms = hm_json_int(info, "downtime", -1);
+	m->setup_ms = hm_json_int(info, "setup-time", -1);
+	m->transferred = hm_json_int(ram, "transferred", -1);
+	m->total_ram = hm_json_int(ram, "total", -1);
+	m->duplicate = hm_json_int(ram, "duplicate", -1);
+	m->normal = hm_json_int(ram, "normal", -1);
+	m->normal_bytes = hm_json_int(ram, "normal-bytes", -1);
+	m->dirty_sync_count = hm_json_int(ram, "dirty-sync-count", -1);
+	m->skipped = hm_json_int(ram, "skipped", -1);
+	{
+		struct json_object *v = hm_json_obj(ram, "mbps");
+		m->mbps = v ? json_object_get_double(v) : -1;
+	}
+}
+
+static int query_status(struct hm_vm *vm, char *out, size_t len)
+{
+	struct json_object *st = hm_qmp_exec(vm->qmp, "query-status", NULL,
+					     tmo_ms(30));
+
+	if (!st)
+		return -1;
+	sfmt(out, len, "%s", hm_json_str(st, "status", "?"));
+	json_object_put(st);
+	return 0;
+}
+
+static int dump_ram(struct hm_vm *vm, const char *path, uint64_t size,
+		    char *err, size_t errlen)
+{
+	unlink(path);
+	if (hm_qmp_run(vm->qmp, tmo_ms(300), "pmemsave",
+		       "{\"val\": 0, \"size\": %" PRIu64 ", \"filename\": \"%s\"}",
+		       size, path)) {
+		sfmt(err, errlen, "%s pmemsave: %s", vm->role,
+			 hm_qmp_error(vm->qmp));
+		return -1;
+	}
+	return 0;
+}
+
+static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
+		     struct hm_proxy **proxyp)
+{
+	struct hm_vm *src = &g_vm[0], *dst = &g_vm[1];
+	char err[768], status[64];
+	struct json_object *res;
+	int dst_port, mig_port;
+	uint64_t mem = s->mem_bytes ? s->mem_bytes : HM_QEMU_DEFAULT_MEM;
+	const char *emem = getenv("HM_QEMU_MEM_KIB");
+	double t;
+
+	if (emem && *emem)
+		mem = strtoull(emem, NULL, 0) << 10;
+	struct vm_opts o = { .accel = g_accel, .mem = mem, .balloon = s->balloon,
+			     .fill = s->fill_mib, .ws = s->ws_mib,
+			     .st = s->static_mib, .hot = s->hot_kib,
+			     .hotreps = s->hot_reps };
+
+	sfmt(r->accel, sizeof(r->accel), "%s", g_accel);
+
+	/* destination first: paused (-S), incoming deferred to pick a port */
+	o.role = "destination";
+	o.incoming = 1;
+	if (vm_launch(dst, &o, err, sizeof(err)) ||
+	    vm_connect(dst, err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	if (hm_qmp_run(dst->qmp, tmo_ms(30), "migrate-incoming",
+		       "{\"uri\": \"tcp:127.0.0.1:0\"}")) {
+		fail_set(r, "destination migrate-incoming: %s",
+			 hm_qmp_error(dst->qmp));
+		return -1;
+	}
+	res = hm_qmp_exec(dst->qmp, "query-migrate", NULL, tmo_ms(30));
+	{
+		struct json_object *sa = hm_json_obj(res, "socket-address"),
+				   *a0 = NULL;
+		const char *port = NULL;
+
+		if (sa && json_object_is_type(sa, json_type_array) &&
+		    json_object_array_length(sa) > 0)
+			a0 = json_object_array_get_idx(sa, 0);
+		port = hm_json_str(a0, "port", NULL);
+		dst_port = port ? atoi(port) : 0;
+		if (dst_port <= 0) {
+			fail_set(r, "destination: no listening port in "
+				 "query-migrate: %s",
+				 res ? json_object_to_json_string(res)
+				     : hm_qmp_error(dst->qmp));
+			json_object_put(res);
+			return -1;
+		}
+		json_object_put(res);
+	}
+
+	o.role = "source";
+	o.incoming = 0;
+	t = mono_s();
+	if (vm_launch(src, &o, err, sizeof(err)) ||
+	    vm_connect(src, err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	res = hm_qmp_exec(src->qmp, "query-version", NULL, tmo_ms(30));
+	{
+		struct json_object *q = hm_json_obj(res, "qemu");
+
+		r->qemu_major = (int)hm_json_int(q, "major", 0);
+		r->qemu_minor = (int)hm_json_int(q, "minor", 0);
+		r->qemu_micro = (int)hm_json_int(q, "micro", 0);
+	}
+	json_object_put(res);
+	res = hm_qmp_exec(src->qmp, "query-memory-size-summary", NULL,
+			  tmo_ms(30));
+	r->ram_size = (uint64_t)hm_json_int(res, "base-memory", 0);
+	json_object_put(res);
+	if (r->ram_size != mem) {
+		fail_set(r, "QEMU made the guest RAM %" PRIu64 " bytes, not "
+			 "the %" PRIu64 " asked for", r->ram_size, mem);
+		return -1;
+	}
+	if (wait_rounds(src, 1, s->settle_rounds, 240, err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	r->boot_s = mono_s() - t;
+	note("%s: source guest ready in %.1f s (%s, %" PRIu64 " KiB RAM)",
+	     s->name, r->boot_s, g_accel, mem >> 10);
+	if (src->log.errors) {
+		fail_set(r, "source guest reported an error before the "
+			 "migration: %s", src->log.first_error);
+		return -1;
+	}
+
+	mig_port = dst_port;
+	if (s->corrupt) {
+		unsigned char pat[32];
+		size_t plen = hm_corrupt_pattern(pat, sizeof(pat));
+
+		*proxyp = hm_proxy_start(dst_port, pat, plen, HM_CORRUPT_BYTE,
+					 HM_CORRUPT_MASK, err, sizeof(err));
+		if (!*proxyp) {
+			fail_set(r, "%s", err);
+			return -1;
+		}
+		mig_port = hm_proxy_port(*proxyp);
+		note("%s: migrating through the corrupting proxy (port %d -> "
+		     "%d)", s->name, mig_port, dst_port);
+	}
+
+	{
+		uint64_t bw = s->max_bandwidth ? s->max_bandwidth : (1ull << 30);
+		const char *ebw = getenv("HM_QEMU_MAX_BANDWIDTH");
+
+		if (ebw && *ebw)
+			bw = strtoull(ebw, NULL, 0);
+		char dl[48] = "";
+
+		/* Like QEMU's migration-test: first keep the migration from
+		 * converging (1 ms downtime limit) so that it goes through
+		 * several dirty bitmap syncs, then let it converge. */
+		if (s->min_syncs)
+			sfmt(dl, sizeof(dl), ", \"downtime-limit\": 1");
+		else if (s->downtime_ms)
+			sfmt(dl, sizeof(dl), ", \"downtime-limit\": %u",
+			     s->downtime_ms);
+		if (hm_qmp_run(src->qmp, tmo_ms(30), "migrate-set-parameters",
+			       "{\"max-bandwidth\": %" PRIu64 "%s}", bw, dl)) {
+			fail_set(r, "source migrate-set-parameters: %s",
+				 hm_qmp_error(src->qmp));
+			return -1;
+		}
+	}
+	t = mono_s();
+	if (hm_qmp_run(src->qmp, tmo_ms(30), "migrate",
+		       "{\"uri\": \"tcp:127.0.0.1:%d\"}", mig_port)) {
+		fail_set(r, "source migrate: %s", hm_qmp_error(src->qmp));
+		return -1;
+	}
+	/* poll query-migrate until the migration ends */
+	int converging = !s->min_syncs;
+	for (double end = t + tmo_ms(600) / 1000.0;;) {
+		res = hm_qmp_exec(src->qmp, "query-migrate", NULL, tmo_ms(60));
+		if (!res) {
+			fail_set(r, "source query-migrate: %s",
+				 hm_qmp_error(src->qmp));
+			return -1;
+		}
+		read_stats(res, &r->mig);
+		if (!strcmp(r->mig.status, "completed")) {
+			json_object_put(res);
+			r->migrated = 1;
+			break;
+		}
+		if (!strcmp(r->mig.status, "failed") ||
+		    !strcmp(r->mig.status, "cancelled")) {
+			fail_set(r, "migration %s: %s", r->mig.status,
+				 hm_json_str(res, "error-desc", "(no reason)"));
+			json_object_put(res);
+			return -1;
+		}
+		json_object_put(res);
+		if (!converging && r->mig.dirty_sync_count >= s->min_syncs) {
+			unsigned dt = s->downtime_ms ? s->downtime_ms : 300;
+
+			if (hm_qmp_run(src->qmp, tmo_ms(30),
+				       "migrate-set-parameters",
+				       "{\"downtime-limit\": %u}", dt)) {
+				fail_set(r, "source migrate-set-parameters: %s",
+					 hm_qmp_error(src->qmp));
+				return -1;
+			}
+			converging = 1;
+			r->converge_at_sync = r->mig.dirty_sync_count;
+		}
+		if (vm_gone(dst) || vm_gone(src)) {
+			vm_exit_text(vm_gone(dst) ? dst : src, err, sizeof(err));
+			fail_set(r, "%s during the migration", err);
+			return -1;
+		}
+		if (mono_s() > end) {
+			fail_set(r, "migration still %s after %.0f s",
+				 r->mig.status, mono_s() - t);
+			return -1;
+		}
+		msleep(100);
+	}
+	r->migrate_s = mono_s() - t;
+	note("%s: migration completed in %.1f s: total %lld ms, downtime %lld "
+	     "ms, %lld normal + %lld duplicate pages, %lld MiB transferred",
+	     s->name, r->migrate_s, r->mig.total_ms, r->mig.downtime_ms,
+	     r->mig.normal, r->mig.duplicate, r->mig.transferred >> 20);
+
+	/* the destination stays paused (-S) once it has loaded everything */
+	{
+		double end = mono_s() + tmo_ms(120) / 1000.0;
+
+		for (;;) {
+			if (query_status(dst, status, sizeof(status))) {
+				fail_set(r, "destination query-status: %s",
+					 hm_qmp_error(dst->qmp));
+				return -1;
+			}
+			if (!strcmp(status, "paused") ||
+			    !strcmp(status, "postmigrate"))
+				break;
+			if (strcmp(status, "inmigrate")) {
+				fail_set(r, "destination went to state %s, not "
+					 "paused", status);
+				return -1;
+			}
+			if (mono_s() > end) {
+				fail_set(r, "destination still %s 120 s after "
+					 "the source completed", status);
+				return -1;
+			}
+			msleep(50);
+		}
+		r->dst_paused = 1;
+	}
+	if (query_status(src, status, sizeof(status)) ||
+	    strcmp(status, "postmigrate")) {
+		fail_set(r, "source in state %s after the migration, expected "
+			 "postmigrate", status);
+		return -1;
+	}
+	if (*proxyp) {
+		hm_proxy_stop(*proxyp, &r->proxy);
+		*proxyp = NULL;
+		note("%s: proxy forwarded %" PRIu64 " bytes, pattern seen %u "
+		     "time(s), flipped %u byte(s) at stream offset %" PRIu64
+		     " (0x%02x -> 0x%02x)%s%s", s->name, r->proxy.to_dst_bytes,
+		     r->proxy.pattern_hits, r->proxy.flips,
+		     r->proxy.flip_offset, r->proxy.before, r->proxy.after,
+		     r->proxy.error[0] ? "; error: " : "", r->proxy.error);
+	}
+
+	if (s->compare) {
+		unsigned char pat[32];
+		size_t plen = hm_corrupt_pattern(pat, sizeof(pat));
+
+		t = mono_s();
+		if (dump_ram(src, g_dump_src, mem, err, sizeof(err)) ||
+		    dump_ram(dst, g_dump_dst, mem, err, sizeof(err))) {
+			fail_set(r, "%s", err);
+			return -1;
+		}
+		if (hm_ramcmp_files(g_dump_src, g_dump_dst, mem,
+				    s->balloon == HM_BALLOON_HINT, pat, plen,
+				    &r->cmp, err, sizeof(err))) {
+			fail_set(r, "%s", err);
+			return -1;
+		}
+		unlink(g_dump_src);
+		unlink(g_dump_dst);
+		r->compared = 1;
+		r->pattern_found = r->cmp.marker_pages > 0;
+		r->compare_s = mono_s() - t;
+		note("%s: RAM compare (%s) in %.1f s: %" PRIu64 " pages, %" PRIu64
+		     " identical, %" PRIu64 " zero on the destination only, %"
+		     PRIu64 " bad", s->name,
+		     s->balloon == HM_BALLOON_HINT
+			     ? "hinting: a page may differ only where the "
+			       "destination's copy is all zeros"
+			     : "must be identical",
+		     r->compare_s, r->cmp.pages, r->cmp.equal,
+		     r->cmp.zero_on_dst, r->cmp.bad);
+	}
+
+	/* let the destination run: the guest must go on, checksums intact */
+	t = mono_s();
+	if (hm_qmp_run(dst->qmp, tmo_ms(30), "cont", NULL)) {
+		fail_set(r, "destination cont: %s", hm_qmp_error(dst->qmp));
+		return -1;
+	}
+	if (wait_rounds(dst, 0, s->rounds_after, 120, err, sizeof(err))) {
+		fail_set(r, "after the migration: %s", err);
+		vm_serial_update(src);
+		return -1;
+	}
+	r->dst_alive = 1;
+	r->after_s = mono_s() - t;
+	vm_serial_update(src);
+	note("%s: destination guest ran %lld round reports (up to round %lld), "
+	     "%lld error line(s)", s->name, dst->log.rounds,
+	     dst->log.last_round, dst->log.errors);
+	return 0;
+}
+
+int hm_run(const struct hm_scenario *s, struct hm_run_result *r)
+{
+	char err[768];
+	struct hm_proxy *proxy = NULL;
+	double t0 = mono_s();
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (harness_init(err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	rc = run_inner(s, r, &proxy);
+	if (proxy)
+		hm_proxy_stop(proxy, &r->proxy);
+	vm_serial_update(&g_vm[0]);
+	vm_serial_update(&g_vm[1]);
+	r->src_log = g_vm[0].log;
+	r->dst_log = g_vm[1].log;
+	/* sysfs prints feature bit 0 first; bit 3 is FREE_PAGE_HINT */
+	if (s->balloon == HM_BALLOON_HINT && g_vm[0].log.ready &&
+	    (strlen(g_vm[0].balloon_features) < 4 ||
+	     g_vm[0].balloon_features[3] != '1'))
+		fail_set(r, "the guest's balloon driver did not negotiate "
+			 "VIRTIO_BALLOON_F_FREE_PAGE_HINT (features \"%s\")",
+			 g_vm[0].balloon_features);
+	vm_stop(&g_vm[1]);
+	vm_stop(&g_vm[0]);
+	unlink(g_dump_src);
+	unlink(g_dump_dst);
+	r->total_s = mono_s() - t0;
+	return r->failure[0] ? -1 : rc;
+}
+
+int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
+	       char *why, size_t len)
+{
+	if (r->failure[0]) {
+		sfmt(why, len, "%s", r->failure);
+		return -1;
+	}
+	if (!r->migrated || !r->dst_paused) {
+		sfmt(why, len, "migration did not complete");
+		return -1;
+	}
+	if (s->compare && !r->compared) {
+		sfmt(why, len, "RAM not compared");
+		return -1;
+	}
+	if (r->compared && r->cmp.bad) {
+		const struct hm_ramcmp_diff *d = &r->cmp.bads[0];
+
+		sfmt(why, len,
+			 "page compare: %" PRIu64 " bad page(s); first at gpa "
+			 "0x%" PRIx64 ", %u byte(s) differ from +0x%x (source "
+			 "0x%02x, destination 0x%02x)",
+			 r->cmp.bad, d->gpa, d->ndiff, d->first_byte, d->src,
+			 d->dst);
+		return -1;
+	}
+	if (r->src_log.errors) {
+		sfmt(why, len, "source guest reported: %s",
+			 r->src_log.first_error);
+		return -1;
+	}
+	if (r->dst_log.errors || r->dst_log.failed_rounds) {
+		sfmt(why, len, "destination guest reported: %s",
+			 r->dst_log.first_error);
+		return -1;
+	}
+	if (!r->dst_alive) {
+		sfmt(why, len, "destination guest did not go on");
+		return -1;
+	}
+	if (s->expect_hint) {
+		uint64_t fill_pages = ((uint64_t)s->fill_mib << 20) / 4096;
+
+		if (!r->compared) {
+			sfmt(why, len, "hint check needs the RAM compare");
+			return -1;
+		}
+		/* Hinted pages never sent are zero on the destination and
+		 * not on the source; at least a quarter of what the guest
+		 * filled and freed must be among them. */
+		if (r->cmp.zero_on_dst < fill_pages / 4) {
+			sfmt(why, len,
+				 "hinting not active enough: only %" PRIu64
+				 " pages were left unsent (destination zero), "
+				 "expected >= %" PRIu64 " (a quarter of the %u "
+				 "MiB the guest freed)",
+				 r->cmp.zero_on_dst, fill_pages / 4,
+				 s->fill_mib);
+			return -1;
+		}
+		/* Each of those pages is non-zero on the source: a migration
+		 * without hints sends it as a normal page at least once, this
+		 * one never sent it.  So the normal pages saved are at least
+		 * zero_on_dst, whatever the timing of the guest's reports and
+		 * the number of iterations (re-sends of the working set are
+		 * common to both).  Sanity of the counters: every non-zero
+		 * destination page came in as a normal page. */
+		if (r->mig.normal < 0 ||
+		    (uint64_t)r->mig.normal < r->cmp.dst_nonzero) {
+			sfmt(why, len,
+				 "query-migrate says %lld normal pages, fewer than "
+				 "the %" PRIu64 " non-zero pages the destination "
+				 "holds", r->mig.normal, r->cmp.dst_nonzero);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void hm_print_result(const struct hm_scenario *s, const struct hm_run_result *r)
+{
+	printf("# %s: accel %s, RAM %" PRIu64 " KiB, boot %.1f s, migrate %.1f s, "
+	       "compare %.1f s, after %.1f s, total %.1f s\n",
+	       s->name, r->accel, r->ram_size >> 10, r->boot_s, r->migrate_s,
+	       r->compare_s, r->after_s, r->total_s);
+	printf("#   query-migrate: status %s, total-time %lld ms, downtime %lld "
+	       "ms, setup %lld ms, transferred %lld bytes, normal %lld pages, "
+	       "duplicate %lld pages, dirty-sync-count %lld (converge allowed "
+	       "at %lld), mbps %.0f\n",
+	       r->mig.status, r->mig.total_ms, r->mig.downtime_ms,
+	       r->mig.setup_ms, r->mig.transferred, r->mig.normal,
+	       r->mig.duplicate, r->mig.dirty_sync_count, r->converge_at_sync,
+	       r->mig.mbps);
+	if (r->compared) {
+		fputs("#", stdout);
+		hm_ramcmp_print(stdout, &r->cmp);
+	}
+	printf("#   guest: source %lld round reports (last round %lld), %lld "
+	       "errors; destination %lld round reports (last round %lld), "
+	       "%lld failed rounds, %lld errors%s%s\n",
+	       r->src_log.rounds, r->src_log.last_round, r->src_log.errors,
+	       r->dst_log.rounds, r->dst_log.last_round,
+	       r->dst_log.failed_rounds, r->dst_log.errors,
+	       r->dst_log.errors ? ": " : "", r->dst_log.first_error);
+	if (r->failure[0])
+		printf("#   run stopped: %s\n", r->failure);
+	fflush(stdout);
+}
+
+static void print_tail(const char *title, const char *path, int lines)
+{
+	FILE *f = fopen(path, "r");
+	char **ring, buf[512];
+	int n = 0;
+
+	if (!f)
+		return;
+	ring = calloc((size_t)lines, sizeof(*ring));
+	if (!ring) {
+		fclose(f);
+		return;
+	}
+	while (fgets(buf, sizeof(buf), f)) {
+		free(ring[n % lines]);
+		ring[n % lines] = strdup(buf);
+		n++;
+	}
+	fclose(f);
+	fprintf(stderr, "---- %s (%s), last %d lines ----\n", title, path,
+		n < lines ? n : lines);
+	for (int i = n < lines ? 0 : n - lines; i < n; i++) {
+		fputs(ring[i % lines] ? ring[i % lines] : "", stderr);
+		free(ring[i % lines]);
+		ring[i % lines] = NULL;
+	}
+	for (int i = 0; i < lines; i++)
+		free(ring[i]);
+	free(ring);
+}
+
+void hm_print_logs(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (!g_vm[i].role)
+			continue;
+		print_tail(i ? "destination serial" : "source serial",
+			   g_vm[i].serial_path, 25);
+		print_tail(i ? "destination QEMU" : "source QEMU",
+			   g_vm[i].log_path, 10);
+	}
+}

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Harness of the QEMU migration tests: a source and a destination QEMU
+ * (Debian's qemu-system-x86) running the hm-workload guest, a precopy
+ * migration over TCP loopback driven by QMP, a page-by-page comparison of
+ * the paused guests' RAM, and a check that the guest lives on. */
+#ifndef HM_QEMU_HARNESS_H
+#define HM_QEMU_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxy.h"
+#include "ramcmp.h"
+
+enum hm_balloon {
+	HM_BALLOON_NONE,  /* no balloon device */
+	HM_BALLOON_PLAIN, /* virtio-balloon-pci, no free page hinting */
+	HM_BALLOON_HINT,  /* virtio-balloon-pci,free-page-hint=on + iothread */
+};
+
+/* The default guest: 512 MiB + 8 KiB of RAM.  NOT a multiple of 256 KiB on
+ * purpose: QEMU < 9.0 under TCG loses dirty pages on RAM blocks whose size
+ * is a multiple of 256 KiB (docs/qemu-tests.md). */
+#define HM_QEMU_DEFAULT_MEM ((512ull << 20) + (8u << 10))
+
+struct hm_scenario {
+	const char *name;
+	enum hm_balloon balloon;
+	int corrupt;              /* migrate through the byte-flipping proxy */
+	uint64_t mem_bytes;       /* guest RAM; 0: HM_QEMU_DEFAULT_MEM */
+	unsigned fill_mib;        /* filled and freed by the guest */
+	unsigned ws_mib;          /* working set, rewritten and verified */
+	unsigned static_mib;      /* written once, verified */
+	unsigned hot_kib;         /* hot set, rewritten hot_reps times a round */
+	unsigned hot_reps;
+	uint64_t max_bandwidth;   /* bytes/s (default 256 MiB/s); 0: 1 GiB/s */
+	unsigned downtime_ms;     /* 0: QEMU's default (300 ms) */
+	unsigned min_syncs;       /* hold the downtime limit at 1 ms until this
+				   * many dirty bitmap syncs (default 4); 0:
+				   * converge at once */
+	unsigned settle_rounds;   /* workload rounds before migrating */
+	int compare;              /* dump both RAMs and compare */
+	unsigned rounds_after;    /* workload rounds to see on the destination */
+	int expect_hint;          /* check that hinting was active */
+};
+
+/* Fill the defaults of a scenario (sizes, rounds, compare on). */
+void hm_scenario_defaults(struct hm_scenario *s);
+
+struct hm_mig_stats {
+	char status[32];
+	long long total_ms, downtime_ms, setup_ms;
+	long long transferred, total_ram, duplicate, normal, normal_bytes;
+	long long dirty_sync_count, skipped;
+	double mbps;
+};
+
+struct hm_guest_log {
+	int ready;
+	long long last_round;     /* highest round number reported */
+	long long rounds;         /* round lines seen */
+	long long failed_rounds;
+	long long errors;         /* ERROR lines and kernel panics */
+	char first_error[256];
+};
+
+struct hm_run_result {
+	char accel[8];            /* "kvm" or "tcg" */
+	uint64_t ram_size;        /* as QEMU reports it */
+	int qemu_major, qemu_minor, qemu_micro;
+	struct hm_mig_stats mig;
+	long long converge_at_sync; /* sync count when converging was allowed */
+	int migrated;             /* source said "completed" */
+	int dst_paused;           /* destination reached "paused" */
+	int compared;
+	struct hm_ramcmp cmp;
+	int pattern_found;        /* the proxy's target page seen on the source */
+	struct hm_guest_log src_log, dst_log;
+	int dst_alive;            /* destination guest ran rounds_after rounds */
+	struct hm_proxy_stats proxy;
+	double boot_s, migrate_s, compare_s, after_s, total_s;
+	char failure[512];        /* why the run could not go on, or "" */
+};
+
+/* Run one scenario.  Returns 0 when it ran to the end (the verdict is
+ * hm_verdict's), -1 when it stopped early (result->failure says why; a
+ * failed migration is such a case). */
+int hm_run(const struct hm_scenario *s, struct hm_run_result *r);
+
+/* The checks of a normal test: migration completed, RAM compare clean
+ * (identical; with hinting, differences only where the destination page is
+ * zero), guest alive with no checksum error on either side, and with
+ * expect_hint, hinting visibly active.  0 if all hold, else -1 and why. */
+int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
+	       char *why, size_t len);
+
+/* Print a summary of a run (stats, compare, guest). */
+void hm_print_result(const struct hm_scenario *s,
+		     const struct hm_run_result *r);
+
+/* Print the tails of the serial consoles and QEMU logs of the last run. */
+void hm_print_logs(void);
+
+/* The proxy's target: static page 3 of hm-workload starts with this. */
+#define HM_CORRUPT_PAGE_INDEX 3u
+#define HM_CORRUPT_BYTE 1000u
+#define HM_CORRUPT_MASK 0x01u
+size_t hm_corrupt_pattern(unsigned char *buf, size_t len);
+
+/* Environment knobs (documented in docs/qemu-tests.md). */
+int hm_env_flag(const char *name);
+
+#endif

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * qemu-migbench: numbers from real QEMU migrations of the hm-workload
+ * guest, free page hinting on and off.
+ *
+ *   qemu-migbench [--reps N] [--modes balloon,hint,plain] [--mem-kib K]
+ *                 [--fill MiB] [--ws MiB] [--max-bandwidth BYTES/s]
+ *                 [--min-syncs N] [--compare] [--json FILE]
+ *
+ * Every run is a full test run (boot, migrate over TCP loopback, guest
+ * checked alive and error-free on the destination; with --compare also the
+ * page-by-page RAM compare); modes are interleaved run by run so that the
+ * machine's load drifts alike over all of them.  Prints the query-migrate
+ * figures of every run and, per mode, their medians.  Exit 1 if any run
+ * failed its checks.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define MAX_REPS 50
+#define MAX_MODES 3
+
+struct mode {
+	const char *name;
+	enum hm_balloon balloon;
+	struct hm_run_result runs[MAX_REPS];
+	int ok[MAX_REPS];
+	int n;
+};
+
+static int cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median over the successful runs of one field. */
+static double median(const struct mode *m, long long (*get)(const struct hm_run_result *))
+{
+	long long v[MAX_REPS];
+	int n = 0;
+
+	for (int i = 0; i < m->n; i++)
+		if (m->ok[i])
+			v[n++] = get(&m->runs[i]);
+	if (!n)
+		return -1;
+	qsort(v, (size_t)n, sizeof(v[0]), cmp_ll);
+	return n % 2 ? (double)v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+static long long f_total(const struct hm_run_result *r) { return r->mig.total_ms; }
+static long long f_down(const struct hm_run_result *r) { return r->mig.downtime_ms; }
+static long long f_setup(const struct hm_run_result *r) { return r->mig.setup_ms; }
+static long long f_xfer(const struct hm_run_result *r) { return r->mig.transferred; }
+static long long f_normal(const struct hm_run_result *r) { return r->mig.normal; }
+static long long f_dup(const struct hm_run_result *r) { return r->mig.duplicate; }
+static long long f_syncs(const struct hm_run_result *r) { return r->mig.dirty_sync_count; }
+static long long f_hinted(const struct hm_run_result *r)
+{
+	return r->compared ? (long long)r->cmp.zero_on_dst : -1;
+}
+
+static const struct field {
+	const char *name, *unit;
+	long long (*get)(const struct hm_run_result *);
+	double scale;
+} fields[] = {
+	{ "total-time", "ms", f_total, 1 },
+	{ "downtime", "ms", f_down, 1 },
+	{ "setup-time", "ms", f_setup, 1 },
+	{ "transferred", "MiB", f_xfer, 1.0 / (1 << 20) },
+	{ "normal", "pages", f_normal, 1 },
+	{ "duplicate", "pages", f_dup, 1 },
+	{ "dirty-sync-count", "", f_syncs, 1 },
+	{ "unsent (dst zero)", "pages", f_hinted, 1 },
+};
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+static void usage(const char *argv0)
+{
+	fprintf(stderr,
+		"usage: %s [--reps N] [--modes balloon,hint,plain] [--mem-kib K]\n"
+		"          [--fill MiB] [--ws MiB] [--max-bandwidth BYTES/s]\n"
+		"          [--min-syncs N] [--compare] [--json FILE]\n"
+		"  modes: plain (no balloon), balloon (virtio-balloon, no hinting),\n"
+		"         hint (virtio-balloon free-page-hint=on + iothread)\n",
+		argv0);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static struct mode modes[MAX_MODES];
+	int nmodes = 0, reps = 3, failures = 0;
+	const char *modelist = "balloon,hint", *json = NULL;
+	struct hm_scenario base;
+	static const struct option lo[] = {
+		{ "reps", required_argument, NULL, 'r' },
+		{ "modes", required_argument, NULL, 'm' },
+		{ "mem-kib", required_argument, NULL, 'k' },
+		{ "fill", required_argument, NULL, 'f' },
+		{ "ws", required_argument, NULL, 'w' },
+		{ "max-bandwidth", required_argument, NULL, 'b' },
+		{ "min-syncs", required_argument, NULL, 's' },
+		{ "compare", no_argument, NULL, 'c' },
+		{ "json", required_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	hm_scenario_defaults(&base);
+	base.compare = 0;
+	base.min_syncs = 0; /* QEMU's own convergence: realistic figures */
+	base.rounds_after = 2;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			reps = atoi(optarg);
+			break;
+		case 'm':
+			modelist = optarg;
+			break;
+		case 'k':
+			base.mem_bytes = strtoull(optarg, NULL, 0) << 10;
+			break;
+		case 'f':
+			base.fill_mib = (unsigned)atoi(optarg);
+			break;
+		case 'w':
+			base.ws_mib = (unsigned)atoi(optarg);
+			break;
+		case 'b':
+			base.max_bandwidth = strtoull(optarg, NULL, 0);
+			break;
+		case 's':
+			base.min_syncs = (unsigned)atoi(optarg);
+			break;
+		case 'c':
+			base.compare = 1;
+			break;
+		case 'j':
+			json = optarg;
+			break;
+		default:
+			usage(argv[0]);
+		}
+	}
+	if (optind != argc || reps < 1 || reps > MAX_REPS)
+		usage(argv[0]);
+	{
+		char *dup = strdup(modelist), *save = NULL;
+
+		for (char *t = strtok_r(dup, ",", &save); t;
+		     t = strtok_r(NULL, ",", &save)) {
+			if (nmodes == MAX_MODES)
+				usage(argv[0]);
+			struct mode *m = &modes[nmodes++];
+			if (!strcmp(t, "plain")) {
+				m->name = "plain";
+				m->balloon = HM_BALLOON_NONE;
+			} else if (!strcmp(t, "balloon")) {
+				m->name = "balloon";
+				m->balloon = HM_BALLOON_PLAIN;
+			} else if (!strcmp(t, "hint")) {
+				m->name = "hint";
+				m->balloon = HM_BALLOON_HINT;
+			} else {
+				usage(argv[0]);
+			}
+		}
+		free(dup);
+	}
+
+	printf("# qemu-migbench: %d rep(s) of %s; guest %" PRIu64 " KiB, fill %u "
+	       "MiB, ws %u MiB, hot %u KiB, static %u MiB; max-bandwidth %" PRIu64
+	       " B/s; %s; page compare %s\n",
+	       reps, modelist,
+	       (uint64_t)(base.mem_bytes ? base.mem_bytes : HM_QEMU_DEFAULT_MEM) >> 10,
+	       base.fill_mib, base.ws_mib, base.hot_kib, base.static_mib,
+	       base.max_bandwidth, base.min_syncs ? "forced syncs" :
+	       "QEMU's convergence (downtime-limit 300 ms)",
+	       base.compare ? "on" : "off");
+	printf("%-8s %3s %9s %9s %9s %10s %9s %9s %6s %10s %s\n", "mode", "rep",
+	       "total_ms", "down_ms", "setup_ms", "xfer_MiB", "normal", "dup",
+	       "syncs", "unsent", "check");
+	for (int rep = 0; rep < reps; rep++) {
+		for (int k = 0; k < nmodes; k++) {
+			struct mode *m = &modes[k];
+			struct hm_run_result *r = &m->runs[m->n];
+			struct hm_scenario s = base;
+			char why[768], name[64];
+
+			snprintf(name, sizeof(name), "bench/%s/%d", m->name, rep);
+			s.name = name;
+			s.balloon = m->balloon;
+			hm_run(&s, r);
+			m->ok[m->n] = !hm_verdict(&s, r, why, sizeof(why));
+			if (!m->ok[m->n]) {
+				failures++;
+				hm_print_logs();
+			}
+			char unsent[24] = "-";
+
+			if (r->compared)
+				snprintf(unsent, sizeof(unsent), "%lld",
+					 f_hinted(r));
+			printf("%-8s %3d %9lld %9lld %9lld %10.1f %9lld %9lld %6lld "
+			       "%10s %s%s\n",
+			       m->name, rep, r->mig.total_ms, r->mig.downtime_ms,
+			       r->mig.setup_ms,
+			       (double)r->mig.transferred / (1 << 20),
+			       r->mig.normal, r->mig.duplicate,
+			       r->mig.dirty_sync_count, unsent,
+			       m->ok[m->n] ? "ok" : "FAILED: ",
+			       m->ok[m->n] ? "" : why);
+			m->n++;
+		}
+	}
+
+	printf("\n# medians over the runs that passed their checks (accel %s)\n",
+	       modes[0].runs[0].accel);
+	/* The ratio column: hint over its baseline (balloon without hints,
+	 * else plain), or the last mode over the first. */
+	int num = nmodes - 1, den = 0;
+	char rname[32];
+
+	for (int k = 0; k < nmodes; k++)
+		if (!strcmp(modes[k].name, "hint"))
+			num = k;
+	for (int k = nmodes - 1; k >= 0; k--)
+		if (k != num && (!strcmp(modes[k].name, "balloon") ||
+				 (!strcmp(modes[k].name, "plain") &&
+				  strcmp(modes[den].name, "balloon"))))
+			den = k;
+	snprintf(rname, sizeof(rname), "%s/%s", modes[num].name,
+		 modes[den].name);
+	printf("%-20s %-6s", "figure", "unit");
+	for (int k = 0; k < nmodes; k++)
+		printf(" %12s", modes[k].name);
+	if (nmodes >= 2)
+		printf(" %14s", rname);
+	putchar('\n');
+	for (size_t f = 0; f < NFIELDS; f++) {
+		double vnum = -1, vden = -1;
+
+		printf("%-20s %-6s", fields[f].name, fields[f].unit);
+		for (int k = 0; k < nmodes; k++) {
+			double v = median(&modes[k], fields[f].get);
+
+			if (v >= 0) {
+				v *= fields[f].scale;
+				printf(" %12.1f", v);
+			} else {
+				printf(" %12s", "-");
+			}
+			if (k == num)
+				vnum = v;
+			if (k == den)
+				vden = v;
+		}
+		if (nmodes >= 2) {
+			if (vden > 0 && vnum >= 0)
+				printf(" %14.3f", vnum / vden);
+			else
+				printf(" %14s", "-");
+		}
+		putchar('\n');
+	}
+
+	if (json) {
+		FILE *jf = fopen(json, "w");
+
+		if (!jf) {
+			perror(json);
+			return 2;
+		}
+		fprintf(jf, "{\"accel\": \"%s\", \"reps\": %d, \"modes\": {",
+			modes[0].runs[0].accel, reps);
+		for (int k = 0; k < nmodes; k++) {
+			fprintf(jf, "%s\"%s\": {\"runs\": [", k ? ", " : "",
+				modes[k].name);
+			for (int i = 0; i < modes[k].n; i++) {
+				const struct hm_run_result *r = &modes[k].runs[i];
+
+				fprintf(jf,
+					"%s{\"ok\": %s, \"total_ms\": %lld, "
+					"\"downtime_ms\": %lld, \"setup_ms\": %lld, "
+					"\"transferred\": %lld, \"normal\": %lld, "
+					"\"duplicate\": %lld, \"dirty_sync_count\": %lld, "
+					"\"unsent_pages\": %lld}",
+					i ? ", " : "", modes[k].ok[i] ? "true" : "false",
+					r->mig.total_ms, r->mig.downtime_ms,
+					r->mig.setup_ms, r->mig.transferred,
+					r->mig.normal, r->mig.duplicate,
+					r->mig.dirty_sync_count, f_hinted(r));
+			}
+			fprintf(jf, "], \"median\": {");
+			for (size_t f = 0; f < NFIELDS; f++)
+				fprintf(jf, "%s\"%s\": %.1f", f ? ", " : "",
+					fields[f].name,
+					median(&modes[k], fields[f].get));
+			fprintf(jf, "}}");
+		}
+		fprintf(jf, "}}\n");
+		fclose(jf);
+	}
+	return failures ? 1 : 0;
+}

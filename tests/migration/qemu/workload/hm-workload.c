@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hm-workload: the guest side of the QEMU migration tests.
+ *
+ * Runs as the init of a tiny initramfs guest (started by /init after the
+ * virtio modules are loaded), linked statically.  Parameters come from the
+ * kernel command line (hm.fill=MiB hm.ws=MiB hm.static=MiB hm.hot=KiB
+ * hm.hotreps=N hm.seed=N).
+ *
+ *  1. fill: maps hm.fill MiB, writes non-zero data to every byte of it, and
+ *     unmaps it again, so the guest holds lots of free pages whose frames are
+ *     dirty (the pages free page hinting lets the host skip);
+ *  2. static region: hm.static MiB written once, then only read; page k
+ *     starts with a 16-byte magic and its index (the corrupting proxy of the
+ *     corrupt-detect tests looks for static page 3 in the stream);
+ *  3. working set (hm.ws MiB) and hot set (hm.hot KiB, rewritten hm.hotreps
+ *     times a round): every pass verifies each page (header, generation,
+ *     checksum of the body) and rewrites it with the next generation.  A
+ *     stale page (an older generation, as left behind by lost dirty
+ *     tracking) fails the generation check, a flipped byte the checksum.
+ *     The hot set is small enough that under TCG its TLB entries survive
+ *     from one pass to the next: the case where QEMU < 9.0 loses dirty
+ *     pages (docs/qemu-tests.md).
+ *
+ * Reports on the console (ttyS0), one line each, prefixed "HMW: ":
+ *   "HMW: ready ..." once, "HMW: round N ok ..." for a round every 200 ms,
+ *   "HMW: ERROR ..." for failed checks (up to 8 a round) and
+ *   "HMW: round N FAILED ..." for every round with a failed check.
+ *
+ * Nothing here allocates after the start; the regions are mlocked so the
+ * guest kernel does not move them (compaction) behind our back.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define REPORT_MS 200u
+#define WORDS (PAGE / 8u)
+
+/* Working-set page header, in 64-bit words. */
+enum { WS_MAGIC, WS_INDEX, WS_GEN, WS_CSUM, WS_HDR };
+/* Static page: 16 magic bytes, index, checksum; body follows. */
+enum { ST_MAGIC0, ST_MAGIC1, ST_INDEX, ST_CSUM, ST_HDR };
+
+/* The static magic is stored XORed so that its plain bytes never sit in
+ * this binary (which is itself in guest RAM); the host side
+ * (tests/migration/qemu/harness.c) knows the same string.  volatile: else
+ * the compiler folds the XOR and stores the plain magic after all. */
+#define STATIC_MAGIC_XOR 0x5a
+static const volatile unsigned char static_magic_x[16] = {
+	'H' ^ 0x5a, 'M' ^ 0x5a, 'W' ^ 0x5a, '-' ^ 0x5a, 'S' ^ 0x5a, 'T' ^ 0x5a,
+	'A' ^ 0x5a, 'T' ^ 0x5a, 'I' ^ 0x5a, 'C' ^ 0x5a, '-' ^ 0x5a, 'P' ^ 0x5a,
+	'A' ^ 0x5a, 'G' ^ 0x5a, 'E' ^ 0x5a, '!' ^ 0x5a,
+};
+#define WS_MAGIC_VALUE 0x48574d2d57534731ull /* "1GSW-MWH" */
+
+static unsigned long opt_fill = 256, opt_ws = 32, opt_static = 4;
+static unsigned long opt_hot_kib = 0, opt_hot_reps = 64;
+static uint64_t opt_seed = 1;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	int n = snprintf(buf, sizeof(buf), "HMW: ");
+
+	va_start(ap, fmt);
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	for (int off = 0; off < n;) {
+		ssize_t w = write(1, buf + off, (size_t)(n - off));
+		if (w <= 0) {
+			if (w < 0 && errno == EINTR)
+				continue;
+			return;
+		}
+		off += (int)w;
+	}
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+/* Body words: xorshift stream seeded from (seed, page, gen); never zero. */
+static void fill_body(uint64_t *w, unsigned from, uint64_t key)
+{
+	uint64_t s = mix64(key) | 1;
+
+	for (unsigned i = from; i < WORDS; i++) {
+		s ^= s << 13;
+		s ^= s >> 7;
+		s ^= s << 17;
+		w[i] = s;
+	}
+}
+
+static uint64_t csum_body(const uint64_t *w, unsigned from, uint64_t key)
+{
+	uint64_t h = key ^ 0xcbf29ce484222325ull;
+
+	for (unsigned i = from; i < WORDS; i++)
+		h = (h ^ w[i]) * 0x100000001b3ull;
+	return mix64(h);
+}
+
+static uint64_t ws_key(uint64_t salt, uint64_t idx, uint64_t gen)
+{
+	return opt_seed * 0x9e3779b97f4a7c15ull ^ idx * 0xd6e8feb86659fd93ull ^
+	       gen * 0xa0761d6478bd642full ^ salt;
+}
+
+static uint64_t st_key(uint64_t idx)
+{
+	return opt_seed * 0x9e3779b97f4a7c15ull ^ idx * 0xe7037ed1a0b428dbull ^
+	       0x5354415449430000ull;
+}
+
+static void parse_cmdline(void)
+{
+	char buf[4096];
+	int fd = open("/proc/cmdline", O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+		if (!strncmp(tok, "hm.fill=", 8))
+			opt_fill = strtoul(tok + 8, NULL, 0);
+		else if (!strncmp(tok, "hm.ws=", 6))
+			opt_ws = strtoul(tok + 6, NULL, 0);
+		else if (!strncmp(tok, "hm.static=", 10))
+			opt_static = strtoul(tok + 10, NULL, 0);
+		else if (!strncmp(tok, "hm.hot=", 7))
+			opt_hot_kib = strtoul(tok + 7, NULL, 0);
+		else if (!strncmp(tok, "hm.hotreps=", 11))
+			opt_hot_reps = strtoul(tok + 11, NULL, 0);
+		else if (!strncmp(tok, "hm.seed=", 8))
+			opt_seed = strtoull(tok + 8, NULL, 0);
+	}
+}
+
+static void *map_region(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, bytes, MADV_NOHUGEPAGE);
+	return p;
+}
+
+static void fill_and_free(void)
+{
+	struct sysinfo si;
+	uint64_t t0 = now_ms();
+	size_t want = opt_fill << 20, room;
+	uint64_t *p;
+
+	/* Leave room for the other regions and the kernel. */
+	if (sysinfo(&si) == 0) {
+		room = (size_t)si.freeram * si.mem_unit;
+		size_t keep = ((opt_ws + opt_static) << 20) +
+			      (opt_hot_kib << 10) + (24u << 20);
+		room = room > keep ? room - keep : 0;
+		if (want > room) {
+			say("fill capped from %lu to %zu MiB (free %zu MiB)",
+			    opt_fill, room >> 20,
+			    ((size_t)si.freeram * si.mem_unit) >> 20);
+			want = room & ~(size_t)(PAGE - 1);
+		}
+	}
+	if (!want) {
+		say("filled 0 MiB");
+		return;
+	}
+	p = map_region(want);
+	if (!p) {
+		say("ERROR fill mmap of %zu MiB failed: %s", want >> 20,
+		    strerror(errno));
+		return;
+	}
+	for (size_t pg = 0; pg < want / PAGE; pg++) {
+		uint64_t *w = p + pg * WORDS;
+		uint64_t v = mix64(pg ^ opt_seed) | 0x0101010101010101ull;
+
+		for (unsigned i = 0; i < WORDS; i++)
+			w[i] = v + i * 0x0202020202020202ull;
+	}
+	munmap(p, want);
+	say("filled %zu MiB with non-zero data in %llu ms, freed it",
+	    want >> 20, (unsigned long long)(now_ms() - t0));
+}
+
+/* A region whose pages are verified and rewritten with the next
+ * generation, pass after pass. */
+struct region {
+	const char *name;
+	uint64_t *base;
+	size_t pages;
+	uint64_t gen;   /* generation every page holds between passes */
+	uint64_t salt;
+};
+
+static void region_init(struct region *r)
+{
+	for (size_t k = 0; k < r->pages; k++) {
+		uint64_t *w = r->base + k * WORDS;
+
+		w[WS_MAGIC] = WS_MAGIC_VALUE ^ r->salt;
+		w[WS_INDEX] = k;
+		w[WS_GEN] = 0;
+		fill_body(w, WS_HDR, ws_key(r->salt, k, 0));
+		w[WS_CSUM] = csum_body(w, WS_HDR, ws_key(r->salt, k, 0));
+	}
+}
+
+/* Verify every page (magic, index, generation, checksum), then rewrite it
+ * with generation gen + 1.  A stale page, as left by a lost dirty page,
+ * holds an older generation; a flipped byte fails the checksum. */
+static uint64_t region_pass(struct region *r, uint64_t reported)
+{
+	uint64_t err = 0, gen = r->gen;
+
+	for (size_t k = 0; k < r->pages; k++) {
+		uint64_t *w = r->base + k * WORDS;
+		uint64_t c = csum_body(w, WS_HDR, ws_key(r->salt, k, gen));
+		int mok = w[WS_MAGIC] == (WS_MAGIC_VALUE ^ r->salt);
+
+		if (!mok || w[WS_INDEX] != k || w[WS_GEN] != gen ||
+		    w[WS_CSUM] != c) {
+			if (reported + err < 8)
+				say("ERROR %s page %zu: magic %s index %llu gen "
+				    "%llu (expected %llu) csum %s", r->name, k,
+				    mok ? "ok" : "BAD",
+				    (unsigned long long)w[WS_INDEX],
+				    (unsigned long long)w[WS_GEN],
+				    (unsigned long long)gen,
+				    w[WS_CSUM] == c ? "ok" : "BAD");
+			err++;
+		}
+		w[WS_MAGIC] = WS_MAGIC_VALUE ^ r->salt;
+		w[WS_INDEX] = k;
+		w[WS_GEN] = gen + 1;
+		fill_body(w, WS_HDR, ws_key(r->salt, k, gen + 1));
+		w[WS_CSUM] = csum_body(w, WS_HDR, ws_key(r->salt, k, gen + 1));
+	}
+	r->gen = gen + 1;
+	return err;
+}
+
+static uint64_t static_check(const uint64_t *st, size_t st_pages,
+			     uint64_t reported)
+{
+	uint64_t err = 0;
+
+	for (size_t k = 0; k < st_pages; k++) {
+		const uint64_t *w = st + k * WORDS;
+		uint64_t c = csum_body(w, ST_HDR, st_key(k));
+		int mok = 1;
+
+		for (unsigned i = 0; i < 16; i++)
+			mok &= (((const unsigned char *)w)[i] ^
+				STATIC_MAGIC_XOR) == static_magic_x[i];
+		if (!mok || w[ST_INDEX] != k || w[ST_CSUM] != c) {
+			if (reported + err < 8)
+				say("ERROR static page %zu: magic %s index %llu "
+				    "csum %s", k, mok ? "ok" : "BAD",
+				    (unsigned long long)w[ST_INDEX],
+				    w[ST_CSUM] == c ? "ok" : "BAD");
+			err++;
+		}
+	}
+	return err;
+}
+
+static void *map_locked(size_t pages, const char *what)
+{
+	void *p;
+
+	if (!pages)
+		return NULL;
+	p = map_region(pages * PAGE);
+	if (!p) {
+		say("ERROR cannot map the %s: %s", what, strerror(errno));
+		for (;;)
+			pause();
+	}
+	if (mlock(p, pages * PAGE))
+		say("warning: mlock of the %s failed: %s", what,
+		    strerror(errno));
+	return p;
+}
+
+int main(void)
+{
+	struct region ws = { .name = "ws", .salt = 0 };
+	struct region hot = { .name = "hot", .salt = 0x686f74ull << 40 };
+	uint64_t *st, round = 0, errors = 0, last_say = 0;
+	size_t st_pages;
+
+	parse_cmdline();
+	say("start fill=%lu ws=%lu static=%lu hot=%luK hotreps=%lu seed=%llu",
+	    opt_fill, opt_ws, opt_static, opt_hot_kib, opt_hot_reps,
+	    (unsigned long long)opt_seed);
+
+	fill_and_free();
+
+	ws.pages = (opt_ws << 20) / PAGE;
+	hot.pages = (opt_hot_kib << 10) / PAGE;
+	st_pages = (opt_static << 20) / PAGE;
+	ws.base = map_locked(ws.pages, "working set");
+	hot.base = map_locked(hot.pages, "hot set");
+	st = map_locked(st_pages, "static region");
+
+	/* The magic goes straight into the page, byte by byte, so that no
+	 * copy of it followed by an index lands anywhere else (stack). */
+	for (size_t k = 0; k < st_pages; k++) {
+		uint64_t *w = st + k * WORDS;
+
+		for (unsigned i = 0; i < 16; i++)
+			((unsigned char *)w)[i] =
+				static_magic_x[i] ^ STATIC_MAGIC_XOR;
+		w[ST_INDEX] = k;
+		fill_body(w, ST_HDR, st_key(k));
+		w[ST_CSUM] = csum_body(w, ST_HDR, st_key(k));
+	}
+	region_init(&ws);
+	region_init(&hot);
+	say("ready ws_pages=%zu hot_pages=%zu static_pages=%zu", ws.pages,
+	    hot.pages, st_pages);
+
+	/* A round: the hot set hotreps times over (a few pages written again
+	 * and again: their TLB entries stay in place under TCG), the working
+	 * set once, the static region read. */
+	for (;;) {
+		uint64_t t0 = now_ms(), round_err = 0;
+
+		for (unsigned long i = 0; hot.pages && i < opt_hot_reps; i++)
+			round_err += region_pass(&hot, round_err);
+		round_err += region_pass(&ws, round_err);
+		round_err += static_check(st, st_pages, round_err);
+		round++;
+		errors += round_err;
+		if (round_err) {
+			say("round %llu FAILED errors=%llu total_errors=%llu",
+			    (unsigned long long)round,
+			    (unsigned long long)round_err,
+			    (unsigned long long)errors);
+			last_say = now_ms();
+		} else if (now_ms() - last_say >= REPORT_MS) {
+			/* A round can take milliseconds: report a few a
+			 * second, not every one. */
+			say("round %llu ok ms=%llu total_errors=%llu",
+			    (unsigned long long)round,
+			    (unsigned long long)(now_ms() - t0),
+			    (unsigned long long)errors);
+			last_say = now_ms();
+		}
+	}
+}
