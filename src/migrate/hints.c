@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -81,12 +82,18 @@ struct hm_hints {
 	uint64_t sess_msgs;
 	bool sess_flooded;
 	bool sess_warned;
-	struct hm_page_range *pr;	/* HM_HC_MAX_RANGES */
-	struct hm_gpa_range *ack;	/* HM_HC_MAX_RANGES */
+	bool sess_warned_iso;
+	struct hm_page_range *pr;	/* HM_HC_MAX_RANGES: validated */
+	struct hm_gpa_range *ack;	/* HM_HC_MAX_RANGES: their gpa form */
+	struct hm_page_range *sub_pr;	/* HM_HC_MAX_RANGES: ISOLATED parts */
+	struct hm_gpa_range *sub_gpa;	/* to re-protect and acknowledge */
+	/* pages acknowledged in the open epoch: the guest holds them no
+	 * longer (migration thread clears it between epochs) */
+	struct hm_bitmap acked;
 
 	_Atomic uint64_t n_requested, n_done, n_received, n_applied;
 	_Atomic uint64_t n_pages_applied, n_pages_cleared, n_stale;
-	_Atomic uint64_t n_rejected, n_acked, n_floods;
+	_Atomic uint64_t n_rejected, n_acked, n_floods, n_reisolated;
 };
 
 static void ctr_add(_Atomic uint64_t *c, uint64_t v)
@@ -200,6 +207,7 @@ static bool session_admit(struct hm_hints *h, uint64_t epoch, uint32_t n)
 		h->sess_msgs = 0;
 		h->sess_flooded = false;
 		h->sess_warned = false;
+		h->sess_warned_iso = false;
 	}
 	if (h->sess_flooded)
 		return false;
@@ -259,9 +267,10 @@ static uint32_t validate(struct hm_hints *h, const struct hm_hc_msg *msg)
 	return ok;
 }
 
-/* Re-protect the validated ranges (R4). A range whose re-protection fails
- * goes back into M (its writes may not be recorded) and is not
- * acknowledged. Returns how many ranges stay applied (compacted in place). */
+/* HM_UNSAFE_HINT_CLEARS_LOG only: re-protect the validated FREE ranges,
+ * which forgets their writes in L (R3 broken). A range whose
+ * re-protection fails goes back into M. Returns how many ranges stay
+ * applied (compacted in place). */
 static uint32_t reprotect(struct hm_hints *h, uint32_t n)
 {
 	uint32_t kept = 0;
@@ -284,6 +293,114 @@ static uint32_t reprotect(struct hm_hints *h, uint32_t n)
 		kept++;
 	}
 	return kept;
+}
+
+/* Re-protect and acknowledge n pending ISOLATED parts (R4): the ACK goes
+ * only after the re-protection (HM_UNSAFE_ACK_BEFORE_REPROTECT turns the
+ * order round, with a delay that lets the reporter reuse the pages). A
+ * part whose re-protection fails goes back into M and is not
+ * acknowledged. Returns the pages applied. */
+static uint64_t iso_flush(struct hm_hints *h, uint64_t epoch, uint32_t n,
+			  bool early_ack)
+{
+	uint64_t pages = 0;
+	uint32_t kept = 0;
+	int r;
+
+	if (early_ack && n) {
+		r = send_ack(h, epoch, h->sub_gpa, n);
+		if (r < 0)
+			disable(h, r, "ACK send failed");
+		else
+			ctr_add(&h->n_acked, n);
+		usleep(HINTS_UNSAFE_ACK_DELAY_US);
+	}
+	for (uint32_t j = 0; j < n; j++) {
+		r = hm_tracker_reprotect(h->tracker, h->sub_pr[j].start,
+					 h->sub_pr[j].len);
+		if (r < 0) {
+			hm_bitmap_set_range_atomic(h->m, h->sub_pr[j].start,
+						   h->sub_pr[j].len);
+			hm_logf(&h->log, HM_LOG_WARN,
+				"hints: re-protecting pages %" PRIu64
+				"+%" PRIu64 " failed (%s): hint not applied",
+				h->sub_pr[j].start, h->sub_pr[j].len,
+				strerror(-r));
+			continue;
+		}
+		h->sub_pr[kept] = h->sub_pr[j];
+		h->sub_gpa[kept] = h->sub_gpa[j];
+		kept++;
+	}
+	if (!early_ack && kept) {
+		r = send_ack(h, epoch, h->sub_gpa, kept);
+		if (r < 0)
+			disable(h, r, "ACK send failed");
+		else
+			ctr_add(&h->n_acked, kept);
+	}
+	for (uint32_t j = 0; j < kept; j++) {
+		hm_bitmap_set_range_atomic(&h->acked, h->sub_pr[j].start,
+					   h->sub_pr[j].len);
+		pages += h->sub_pr[j].len;
+	}
+	return pages;
+}
+
+/* ISOLATED ranges h->pr[0..n) (M already cleared): re-protect and
+ * acknowledge what this epoch has not acknowledged yet. A page reported
+ * ISOLATED again after its ACK is no longer held by the guest, which may
+ * have reused it already: re-protecting it would forget a legitimate
+ * write, so it keeps the FREE treatment (M only, R3). Returns the pages
+ * re-protected. */
+static uint64_t isolate(struct hm_hints *h, uint64_t epoch, uint32_t n,
+			bool early_ack)
+{
+	uint64_t ps = h->guest->page_size, pages = 0, again = 0;
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t start = h->pr[i].start, end = start + h->pr[i].len;
+		uint64_t p = start;
+
+		while (p < end) {
+			uint64_t q = hm_bitmap_find_next_set(&h->acked, p);
+
+			if (q > end)
+				q = end;
+			if (q > p) {
+				h->sub_pr[k].start = p;
+				h->sub_pr[k].len = q - p;
+				h->sub_gpa[k].gpa = h->ack[i].gpa +
+						    (p - start) * ps;
+				h->sub_gpa[k].len = (q - p) * ps;
+				if (++k == HM_HC_MAX_RANGES) {
+					pages += iso_flush(h, epoch, k,
+							   early_ack);
+					k = 0;
+				}
+			}
+			if (q >= end)
+				break;
+			p = hm_bitmap_find_next_clear(&h->acked, q);
+			if (p > end)
+				p = end;
+			again += p - q;
+		}
+	}
+	if (k)
+		pages += iso_flush(h, epoch, k, early_ack);
+	if (again) {
+		ctr_add(&h->n_reisolated, again);
+		if (!h->sess_warned_iso) {
+			h->sess_warned_iso = true;
+			hm_logf(&h->log, HM_LOG_WARN,
+				"hints: epoch %" PRIu64 ": %" PRIu64 " pages "
+				"reported ISOLATED again after their ACK: "
+				"taken as FREE", epoch, again);
+		}
+	}
+	return pages;
 }
 
 static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
@@ -327,32 +444,17 @@ static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
 		goto out;
 	}
 	ctr_add(&h->n_pages_cleared, (uint64_t)cleared);
-
-	if (early_ack) {
-		/* R4 broken on purpose: the reporter may reuse the pages
-		 * before they are protected again. */
-		if (send_ack(h, msg->epoch, h->ack, n) < 0)
-			disable(h, EPIPE, "ACK send failed");
-		else
-			ctr_add(&h->n_acked, n);
-		usleep(HINTS_UNSAFE_ACK_DELAY_US);
-	}
-	if (isolated || log_too)
+	if (isolated) {
+		/* R4: L too, re-protected, then the ACK */
+		isolate(h, msg->epoch, n, early_ack);
+	} else if (log_too) {
+		/* R3 broken on purpose: a FREE hint also forgets L */
 		n = reprotect(h, n);
+	}
 	for (uint32_t i = 0; i < n; i++)
 		pages += h->pr[i].len;
 	ctr_add(&h->n_applied, n);
 	ctr_add(&h->n_pages_applied, pages);
-
-	/* R4: the acknowledgement only after the re-protection. */
-	if (isolated && !early_ack && n > 0) {
-		int r = send_ack(h, msg->epoch, h->ack, n);
-
-		if (r < 0)
-			disable(h, r, "ACK send failed");
-		else
-			ctr_add(&h->n_acked, n);
-	}
 out:
 	apply_leave(h);
 }
@@ -476,7 +578,10 @@ struct hm_hints *hm_hints_new(const struct hm_hints_opts *o)
 	h->max_msgs = o->max_ranges + 16;
 	h->pr = calloc(HM_HC_MAX_RANGES, sizeof(*h->pr));
 	h->ack = calloc(HM_HC_MAX_RANGES, sizeof(*h->ack));
-	if (!h->pr || !h->ack)
+	h->sub_pr = calloc(HM_HC_MAX_RANGES, sizeof(*h->sub_pr));
+	h->sub_gpa = calloc(HM_HC_MAX_RANGES, sizeof(*h->sub_gpa));
+	if (!h->pr || !h->ack || !h->sub_pr || !h->sub_gpa ||
+	    hm_bitmap_init(&h->acked, o->m->nbits) < 0)
 		goto fail_free;
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0) {
@@ -497,6 +602,9 @@ struct hm_hints *hm_hints_new(const struct hm_hints_opts *o)
 fail_free:
 	free(h->pr);
 	free(h->ack);
+	free(h->sub_pr);
+	free(h->sub_gpa);
+	hm_bitmap_fini(&h->acked);
 	free(h);
 	h = NULL;
 fail:
@@ -512,6 +620,7 @@ static const char *const poison_names[] = {
 int hm_hints_start(struct hm_hints *h, uint64_t timeout_ms)
 {
 	struct hm_hc_msg hello;
+	char why[128];
 	int r;
 
 	memset(&hello, 0, sizeof(hello));
@@ -522,10 +631,10 @@ int hm_hints_start(struct hm_hints *h, uint64_t timeout_ms)
 	}
 	if (hello.u.hello.page_size != h->guest->page_size) {
 		r = -EPROTO;
-		hm_logf(&h->log, HM_LOG_WARN, "hints: the guest's page size "
-			"%u is not the RAM's %" PRIu64, hello.u.hello.page_size,
-			h->guest->page_size);
-		disable(h, r, "page size mismatch");
+		snprintf(why, sizeof(why), "the guest's page size %u is not "
+			 "the RAM's %" PRIu64, hello.u.hello.page_size,
+			 h->guest->page_size);
+		disable(h, r, why);
 		goto out;
 	}
 	if (hello.u.hello.poison != HM_HC_POISON_NONE &&
@@ -534,13 +643,12 @@ int hm_hints_start(struct hm_hints *h, uint64_t timeout_ms)
 		/* R7: hinted pages are not sent, so they would arrive as the
 		 * destination's fresh (zero) memory, not the pattern. */
 		r = -ENOTSUP;
-		hm_logf(&h->log, HM_LOG_WARN,
-			"hints: the guest poisons free pages (%s, byte 0x%02x):"
-			" hinting refused (R7)",
-			hello.u.hello.poison < 2 ?
-				poison_names[hello.u.hello.poison] : "unknown",
-			hello.u.hello.poison_byte);
-		disable(h, r, "free page poisoning");
+		snprintf(why, sizeof(why), "the guest poisons free pages "
+			 "(%s, byte 0x%02x), R7 refuses hints",
+			 hello.u.hello.poison < 2 ?
+				 poison_names[hello.u.hello.poison] : "unknown",
+			 hello.u.hello.poison_byte);
+		disable(h, r, why);
 		goto out;
 	}
 	h->src_fd = h->src->ops->pollfd(h->src);
@@ -574,6 +682,9 @@ int hm_hints_begin_epoch(struct hm_hints *h, uint64_t epoch)
 
 	if (!hm_hints_active(h) || epoch == 0)
 		goto out;
+	/* Nothing of the closed epoch is being applied (end_epoch waited):
+	 * the new one starts with nothing acknowledged. */
+	hm_bitmap_clear_range_atomic(&h->acked, 0, h->acked.nbits);
 	/* Open before asking, so that a quick answer is not stale. */
 	atomic_store_explicit(&h->cur_epoch, epoch, memory_order_release);
 	r = send_request(h, epoch);
@@ -695,6 +806,7 @@ void hm_hints_get_stats(const struct hm_hints *h, struct hm_hints_stats *st)
 	st->rejected = atomic_load(&h->n_rejected);
 	st->acked = atomic_load(&h->n_acked);
 	st->floods = atomic_load(&h->n_floods);
+	st->reisolated_pages = atomic_load(&h->n_reisolated);
 	st->disabled = atomic_load(&h->disabled);
 }
 
@@ -713,5 +825,8 @@ void hm_hints_free(struct hm_hints *h)
 		close(h->wake_fd);
 	free(h->pr);
 	free(h->ack);
+	free(h->sub_pr);
+	free(h->sub_gpa);
+	hm_bitmap_fini(&h->acked);
 	free(h);
 }

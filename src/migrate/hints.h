@@ -10,6 +10,9 @@
  *   FREE:     M &= ~H                                   (R3)
  *   ISOLATED: M &= ~H, hm_tracker_reprotect(H), ACK(H)  (R4)
  *
+ * (pages already acknowledged in the same epoch are no longer held by the
+ * guest: reported ISOLATED again, they get the FREE treatment)
+ *
  * Sessions are numbered by epoch. A hint is applied only while its epoch
  * is the open one (R2): hm_hints_end_epoch() closes it and returns only
  * when no applier is between its epoch check and the end of its apply
@@ -63,6 +66,8 @@ struct hm_hints_stats {
 	uint64_t rejected;	/* ranges failing validation or flooding */
 	uint64_t acked;		/* ISOLATED ranges acknowledged */
 	uint64_t floods;	/* sessions ended by a flood */
+	uint64_t reisolated_pages; /* reported ISOLATED again after their
+				    * ACK in the same epoch: FREE only */
 	bool disabled;		/* hinting off for the rest of the migration */
 };
 

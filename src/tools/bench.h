@@ -95,6 +95,8 @@ struct bench_run {
 	double wr_tracked;	/* tracker only, no migration; < 0 n/a */
 	double tracker_start_ms; /* of that tracker (protect all RAM) */
 	double raw_bps;		/* transport, same run (cfg, rep) */
+	double fresh_bps;	/* transport + first touch at the sink */
+	uint64_t cfg_bw;	/* the configuration's bandwidth limit */
 	double limit_s;		/* in-use bytes / min(raw, bandwidth) */
 	uint64_t guest_check_errors;
 	uint64_t guest_hint_requests, guest_hint_ranges, guest_acks;
@@ -122,15 +124,18 @@ struct bench {
 /* Child process entry points (hidden options of hintmig-bench): the
  * destination and the raw-throughput sink on an inherited listening fd. */
 int bench_child_dest(int listen_fd, int report_fd);
-int bench_child_sink(int listen_fd, unsigned nconn);
+int bench_child_sink(int listen_fd, const char *spec);
 
 /* Progress of the migration now running (for the progress bar). */
 typedef void (*bench_tick_fn)(void *opaque, const struct hm_migrate_stats *st);
 
 /* Raw throughput in bytes/s of nch streams of the transport to a sink
- * process, moving total bytes in 1 MiB writes. < 0: -errno. */
+ * process, moving total bytes in 1 MiB writes. With fresh, the sink also
+ * copies what it receives into fresh anonymous memory, as a destination
+ * does (first touch of every page). < 0: -errno. */
 double bench_raw_throughput(const struct bench *b, unsigned nch,
-			    uint64_t total, char *err, size_t errlen);
+			    uint64_t total, bool fresh, char *err,
+			    size_t errlen);
 
 /* Run one migration of cfg in mode, fill r (cfg/mode/rep set by the
  * caller). Returns 0 when the harness worked (r->result tells the
@@ -182,6 +187,8 @@ enum bench_metric {
 	BM_ACK_MS,
 	BM_X_LIMIT_ACK,
 	BM_RAW_BPS,
+	BM_FRESH_BPS,
+	BM_X_FRESH,
 	BM_LIMIT_MS,
 	BM_X_LIMIT,
 	BM_INUSE_BYTES,

@@ -74,6 +74,20 @@ static bool metric(const struct bench_run *r, enum bench_metric m, double *v)
 			return false;
 		*v = r->ack_s / r->limit_s;
 		return true;
+	case BM_FRESH_BPS:
+		*v = r->fresh_bps;
+		return r->fresh_bps > 0;
+	case BM_X_FRESH: {
+		double rate = r->fresh_bps;
+
+		if (rate <= 0)
+			return false;
+		if (r->cfg_bw && (double)r->cfg_bw < rate)
+			rate = (double)r->cfg_bw;
+		*v = (double)st->total_time_ms / 1000.0 /
+		     ((double)(r->inuse_pages * r->page_size) / rate);
+		return r->inuse_pages > 0;
+	}
 	case BM_RAW_BPS:
 		*v = r->raw_bps;
 		return r->raw_bps > 0;
@@ -264,6 +278,7 @@ void bench_print_table(const struct bench *b, FILE *f)
 	for (size_t ci = 0; ci < b->ncfgs; ci++) {
 		const struct bench_cfg *c = &b->cfgs[ci];
 		struct bench_agg raw = { 0 }, inuse = { 0 }, lim = { 0 };
+		struct bench_agg fresh = { 0 };
 		struct bench_agg t_none, b_none;
 		char lab[128];
 		bool any = false;
@@ -282,14 +297,17 @@ void bench_print_table(const struct bench *b, FILE *f)
 					BM_INUSE_BYTES, &inuse);
 			bench_aggregate(b, ci, (enum bench_mode)k,
 					BM_LIMIT_MS, &lim);
+			bench_aggregate(b, ci, (enum bench_mode)k,
+					BM_FRESH_BPS, &fresh);
 		}
 		fprintf(f, "\n[%s] %s\n", c->group, lab);
 		if (raw.n)
-			fprintf(f, "  raw %s x%u: %.0f MiB/s [%.0f-%.0f]; in "
-				"use %.0f MiB; physical limit %.0f ms\n",
-				b->o.transport, c->channels, raw.med / MIB,
-				raw.min / MIB, raw.max / MIB, inuse.med / MIB,
-				lim.med);
+			fprintf(f, "  raw %s x%u: %.0f MiB/s [%.0f-%.0f], into "
+				"fresh memory %.0f MiB/s; in use %.0f MiB; "
+				"physical limit %.0f ms\n", b->o.transport,
+				c->channels, raw.med / MIB, raw.min / MIB,
+				raw.max / MIB, fresh.med / MIB,
+				inuse.med / MIB, lim.med);
 		fprintf(f, ROW_FMT "%s\n", "mode", "time ms", "/none",
 			"ack ms", "down ms", "MiB on wire", "/none", "normal",
 			"zero", "hinted", "rnd", "hints a/r/s/j", "x limit",
@@ -361,11 +379,12 @@ void bench_print_table(const struct bench *b, FILE *f)
 	}
 }
 
-/* Configurations the headline quotes: 75% free, idle guest. */
+/* Configurations the headline quotes: 75% free, idle guest, nothing
+ * pinned, no bandwidth limit. */
 static bool headline_cfg(const struct bench_cfg *c)
 {
 	return fabs(c->free_frac - 0.75) < 1e-9 && c->dirty_rate == 0 &&
-	       c->bandwidth == 0;
+	       c->bandwidth == 0 && !c->pin;
 }
 
 void bench_print_headline(const struct bench *b, FILE *f)
@@ -386,7 +405,7 @@ void bench_print_headline(const struct bench *b, FILE *f)
 		bench_aggregate(b, ci, BENCH_NONE, BM_BYTES, &bn);
 		bench_cfg_label(c, lab, sizeof(lab));
 		for (unsigned k = BENCH_FREE; k < BENCH_NMODES; k++) {
-			struct bench_agg th, bh, xl, xa;
+			struct bench_agg th, bh, xl, xa, xf;
 
 			bench_aggregate(b, ci, (enum bench_mode)k, BM_TIME_MS,
 					&th);
@@ -396,6 +415,8 @@ void bench_print_headline(const struct bench *b, FILE *f)
 					&xl);
 			bench_aggregate(b, ci, (enum bench_mode)k,
 					BM_X_LIMIT_ACK, &xa);
+			bench_aggregate(b, ci, (enum bench_mode)k,
+					BM_X_FRESH, &xf);
 			if (!th.n)
 				continue;
 			any = true;
@@ -406,10 +427,12 @@ void bench_print_headline(const struct bench *b, FILE *f)
 					"none; ", bh.med / bn.med,
 					th.med / tn.med);
 			fprintf(f, "time %.2f x physical limit [%.2f-%.2f] "
-				"(target <= %.1f: %s); to the ack %.2f x\n",
-				xl.med, xl.min, xl.max, TARGET_X_LIMIT,
+				"(target <= %.1f: %s)\n    to the "
+				"destination's ack %.2f x; total time over "
+				"the fresh-memory limit %.2f x\n", xl.med,
+				xl.min, xl.max, TARGET_X_LIMIT,
 				xl.med <= TARGET_X_LIMIT ? "met" : "NOT met",
-				xa.med);
+				xa.med, xf.med);
 		}
 	}
 	if (!any)
@@ -584,6 +607,8 @@ static const char *const metric_names[BM_NMETRICS] = {
 	[BM_ACK_MS] = "time-to-ack-ms",
 	[BM_X_LIMIT_ACK] = "time-to-ack-over-limit",
 	[BM_RAW_BPS] = "raw-bytes-per-s",
+	[BM_FRESH_BPS] = "raw-fresh-bytes-per-s",
+	[BM_X_FRESH] = "time-over-fresh-limit",
 	[BM_LIMIT_MS] = "physical-limit-ms",
 	[BM_X_LIMIT] = "time-over-limit",
 	[BM_INUSE_BYTES] = "in-use-bytes",
@@ -737,6 +762,10 @@ static void json_run(FILE *f, const struct bench *b, const struct bench_run *r)
 	fprintf(f, "},");
 	j_kv_num(f, "raw-bytes-per-s", r->raw_bps > 0 ? r->raw_bps : NAN,
 		 true);
+	j_kv_num(f, "raw-fresh-bytes-per-s", r->fresh_bps > 0 ? r->fresh_bps
+								  : NAN, true);
+	j_kv_num(f, "time-over-fresh-limit",
+		 metric(r, BM_X_FRESH, &v) ? v : NAN, true);
 	j_kv_num(f, "physical-limit-ms", r->limit_s > 0 ? r->limit_s * 1000
 							: NAN, true);
 	j_kv_num(f, "time-over-limit", metric(r, BM_X_LIMIT, &v) ? v : NAN,

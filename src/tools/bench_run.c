@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -328,15 +329,26 @@ int bench_child_dest(int listen_fd, int report_fd)
 struct sink_conn {
 	int fd;
 	uint64_t bytes;
+	uint64_t fresh_len;	/* > 0: copy into fresh memory, as a
+				 * destination does */
 };
 
 static void *sink_thread(void *arg)
 {
 	struct sink_conn *c = arg;
 	char *buf = malloc(RAW_CHUNK);
+	unsigned char *ram = NULL;
 
 	if (!buf)
 		return NULL;
+	if (c->fresh_len) {
+		/* fresh anonymous memory, default page size policy: what
+		 * hm_dest receives into */
+		ram = mmap(NULL, c->fresh_len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (ram == MAP_FAILED)
+			ram = NULL;
+	}
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, RAW_CHUNK, 0);
 
@@ -344,23 +356,30 @@ static void *sink_thread(void *arg)
 			continue;
 		if (n <= 0)
 			break;
+		if (ram && c->bytes + (uint64_t)n <= c->fresh_len)
+			memcpy(ram + c->bytes, buf, (size_t)n);
 		c->bytes += (uint64_t)n;
 	}
 	/* tell the sender it all arrived: its clock stops on this */
 	hm_send_all(c->fd, &c->bytes, sizeof(c->bytes));
 	close(c->fd);
+	if (ram)
+		munmap(ram, c->fresh_len);
 	free(buf);
 	return NULL;
 }
 
-int bench_child_sink(int listen_fd, unsigned nconn)
+int bench_child_sink(int listen_fd, const char *spec)
 {
 	struct sink_conn conns[64];
 	pthread_t th[64];
-	unsigned started = 0;
+	unsigned started = 0, nconn = 0;
+	unsigned long long fresh = 0;
 
 	signal(SIGPIPE, SIG_IGN);
-	if (nconn == 0 || nconn > 64)
+	/* "N" or "N:FRESH_BYTES_PER_CONNECTION" */
+	if (sscanf(spec, "%u:%llu", &nconn, &fresh) < 1 || nconn == 0 ||
+	    nconn > 64)
 		return 2;
 	for (unsigned i = 0; i < nconn; i++) {
 		int fd = hm_transport_accept(listen_fd, CHILD_IO_TIMEOUT_MS);
@@ -370,6 +389,7 @@ int bench_child_sink(int listen_fd, unsigned nconn)
 		hm_transport_set_timeouts(fd, CHILD_IO_TIMEOUT_MS);
 		conns[i].fd = fd;
 		conns[i].bytes = 0;
+		conns[i].fresh_len = fresh;
 		if (pthread_create(&th[i], NULL, sink_thread, &conns[i])) {
 			close(fd);
 			break;
@@ -413,12 +433,13 @@ static void *raw_sender(void *arg)
 }
 
 double bench_raw_throughput(const struct bench *b, unsigned nch,
-			    uint64_t total, char *err, size_t errlen)
+			    uint64_t total, bool fresh, char *err,
+			    size_t errlen)
 {
 	struct raw_stream st[64];
 	pthread_t th[64];
 	pthread_barrier_t go;
-	char addr[160], narg[16];
+	char addr[160], narg[48];
 	unsigned connected = 0, started = 0;
 	void *buf = NULL;
 	double t0 = 0, t1, ret = -EIO;
@@ -432,7 +453,10 @@ double bench_raw_throughput(const struct bench *b, unsigned nch,
 		snprintf(err, errlen, "raw: listen: %s", strerror(-lfd));
 		return lfd;
 	}
-	snprintf(narg, sizeof(narg), "%u", nch);
+	if (fresh)
+		snprintf(narg, sizeof(narg), "%u:%" PRIu64, nch, total / nch);
+	else
+		snprintf(narg, sizeof(narg), "%u", nch);
 	pid = spawn_helper(b, "--internal-sink", lfd, -1, narg);
 	close(lfd);
 	lfd = -1;

@@ -461,6 +461,23 @@ static int write_json(const char *path, const struct summary *s)
 }
 #endif
 
+/* Peak resident memory of this process (the engine; the guest is another
+ * process), from /proc/self/status, in KiB; 0 if unknown. */
+static uint64_t peak_rss_kib(void)
+{
+	char line[256];
+	uint64_t v = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %" SCNu64, &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
 /* ---- the command ------------------------------------------------------- */
 
 static void send_usage(FILE *f)
@@ -834,6 +851,11 @@ int hm_cmd_send(int argc, char **argv)
 		       sum.st.duplicate_pages, sum.st.skipped_hinted_pages,
 		       sum.st.skipped_empty_pages,
 		       hm_tracker_mode_name(sum.st.tracker_mode));
+	if (!o.quiet)
+		printf("engine: peak resident memory %.1f MiB (guest RAM %.0f "
+		       "MiB, in another process)\n",
+		       (double)peak_rss_kib() / 1024.0,
+		       (double)o.sp.ram_bytes / MIB);
 	if (o.json) {
 		r = write_json(o.json, &sum);
 		if (r < 0) {

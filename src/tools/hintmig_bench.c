@@ -159,7 +159,7 @@ struct preset {
 
 static const struct preset presets[] = {
 	{ "quick", quick_groups, NELEM(quick_groups), 3 },
-	{ "full", full_groups, NELEM(full_groups), 3 },
+	{ "full", full_groups, NELEM(full_groups), 5 },
 };
 
 /* ---- parsing ----------------------------------------------------------- */
@@ -575,7 +575,7 @@ static void usage(FILE *f)
 "Presets (default quick):\n"
 "  quick   512 MiB, 50/75%% free, idle and 20k pages/s, tracking cost (~1 min)\n"
 "  full    1-2 GiB, 0..90%% free, dirty rates and patterns, both trackers,\n"
-"          1 and 2 streams, a bandwidth limit (~20 min)\n"
+"          1 and 2 streams, a bandwidth limit; 5 repetitions (~15 min)\n"
 "Axis options (comma lists; each replaces that axis in every preset group):\n"
 "  --ram SIZES          guest RAM, e.g. 512M,1G\n"
 "  --free FRACS         free fraction (non-zero garbage), e.g. 0,50%%,0.9\n"
@@ -678,8 +678,7 @@ int main(int argc, char **argv)
 	if (argc == 4 && !strcmp(argv[1], "--internal-dest"))
 		return bench_child_dest(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 4 && !strcmp(argv[1], "--internal-sink"))
-		return bench_child_sink(atoi(argv[2]),
-					(unsigned)atoi(argv[3]));
+		return bench_child_sink(atoi(argv[2]), argv[3]);
 
 	memset(&ov, 0, sizeof(ov));
 	ov.pin = -1;
@@ -858,7 +857,7 @@ int main(int argc, char **argv)
 			enum bench_mode order[BENCH_NMODES];
 			unsigned nm = 0;
 			char err[160] = "";
-			double raw;
+			double raw, fresh;
 
 			/* modes interleaved; the first one rotates with the
 			 * repetition so that no mode always runs first */
@@ -875,14 +874,23 @@ int main(int argc, char **argv)
 			if (cfg->pin)
 				bench_pin_self(true, b.o.ncpus);
 			raw = bench_raw_throughput(&b, cfg->channels,
-						   b.o.raw_bytes, err,
+						   b.o.raw_bytes, false, err,
 						   sizeof(err));
-			if (cfg->pin)
-				bench_unpin_self(b.o.ncpus);
 			if (raw < 0) {
 				clear_bar(&prog);
 				fprintf(stderr, "!! raw throughput: %s\n", err);
 			}
+			err[0] = 0;
+			fresh = bench_raw_throughput(&b, cfg->channels,
+						     b.o.raw_bytes, true, err,
+						     sizeof(err));
+			if (fresh < 0) {
+				clear_bar(&prog);
+				fprintf(stderr, "!! raw throughput into fresh "
+					"memory: %s\n", err);
+			}
+			if (cfg->pin)
+				bench_unpin_self(b.o.ncpus);
 			for (unsigned k = 0; k < nm && !got_signal; k++) {
 				struct bench_run *run;
 				double rate;
@@ -910,6 +918,8 @@ int main(int argc, char **argv)
 				draw_bar(&prog, NULL);
 				bench_run_one(&b, cfg, run, on_tick, &prog);
 				run->raw_bps = raw > 0 ? raw : 0;
+				run->fresh_bps = fresh > 0 ? fresh : 0;
+				run->cfg_bw = cfg->bandwidth;
 				rate = run->raw_bps;
 				if (cfg->bandwidth &&
 				    (rate <= 0 || (double)cfg->bandwidth < rate))

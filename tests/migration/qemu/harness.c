@@ -360,7 +360,7 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 	sfmt(kernel, sizeof(kernel), "%s/vmlinuz", g_guestdir);
 	sfmt(initrd, sizeof(initrd), "%s/initramfs.cpio", g_guestdir);
 	sfmt(append, sizeof(append),
-		 "console=ttyS0 panic=-1 mitigations=off init_on_alloc=0 init_on_free=0 "
+		 "console=ttyS0 panic=-1 init_on_alloc=0 init_on_free=0 "
 		 "transparent_hugepage=never hm.fill=%u hm.ws=%u hm.static=%u "
 		 "hm.hot=%u hm.hotreps=%u hm.seed=%d",
 		 o->fill, o->ws, o->st, o->hot, o->hotreps,
