@@ -582,11 +582,11 @@ struct hm_hints *hm_hints_new(const struct hm_hints_opts *o)
 	h->sub_gpa = calloc(HM_HC_MAX_RANGES, sizeof(*h->sub_gpa));
 	if (!h->pr || !h->ack || !h->sub_pr || !h->sub_gpa ||
 	    hm_bitmap_init(&h->acked, o->m->nbits) < 0)
-		goto fail_free;
+		goto fail;
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0) {
 		err = errno;
-		goto fail_free;
+		goto fail;
 	}
 	pthread_mutex_init(&h->send_lock, NULL);
 #if !HM_HAVE_URCU
@@ -599,17 +599,17 @@ struct hm_hints *hm_hints_new(const struct hm_hints_opts *o)
 	pthread_condattr_destroy(&ca);
 	return h;
 
-fail_free:
-	free(h->pr);
-	free(h->ack);
-	free(h->sub_pr);
-	free(h->sub_gpa);
-	hm_bitmap_fini(&h->acked);
-	free(h);
-	h = NULL;
 fail:
+	if (h) {
+		free(h->pr);
+		free(h->ack);
+		free(h->sub_pr);
+		free(h->sub_gpa);
+		hm_bitmap_fini(&h->acked);
+		free(h);
+	}
 	errno = err;
-	return h;
+	return NULL;
 }
 
 static const char *const poison_names[] = {

@@ -12,15 +12,27 @@
  *    hm_bitmap_fetch_clear_word(), so page k always travels on channel
  *    (k / 64) % N and the newest copy of a page is the last on its channel;
  *  - the hints thread (hints.c) clears bits of M concurrently (atomic).
+ *  - senders only send; while they run, the migration thread polls every
+ *    channel for input: the destination says nothing during a round
+ *    except ABORT, so a readable channel (ABORT, garbage, hang-up) fails
+ *    the migration at once instead of at the next send.
+ *
+ * The source guest is never written: failure or cancel stops the
+ * senders, closes hinting, stops the tracker (the guest runs untracked),
+ * resumes the guest if we paused it and sends ABORT where it can.
  *
  * Rounds (DESIGN.md R1-R6): tracker started before the first read and the
  * first hint request (R1); M = populated pages (R6); each round opens a
  * hint epoch, drains M, closes the epoch (R2) and harvests L into M; the
  * final round closes hinting for good (R5) before the pause.
  *
- * Hot path: no allocation; each sender has a batch buffer of
- * HM_WIRE_MAX_BATCH_PAGES pages, the index array and (zstd) an output
- * buffer, all allocated in setup.
+ * Hot path: no allocation; each sender has a batch buffer of up to
+ * HM_WIRE_MAX_BATCH_PAGES pages (hm_wire_max_pages), the index array and
+ * (zstd) an output buffer, all allocated in setup. Contiguous set bits of
+ * a word are read from the guest in one call; zero pages become ZERO_RUN
+ * messages ("duplicate" in QEMU's words); a batch is compressed only when
+ * that shrinks it. Memory: M (1 bit a page) plus those per-channel
+ * buffers; the hints add one more bit a page (ISOLATED acknowledgements).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -184,6 +196,7 @@ struct hm_migration {
 	_Atomic uint64_t tracker_faults;
 	_Atomic int tracker_mode;
 	uint64_t last_progress_ns;
+	uint64_t round_t0, round_b0;	/* the round in progress (0: none) */
 };
 
 static uint64_t now_ns(void)
@@ -233,7 +246,7 @@ static void wake(struct hm_migration *m)
 
 static int bucket_take(struct hm_migration *m, uint64_t bytes)
 {
-	uint64_t rate = m->p.max_bandwidth, now, wake;
+	uint64_t rate = m->p.max_bandwidth, now, until;
 
 	if (!rate)
 		return 0;
@@ -243,14 +256,14 @@ static int bucket_take(struct hm_migration *m, uint64_t bytes)
 		m->bucket_tat = now;
 	m->bucket_tat += (uint64_t)((double)bytes * (double)NS_PER_S /
 				    (double)rate);
-	wake = m->bucket_tat > BUCKET_BURST_NS ?
+	until = m->bucket_tat > BUCKET_BURST_NS ?
 		       m->bucket_tat - BUCKET_BURST_NS : 0;
 	pthread_mutex_unlock(&m->bucket_lock);
 	/* sleep in slices so that a stop is seen */
-	while ((now = now_ns()) < wake) {
+	while ((now = now_ns()) < until) {
 		if (atomic_load(&m->stop))
 			return -ECANCELED;
-		sleep_ns(wake - now < 20 * NS_PER_MS ? wake - now
+		sleep_ns(until - now < 20 * NS_PER_MS ? until - now
 						     : 20 * NS_PER_MS);
 	}
 	return 0;
@@ -603,6 +616,12 @@ static int tx_wait(struct hm_migration *m)
 				continue;
 			c->peer_gone = true;
 			record_error(m, peer_event(m, c));
+			/* the peer is done with us: no sender should wait
+			 * for it to read any more */
+			if (!shut) {
+				shutdown_channels(m);
+				shut = true;
+			}
 		}
 		report_progress(m, false);
 		if (atomic_load(&m->cancel) || atomic_load(&m->stop)) {
@@ -713,8 +732,15 @@ static void report_progress(struct hm_migration *m, bool force)
 	m->last_progress_ns = now;
 	update_tracker_stats(m);
 	hm_migration_get_stats(m, &st);
-	if (st.status == HM_MIG_ACTIVE)
+	if (st.status == HM_MIG_ACTIVE || st.status == HM_MIG_DEVICE)
 		st.ram_remaining = hm_bitmap_count(&m->M) * m->ps;
+	if (m->round_t0 && now > m->round_t0 + 50 * NS_PER_MS) {
+		/* the rate of the round in progress */
+		double bytes = (double)(ctr(&m->tx_bytes) - m->round_b0);
+
+		st.mbps = bytes * 8.0 / 1e6 /
+			  ((double)(now - m->round_t0) / (double)NS_PER_S);
+	}
 	m->progress(m->progress_opaque, &st);
 }
 
@@ -729,8 +755,7 @@ struct hm_migration *hm_migration_new(struct hm_guest *g,
 	int err = EINVAL;
 
 	if (!g || !g->ops || !g->npages || !g->page_size ||
-	    g->page_size < 16 || g->nblocks == 0 ||
-	    g->nblocks > HM_WIRE_MAX_BLOCKS)
+	    g->nblocks == 0 || g->nblocks > HM_WIRE_MAX_BLOCKS)
 		goto fail;
 	if (p && (p->channels > HM_WIRE_MAX_CHANNELS ||
 		  (unsigned)p->compress > HM_COMPRESS_ZSTD ||
@@ -760,7 +785,7 @@ struct hm_migration *hm_migration_new(struct hm_guest *g,
 	m->max_verify = hm_wire_max_pages(HM_MSG_VERIFY_REQ, (uint32_t)m->ps);
 	if (!m->max_batch || !m->max_verify) {
 		err = EINVAL; /* page size the wire cannot carry */
-		goto fail_free;
+		goto fail;
 	}
 	if (!m->p.downtime_limit_ms)
 		m->p.downtime_limit_ms = 300;
@@ -789,13 +814,13 @@ struct hm_migration *hm_migration_new(struct hm_guest *g,
 	m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->wake_fd < 0) {
 		err = errno;
-		goto fail_free;
+		goto fail;
 	}
 	if (hm_bitmap_init(&m->M, g->npages) < 0)
-		goto fail_free;
+		goto fail;
 	m->ch = calloc(m->nch, sizeof(*m->ch));
 	if (!m->ch)
-		goto fail_free;
+		goto fail;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_mutex_init(&m->bucket_lock, NULL);
 	pthread_cond_init(&m->work_cond, NULL);
@@ -803,16 +828,16 @@ struct hm_migration *hm_migration_new(struct hm_guest *g,
 	atomic_store(&m->tracker_mode, m->p.tracker_mode);
 	return m;
 
-fail_free:
-	hm_bitmap_fini(&m->M);
-	if (m->wake_fd >= 0)
-		close(m->wake_fd);
-	free(m->ch);
-	free(m);
-	m = NULL;
 fail:
+	if (m) {
+		hm_bitmap_fini(&m->M);
+		if (m->wake_fd >= 0)
+			close(m->wake_fd);
+		free(m->ch);
+		free(m);
+	}
 	errno = err;
-	return m;
+	return NULL;
 }
 
 void hm_migration_set_progress(struct hm_migration *m, hm_progress_fn fn,
@@ -1372,8 +1397,11 @@ static int run_rounds(struct hm_migration *m)
 		}
 		t0 = now_ns();
 		b0 = ctr(&m->tx_bytes);
+		m->round_t0 = t0;
+		m->round_b0 = b0;
 		tx_dispatch(m, TX_JOB_ROUND, round);
 		r = tx_wait(m);
+		m->round_t0 = 0;
 		if (r < 0)
 			goto out;
 		t1 = now_ns();

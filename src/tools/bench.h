@@ -188,6 +188,7 @@ enum bench_metric {
 	BM_X_LIMIT_ACK,
 	BM_RAW_BPS,
 	BM_FRESH_BPS,
+	BM_FRESH_LIMIT_MS,
 	BM_X_FRESH,
 	BM_LIMIT_MS,
 	BM_X_LIMIT,

@@ -77,6 +77,16 @@ static bool metric(const struct bench_run *r, enum bench_metric m, double *v)
 	case BM_FRESH_BPS:
 		*v = r->fresh_bps;
 		return r->fresh_bps > 0;
+	case BM_FRESH_LIMIT_MS: {
+		double rate = r->fresh_bps;
+
+		if (rate <= 0 || !r->inuse_pages)
+			return false;
+		if (r->cfg_bw && (double)r->cfg_bw < rate)
+			rate = (double)r->cfg_bw;
+		*v = (double)(r->inuse_pages * r->page_size) / rate * 1000.0;
+		return true;
+	}
 	case BM_X_FRESH: {
 		double rate = r->fresh_bps;
 
@@ -608,6 +618,7 @@ static const char *const metric_names[BM_NMETRICS] = {
 	[BM_X_LIMIT_ACK] = "time-to-ack-over-limit",
 	[BM_RAW_BPS] = "raw-bytes-per-s",
 	[BM_FRESH_BPS] = "raw-fresh-bytes-per-s",
+	[BM_FRESH_LIMIT_MS] = "fresh-memory-limit-ms",
 	[BM_X_FRESH] = "time-over-fresh-limit",
 	[BM_LIMIT_MS] = "physical-limit-ms",
 	[BM_X_LIMIT] = "time-over-limit",
@@ -1009,18 +1020,25 @@ static void svg_series(FILE *f, const struct panel *p, const double *xs,
 			continue;
 		x = px(p, xs[i]) + dx;
 		if (!dashed) {
+			bool cut = vals[i][2] > p->ymax;
+			double top = py(p, cut ? p->ymax : vals[i][2]);
+
 			fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' "
 				"y2='%.1f' stroke='%s'/>\n", x,
-				py(p, vals[i][1]), x, py(p, vals[i][2]),
-				color);
+				py(p, vals[i][1]), x, top, color);
 			fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' "
 				"y2='%.1f' stroke='%s'/>\n", x - 3,
 				py(p, vals[i][1]), x + 3, py(p, vals[i][1]),
 				color);
-			fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' "
-				"y2='%.1f' stroke='%s'/>\n", x - 3,
-				py(p, vals[i][2]), x + 3, py(p, vals[i][2]),
-				color);
+			if (cut)
+				fprintf(f, "<text x='%.1f' y='%.1f' "
+					"text-anchor='middle' font-size='10' "
+					"fill='%s'>&#8593;%.0f</text>\n", x,
+					top + 10, color, vals[i][2]);
+			else
+				fprintf(f, "<line x1='%.1f' y1='%.1f' "
+					"x2='%.1f' y2='%.1f' stroke='%s'/>\n",
+					x - 3, top, x + 3, top, color);
 		}
 		fprintf(f, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>\n",
 			x, py(p, vals[i][0]), color);
@@ -1032,7 +1050,7 @@ int bench_write_svg(const struct bench *b, const char *path)
 	size_t mem[64], n;
 	double xs[64];
 	double tv[BENCH_NMODES][64][3], bv[BENCH_NMODES][64][3];
-	double lim[64][3], inuse[64][3];
+	double lim[64][3], inuse[64][3], flim[64][3];
 	double tmax = 0, bmax = 0, st, sb;
 	struct panel pt = { 80, 60, 400, 300, 0, "total migration time",
 			    "ms" };
@@ -1049,22 +1067,24 @@ int bench_write_svg(const struct bench *b, const char *path)
 		struct bench_agg a;
 
 		xs[i] = b->cfgs[mem[i]].free_frac * 100;
-		lim[i][0] = inuse[i][0] = NAN;
+		lim[i][0] = inuse[i][0] = flim[i][0] = NAN;
 		for (unsigned k = 0; k < BENCH_NMODES; k++) {
 			bench_aggregate(b, mem[i], (enum bench_mode)k,
 					BM_TIME_MS, &a);
 			tv[k][i][0] = a.med;
 			tv[k][i][1] = a.min;
 			tv[k][i][2] = a.max;
-			if (a.n && a.max > tmax)
-				tmax = a.max;
+			/* the scale follows the medians: one outlier must
+			 * not flatten the plot (its bar is cut, labelled) */
+			if (a.n && a.med * 1.5 > tmax)
+				tmax = a.med * 1.5;
 			bench_aggregate(b, mem[i], (enum bench_mode)k,
 					BM_BYTES, &a);
 			bv[k][i][0] = a.med / MIB;
 			bv[k][i][1] = a.min / MIB;
 			bv[k][i][2] = a.max / MIB;
-			if (a.n && a.max / MIB > bmax)
-				bmax = a.max / MIB;
+			if (a.n && a.med / MIB * 1.5 > bmax)
+				bmax = a.med / MIB * 1.5;
 			if (!isfinite(lim[i][0])) {
 				bench_aggregate(b, mem[i], (enum bench_mode)k,
 						BM_LIMIT_MS, &a);
@@ -1077,7 +1097,20 @@ int bench_write_svg(const struct bench *b, const char *path)
 				inuse[i][1] = a.min / MIB;
 				inuse[i][2] = a.max / MIB;
 			}
+			if (!isfinite(flim[i][0])) {
+				bench_aggregate(b, mem[i], (enum bench_mode)k,
+						BM_FRESH_LIMIT_MS, &a);
+				flim[i][0] = a.med;
+				flim[i][1] = a.min;
+				flim[i][2] = a.max;
+			}
 		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (isfinite(lim[i][0]) && lim[i][0] > tmax)
+			tmax = lim[i][0];
+		if (isfinite(flim[i][0]) && flim[i][0] > tmax)
+			tmax = flim[i][0];
 	}
 	if (tmax <= 0 || bmax <= 0)
 		return -ENODATA;
@@ -1102,6 +1135,7 @@ int bench_write_svg(const struct bench *b, const char *path)
 	svg_axes(f, &pt, st);
 	svg_axes(f, &pb, sb);
 	svg_series(f, &pt, xs, lim, n, "#777", true, 0);
+	svg_series(f, &pt, xs, flim, n, "#bbb", true, 0);
 	svg_series(f, &pb, xs, inuse, n, "#777", true, 0);
 	for (unsigned k = 0; k < BENCH_NMODES; k++) {
 		double dx = ((double)k - 1) * 4; /* keep bars apart */
@@ -1111,22 +1145,30 @@ int bench_write_svg(const struct bench *b, const char *path)
 	}
 	/* legend */
 	{
-		double y = 445, x = 150;
+		double y = 445, x = 40;
 
 		for (unsigned k = 0; k < BENCH_NMODES; k++) {
+			if (!(b->cfgs[mem[0]].modes & (1u << k)))
+				continue;
 			fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' "
 				"y2='%.0f' stroke='%s' stroke-width='2'/>"
 				"<text x='%.0f' y='%.0f' font-size='12'>"
 				"hints %s</text>\n", x, y, x + 25, y,
 				mode_colors[k], x + 30, y + 4,
 				bench_mode_names[k]);
-			x += 150;
+			x += 140;
 		}
 		fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' "
 			"stroke='#777' stroke-width='2' "
 			"stroke-dasharray='6,4'/><text x='%.0f' y='%.0f' "
 			"font-size='12'>physical limit (time) / in-use bytes"
 			"</text>\n", x, y, x + 25, y, x + 30, y + 4);
+		x += 300;
+		fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' "
+			"stroke='#bbb' stroke-width='2' "
+			"stroke-dasharray='6,4'/><text x='%.0f' y='%.0f' "
+			"font-size='12'>limit into fresh memory</text>\n", x,
+			y, x + 25, y, x + 30, y + 4);
 	}
 	fprintf(f, "</svg>\n");
 	if (ferror(f))

@@ -552,7 +552,8 @@ static void print_run_line(struct prog *p, const struct bench_run *r)
 		" ms, %.1f MiB, %" PRIu64 " rounds, verify %s",
 		r->st.total_time_ms, r->limit_s * 1000, r->st.downtime_ms,
 		(double)r->st.ram_transferred / MIB, r->st.rounds,
-		r->mismatches == 0 ? "ok" : "MISMATCH");
+		r->mismatches == 0 ? "ok" : r->mismatches > 0 ? "MISMATCH"
+							     : "FAILED");
 	if (r->wr_before > 0 && r->wr_during >= 0)
 		fprintf(stderr, ", writes %.0f%%",
 			100.0 * r->wr_during / r->wr_before);
@@ -917,6 +918,13 @@ int main(int argc, char **argv)
 				prog.run = run;
 				draw_bar(&prog, NULL);
 				bench_run_one(&b, cfg, run, on_tick, &prog);
+				if (got_signal) {
+					/* cut short by us: not a result */
+					clear_bar(&prog);
+					fprintf(stderr, "hintmig-bench: run "
+						"interrupted, dropped\n");
+					break;
+				}
 				run->raw_bps = raw > 0 ? raw : 0;
 				run->fresh_bps = fresh > 0 ? fresh : 0;
 				run->cfg_bw = cfg->bandwidth;

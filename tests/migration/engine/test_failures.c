@@ -495,6 +495,8 @@ static void test_peer(enum stage stage)
 	HM_CHECK(f.buf);
 	base_cfg(&c);
 	c.scheme = stage % 2 ? "tcp" : "unix";
+	/* sync mode too: a tracker left behind would block the guest */
+	c.mp.tracker_mode = stage % 3 ? HM_TRACKER_AUTO : HM_TRACKER_SYNC;
 	c.mp.io_timeout_ms = 1500;
 	f.lfd = e2e_listen(c.scheme, addr, sizeof(addr));
 	HM_CHECK(f.lfd >= 0);

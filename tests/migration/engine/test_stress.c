@@ -2,8 +2,10 @@
 /*
  * Race stress: hundreds of short migrations of tiny synthetic guests with
  * aggressive allocate/free/reuse during the hint sessions, alternating
- * hint kinds, tracker modes, channel counts and transports. Every one must
- * complete with zero mismatching pages.
+ * hint kinds, tracker modes, channel counts and transports, some with a
+ * slow reporter (DELAY_HINTS: its hints name pages already reused, or
+ * arrive after their epoch). Every one must complete with zero
+ * mismatching pages.
  *
  * usage: test_stress [ITERATIONS [SECONDS]]   (default 250, 100 s: it
  * stops at whichever comes first, and needs at least 40 iterations)
@@ -62,6 +64,10 @@ int main(int argc, char **argv)
 		c.mp.max_rounds = 4;
 		c.mp.force_on_max_rounds = true;
 		c.mp.hint_timeout_ms = i % 3 ? 20 : 0;
+		/* a slow but honest reporter: its late hints arrive stale,
+		 * and its in-epoch hints name pages it has just reused */
+		if (i % 4 == 1)
+			c.sp.misbehave = HM_SYNTH_DELAY_HINTS;
 		HM_CHECK_OK(e2e_migrate(&c, &r));
 		snprintf(what, sizeof(what), "stress #%u", i);
 		if (r.run == -ENOTSUP && c.mp.tracker_mode == HM_TRACKER_SYNC) {
