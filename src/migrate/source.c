@@ -1320,7 +1320,7 @@ out:
 static int final_round(struct hm_migration *m, uint64_t round,
 		       uint64_t epoch)
 {
-	uint64_t t_pause;
+	uint64_t t_pause, t_sent, t_fin;
 	long h;
 	int r;
 
@@ -1348,13 +1348,20 @@ static int final_round(struct hm_migration *m, uint64_t round,
 	}
 	ctr_set(&m->remaining_pages, hm_bitmap_count(&m->M));
 	ctr_set(&m->rounds, round);
+	t_sent = now_ns();
 	tx_dispatch(m, TX_JOB_FINAL, round);
 	r = tx_wait(m);
 	if (r < 0)
 		goto out;
+	t_fin = now_ns();
 	r = finish(m);
 	if (r < 0)
 		goto out;
+	hm_logf(&m->log, HM_LOG_DEBUG,
+		"final round: %" PRIu64 " pages; paused and synced in %" PRIu64
+		" us, sent in %" PRIu64 " us, acknowledged in %" PRIu64 " us",
+		ctr(&m->remaining_pages), (t_sent - t_pause) / 1000,
+		(t_fin - t_sent) / 1000, (now_ns() - t_fin) / 1000);
 	ctr_set(&m->remaining_pages, 0);
 	ctr_set(&m->downtime_ms, (now_ns() - t_pause) / NS_PER_MS);
 out:
@@ -1370,7 +1377,7 @@ static int run_rounds(struct hm_migration *m)
 
 	atomic_store(&m->status, HM_MIG_ACTIVE);
 	for (;;) {
-		uint64_t t0, t1, b0, bytes, remaining, exp_ms;
+		uint64_t t0, t1, b0, bytes, remaining, exp_ms, th0, th1;
 		long dirty;
 
 		if (atomic_load(&m->cancel)) {
@@ -1414,12 +1421,18 @@ static int run_rounds(struct hm_migration *m)
 				goto out;
 		}
 		/* R2: the epoch ends before the sync. */
+		th0 = now_ns();
 		hm_hints_end_epoch(m->hints, epoch);
+		th1 = now_ns();
 		dirty = harvest(m);
 		if (dirty < 0) {
 			r = (int)dirty;
 			goto out;
 		}
+		hm_logf(&m->log, HM_LOG_DEBUG,
+			"round %" PRIu64 ": epoch closed in %" PRIu64 " us, "
+			"harvest in %" PRIu64 " us", round,
+			(th1 - th0) / 1000, (now_ns() - th1) / 1000);
 		remaining = hm_bitmap_count(&m->M);
 		ctr_set(&m->remaining_pages, remaining);
 		if (t1 > t0)
@@ -1524,6 +1537,8 @@ int hm_migration_run(struct hm_migration *m, const char *addr)
 	r = run_rounds(m);
 	if (r < 0)
 		goto out;
+	/* QEMU's total-time ends at completion, before the clean-up */
+	ctr_set(&m->t_end_ns, now_ns());
 	m->completed = true;
 	atomic_store(&m->status, HM_MIG_COMPLETED);
 out:
@@ -1555,7 +1570,8 @@ out:
 			r == -ECANCELED ? "cancelled" : "failed",
 			strerror(-r));
 	}
-	ctr_set(&m->t_end_ns, now_ns());
+	if (r < 0)
+		ctr_set(&m->t_end_ns, now_ns());
 	report_progress(m, true);
 	return r;
 }

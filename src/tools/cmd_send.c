@@ -234,7 +234,8 @@ struct raw_peer {
 	void *buf;
 };
 
-#define RAW_BUF (1u << 20)
+#define RAW_BUF (1u << 20)		/* one send / recv */
+#define RAW_SRC_BUF (64u << 20)		/* what a sender walks through */
 
 static void *raw_sink(void *arg)
 {
@@ -257,17 +258,20 @@ static void *raw_sink(void *arg)
 static void *raw_source(void *arg)
 {
 	struct raw_peer *p = arg;
-	uint64_t left = p->bytes;
+	uint64_t left = p->bytes, off = 0;
 
+	/* walk a buffer larger than the caches: the data comes from memory,
+	 * as guest pages would */
 	while (left) {
 		size_t n = left < RAW_BUF ? (size_t)left : RAW_BUF;
-		int r = hm_send_all(p->fd, p->buf, n);
+		int r = hm_send_all(p->fd, (char *)p->buf + off, n);
 
 		if (r < 0) {
 			p->err = -r;
 			break;
 		}
 		left -= n;
+		off = (off + RAW_BUF) % RAW_SRC_BUF;
 	}
 	shutdown(p->fd, SHUT_WR);
 	return NULL;
@@ -310,11 +314,11 @@ static double raw_throughput(const char *to, unsigned nch, uint64_t total)
 		goto out;
 	for (unsigned i = 0; i < nch; i++) {
 		snd[i].fd = rcv[i].fd = -1;
-		snd[i].buf = malloc(RAW_BUF);
+		snd[i].buf = malloc(RAW_SRC_BUF);
 		rcv[i].buf = malloc(RAW_BUF);
 		if (!snd[i].buf || !rcv[i].buf)
 			goto out;
-		memset(snd[i].buf, 0xa5, RAW_BUF);
+		memset(snd[i].buf, 0xa5, RAW_SRC_BUF);
 		snd[i].fd = hm_transport_connect(addr, 5000);
 		if (snd[i].fd < 0)
 			goto out;
@@ -507,7 +511,9 @@ static void send_usage(FILE *f)
 "  --verify                compare every in-use page with the destination\n"
 "  --json FILE             QEMU query-migrate shaped summary\n"
 "  --raw-throughput        also measure the raw loopback throughput of the\n"
-"                          same transport (the physical limit)\n"
+"                          same transport (the physical limit): plain\n"
+"                          sends of 1 MiB walking a 64 MiB buffer per\n"
+"                          channel, as many channels as the migration\n"
 "  --quiet, --verbose\n"
 "exit status: 0 ok, 1 verification mismatches, 2 usage, 3 migration\n"
 "failed or cancelled, 4 setup error\n");
