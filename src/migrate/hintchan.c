@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "hintchan.h"
+#include "le.h"
 
 #define HC_RBUF_SIZE (HM_HC_HDR_SIZE + HM_HC_MAX_PAYLOAD)
 #define HC_RANGE_SIZE 16u
@@ -67,49 +68,6 @@ const char *hm_hint_kind_name(unsigned kind)
 	if (kind >= sizeof(hint_kind_names) / sizeof(hint_kind_names[0]))
 		return NULL;
 	return hint_kind_names[kind];
-}
-
-/* ---- little-endian fields ---- */
-
-static void put16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t get16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | (unsigned)p[1] << 8);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
 }
 
 static bool all_zero(const unsigned char *p, size_t n)

@@ -20,6 +20,7 @@
 #include "hm_config.h"
 #include "transport.h"
 #include "wire.h"
+#include "le.h"
 
 #if HM_HAVE_ZSTD
 #include <zstd.h>
@@ -29,42 +30,6 @@
 #define HELLO_BLOCK 88u
 #define INDEX_PREFIX 8u /* count u32 + reserved u32 */
 #define MAX_SEND_IOV 16
-
-/* ---- little-endian helpers ----------------------------------------------- */
-
-static uint16_t get16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void put16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
 
 /* ---- names --------------------------------------------------------------- */
 
