@@ -327,6 +327,8 @@ int e2e_migrate(const struct e2e_cfg *c, struct e2e_result *res)
 		fprintf(stderr, "hm_migration_new: %s\n", strerror(-r));
 		goto out;
 	}
+	if (c->before_run)
+		c->before_run(c->during_opaque);
 	h.c = c;
 	h.m = m;
 	h.s = &s;

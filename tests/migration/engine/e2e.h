@@ -68,6 +68,10 @@ struct e2e_cfg {
 	 * and the synthetic guest (e.g. to kill the destination). */
 	void (*during)(struct hm_migration *m, struct hm_synth *s, void *op);
 	void *during_opaque;
+	/* Called once the guest runs, before the migration: the place to
+	 * start test threads (the guest is forked first: a fork while other
+	 * threads run is what sanitizers and allocators like least). */
+	void (*before_run)(void *op);
 	/* LIE_INUSE: verify the in-use pages the guest lied about apart
 	 * (res.lied_mismatches); res.mismatches then covers the others. */
 	bool split_lied;

@@ -479,6 +479,13 @@ static void *fake_thread(void *arg)
 	return NULL;
 }
 
+static void start_fake(void *op)
+{
+	struct fake *f = op;
+
+	HM_CHECK_EQ(pthread_create(&f->thread, NULL, fake_thread, f), 0);
+}
+
 static void test_peer(enum stage stage)
 {
 	struct e2e_cfg c;
@@ -500,8 +507,10 @@ static void test_peer(enum stage stage)
 	c.mp.io_timeout_ms = 1500;
 	f.lfd = e2e_listen(c.scheme, addr, sizeof(addr));
 	HM_CHECK(f.lfd >= 0);
-	HM_CHECK_EQ(pthread_create(&f.thread, NULL, fake_thread, &f), 0);
+	/* connections wait in the backlog until the fake accepts them */
 	c.addr = addr;
+	c.before_run = start_fake;
+	c.during_opaque = &f;
 	t0 = mono_ms();
 	HM_CHECK_OK(e2e_migrate(&c, &r));
 	f.quit = true;
