@@ -20,6 +20,7 @@
 #include <hintmig/migrate.h>
 
 #include "cmd.h"
+#include "parse.h"
 
 static void recv_usage(FILE *f)
 {
@@ -65,18 +66,14 @@ int hm_cmd_recv(int argc, char **argv)
 		case 'f':
 			ram_file = optarg;
 			break;
-		case 't': {
-			char *end;
-
-			errno = 0;
-			p.io_timeout_ms = strtoull(optarg, &end, 10);
-			if (errno || *end || !p.io_timeout_ms) {
+		case 't':
+			if (hm_parse_uint(optarg, UINT64_MAX, &p.io_timeout_ms)
+			    || !p.io_timeout_ms) {
 				fprintf(stderr, "hintmig recv: bad --io-timeout"
 						" '%s'\n", optarg);
 				goto out;
 			}
 			break;
-		}
 		case 'q':
 			quiet = true;
 			break;

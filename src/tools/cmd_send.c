@@ -8,18 +8,15 @@
  * found mismatching pages, 2 usage, 3 the migration failed or was
  * cancelled, 4 setup error (guest, tracker, memory).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -36,6 +33,7 @@
 #include <hintmig/migrate.h>
 
 #include "cmd.h"
+#include "parse.h"
 #include "migrate/synth.h"
 #include "migrate/transport.h"
 
@@ -63,88 +61,6 @@ static const char *const compress_names[] = {
 	[HM_COMPRESS_NONE] = "none",
 	[HM_COMPRESS_ZSTD] = "zstd",
 };
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
-static int parse_name(const char *s, const char *const *names, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (names[i] && !strcmp(s, names[i]))
-			return (int)i;
-	return -1;
-}
-
-/* "2G", "512M", "1.5G", "4096", "100MiB", "100M/s": binary suffixes
- * K/M/G/T. 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	static const char suffixes[] = "kmgt";
-	char *end;
-	double v;
-	uint64_t mul = 1;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0 || !isfinite(v))
-		return -EINVAL;
-	if (*end) {
-		const char *p = strchr(suffixes, tolower((unsigned char)*end));
-
-		if (!p)
-			return -EINVAL;
-		for (long i = 0; i <= p - suffixes; i++)
-			mul <<= 10;
-		end++;
-		if (*end == 'i' || *end == 'I')
-			end++;
-		if (*end == 'b' || *end == 'B')
-			end++;
-	}
-	if (!strcmp(end, "/s") || !strcmp(end, "ps"))
-		end += 2;
-	if (*end)
-		return -EINVAL;
-	v *= (double)mul;
-	if (v > 1.8e19)
-		return -EINVAL;
-	*out = (uint64_t)v;
-	return 0;
-}
-
-/* "25%" or "0.25". */
-static int parse_frac(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s)
-		return -EINVAL;
-	if (*end == '%') {
-		v /= 100.0;
-		end++;
-	}
-	if (*end || v < 0 || v > 1)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	if (*s == '-')
-		return -EINVAL;
-	*out = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	if (!strcmp(end, "/s") || !strcmp(end, "/S"))
-		end += 2;
-	return *end ? -EINVAL : 0;
-}
 
 static uint64_t mono_ns(void)
 {
@@ -581,36 +497,39 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 			o->to = optarg;
 			break;
 		case OPT_RAM:
-			if (parse_size(optarg, &u) || u == 0)
+			if (hm_parse_size(optarg, &u) || u == 0)
 				return bad("guest-ram", optarg);
 			o->sp.ram_bytes = u;
 			break;
 		case OPT_USED:
-			if (parse_frac(optarg, &o->sp.used_frac))
+			if (hm_parse_frac(optarg, &o->sp.used_frac))
 				return bad("used", optarg);
 			break;
 		case OPT_DIRTY:
-			if (parse_u64(optarg, &o->sp.dirty_rate))
+			if (hm_parse_rate(optarg, UINT64_MAX,
+					  &o->sp.dirty_rate))
 				return bad("dirty-rate", optarg);
 			break;
 		case OPT_CHURN:
-			if (parse_u64(optarg, &o->sp.churn_rate))
+			if (hm_parse_rate(optarg, UINT64_MAX,
+					  &o->sp.churn_rate))
 				return bad("churn-rate", optarg);
 			break;
 		case OPT_WRITERS:
-			if (parse_u64(optarg, &u) || !u || u > 256)
+			if (hm_parse_uint(optarg, 256, &u) || !u)
 				return bad("writers", optarg);
 			o->sp.writers = (unsigned)u;
 			break;
 		case OPT_PATTERN:
-			k = parse_name(optarg, pattern_names,
-				       NELEM(pattern_names));
+			k = hm_parse_name(optarg, pattern_names,
+					  HM_NELEM(pattern_names));
 			if (k < 0)
 				return bad("pattern", optarg);
 			o->sp.pattern = (enum hm_synth_pattern)k;
 			break;
 		case OPT_HINTS:
-			k = parse_name(optarg, hints_names, NELEM(hints_names));
+			k = hm_parse_name(optarg, hints_names,
+					  HM_NELEM(hints_names));
 			if (k < 0)
 				return bad("hints", optarg);
 			o->hints = (enum hints_mode)k;
@@ -620,28 +539,28 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 				return bad("tracker", optarg);
 			break;
 		case OPT_CHANNELS:
-			if (parse_u64(optarg, &u) || !u || u > 64)
+			if (hm_parse_uint(optarg, 64, &u) || !u)
 				return bad("channels", optarg);
 			o->mp.channels = (unsigned)u;
 			break;
 		case OPT_COMPRESS:
-			k = parse_name(optarg, compress_names,
-				       NELEM(compress_names));
+			k = hm_parse_name(optarg, compress_names,
+					  HM_NELEM(compress_names));
 			if (k < 0)
 				return bad("compress", optarg);
 			o->mp.compress = (enum hm_compress)k;
 			break;
 		case OPT_BW:
-			if (parse_size(optarg, &o->mp.max_bandwidth))
+			if (hm_parse_size(optarg, &o->mp.max_bandwidth))
 				return bad("max-bandwidth", optarg);
 			break;
 		case OPT_DOWNTIME:
-			if (parse_u64(optarg, &u) || !u)
+			if (hm_parse_uint(optarg, UINT64_MAX, &u) || !u)
 				return bad("downtime-limit", optarg);
 			o->mp.downtime_limit_ms = u;
 			break;
 		case OPT_ROUNDS:
-			if (parse_u64(optarg, &u) || !u || u > 1000000)
+			if (hm_parse_uint(optarg, 1000000, &u) || !u)
 				return bad("max-rounds", optarg);
 			o->mp.max_rounds = (unsigned)u;
 			break;

@@ -30,6 +30,7 @@
 #include <hintmig/wp_tracker.h>
 
 #include "cmd.h"
+#include "parse.h"
 
 #define INTERVAL_MS 200
 
@@ -66,23 +67,6 @@ static void sleep_until(uint64_t t)
 			       (long)(t % 1000000000ull) };
 
 	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-}
-
-/* "256M", "1G", "4096": bytes. 0 on a bad value. */
-static uint64_t parse_size(const char *s)
-{
-	char *end;
-	uint64_t v = strtoull(s, &end, 10);
-
-	switch (*end) {
-	case 'G': case 'g': v <<= 30; end++; break;
-	case 'M': case 'm': v <<= 20; end++; break;
-	case 'K': case 'k': v <<= 10; end++; break;
-	default: break;
-	}
-	if (*end == 'i' && end[1] == 'B')
-		end += 2;
-	return *end ? 0 : v;
 }
 
 static void usage(FILE *f)
@@ -320,6 +304,7 @@ int hm_cmd_track_demo(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct demo_opts o = { HM_TRACKER_AUTO, 256ull << 20, 3, 20000 };
+	uint64_t u;
 	int c;
 
 	optind = 1;
@@ -333,8 +318,8 @@ int hm_cmd_track_demo(int argc, char **argv)
 			}
 			break;
 		case 's':
-			o.size = parse_size(optarg);
-			if (o.size < (1u << 20) || o.size > (64ull << 30)) {
+			if (hm_parse_size(optarg, &o.size) ||
+			    o.size < (1u << 20) || o.size > (64ull << 30)) {
 				fprintf(stderr, "hintmig track-demo: --size "
 						"between 1M and 64G\n");
 				return 2;
@@ -342,20 +327,20 @@ int hm_cmd_track_demo(int argc, char **argv)
 			o.size &= ~(uint64_t)0xfff; /* whole pages */
 			break;
 		case 't':
-			o.seconds = (unsigned)strtoul(optarg, NULL, 10);
-			if (!o.seconds || o.seconds > 3600) {
+			if (hm_parse_uint(optarg, 3600, &u) || !u) {
 				fprintf(stderr, "hintmig track-demo: --seconds "
 						"1..3600\n");
 				return 2;
 			}
+			o.seconds = (unsigned)u;
 			break;
 		case 'r':
-			o.rate = (unsigned)strtoul(optarg, NULL, 10);
-			if (!o.rate || o.rate > 10000000) {
+			if (hm_parse_rate(optarg, 10000000, &u) || !u) {
 				fprintf(stderr, "hintmig track-demo: --rate "
 						"1..10000000 pages/s\n");
 				return 2;
 			}
+			o.rate = (unsigned)u;
 			break;
 		case 'h':
 			usage(stdout);

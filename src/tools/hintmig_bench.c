@@ -17,12 +17,10 @@
  * Exit status: 0 every run completed and verified, 1 some run failed or
  * mismatched, 2 usage, 3 setup, 130 interrupted.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +29,8 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "parse.h"
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define AXIS_MAX 16
 #define MIB (1024.0 * 1024.0)
 
@@ -158,8 +156,8 @@ struct preset {
 };
 
 static const struct preset presets[] = {
-	{ "quick", quick_groups, NELEM(quick_groups), 3 },
-	{ "full", full_groups, NELEM(full_groups), 5 },
+	{ "quick", quick_groups, HM_NELEM(quick_groups), 3 },
+	{ "full", full_groups, HM_NELEM(full_groups), 5 },
 };
 
 /* ---- parsing ----------------------------------------------------------- */
@@ -183,111 +181,12 @@ static int each_item(const char *list, int (*fn)(const char *, void *),
 	return 0;
 }
 
-/* Binary sizes: 4096, 512M, 1.5G, 2GiB, "256M/s". */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v;
-	uint64_t mul = 1;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0 || !isfinite(v))
-		return -EINVAL;
-	switch (tolower((unsigned char)*end)) {
-	case 'k': mul = KD(1) << 10; end++; break;
-	case 'm': mul = KD(1) << 20; end++; break;
-	case 'g': mul = KD(1) << 30; end++; break;
-	case 't': mul = KD(1) << 40; end++; break;
-	default: break;
-	}
-	if (mul > 1 && (*end == 'i' || *end == 'I'))
-		end++;
-	if (*end == 'b' || *end == 'B')
-		end++;
-	if (!strcmp(end, "/s"))
-		end += 2;
-	if (*end || v * (double)mul > 1.8e19)
-		return -EINVAL;
-	*out = (uint64_t)(v * (double)mul);
-	return 0;
-}
-
-/* Rates in decimal: 20000, 20k, 1.5M, "idle", "max". */
-static int parse_rate(const char *s, uint64_t *out)
-{
-	char *end;
-	double v, mul = 1;
-
-	if (!strcmp(s, "idle")) {
-		*out = 0;
-		return 0;
-	}
-	if (!strcmp(s, "max")) {
-		*out = BENCH_DIRTY_MAX;
-		return 0;
-	}
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0 || !isfinite(v))
-		return -EINVAL;
-	if (*end == 'k' || *end == 'K')
-		mul = 1e3, end++;
-	else if (*end == 'M')
-		mul = 1e6, end++;
-	else if (*end == 'G')
-		mul = 1e9, end++;
-	if (!strcmp(end, "/s"))
-		end += 2;
-	if (*end || v * mul > (double)BENCH_DIRTY_MAX)
-		return -EINVAL;
-	*out = (uint64_t)(v * mul);
-	return 0;
-}
-
-/* "75%", "0.75", or "75" (over 1: percent). */
-static int parse_frac(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v))
-		return -EINVAL;
-	if (*end == '%') {
-		v /= 100.0;
-		end++;
-	} else if (v > 1) {
-		v /= 100.0;
-	}
-	if (*end || v < 0 || v > 1)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned long max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	if (!isdigit((unsigned char)*s))
-		return -EINVAL;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*out = (unsigned)v;
-	return 0;
-}
-
 static int add_ram(const char *s, void *op)
 {
 	struct axes *a = op;
 	uint64_t v;
 
-	if (a->nram >= AXIS_MAX || parse_size(s, &v) < 0 || v < (1u << 20))
+	if (a->nram >= AXIS_MAX || hm_parse_size(s, &v) < 0 || v < (1u << 20))
 		return -EINVAL;
 	a->ram[a->nram++] = v;
 	return 0;
@@ -298,7 +197,7 @@ static int add_free(const char *s, void *op)
 	struct axes *a = op;
 	double v;
 
-	if (a->nfree >= AXIS_MAX || parse_frac(s, &v) < 0 || v > 0.99)
+	if (a->nfree >= AXIS_MAX || hm_parse_frac(s, &v) < 0 || v > 0.99)
 		return -EINVAL;
 	a->free[a->nfree++] = v;
 	return 0;
@@ -309,7 +208,7 @@ static int add_dirty(const char *s, void *op)
 	struct axes *a = op;
 	uint64_t v;
 
-	if (a->ndirty >= AXIS_MAX || parse_rate(s, &v) < 0)
+	if (a->ndirty >= AXIS_MAX || hm_parse_rate(s, BENCH_DIRTY_MAX, &v) < 0)
 		return -EINVAL;
 	a->dirty[a->ndirty++] = v;
 	return 0;
@@ -319,12 +218,13 @@ static int add_pattern(const char *s, void *op)
 {
 	struct axes *a = op;
 
-	for (size_t i = 0; i < NELEM(bench_pattern_names); i++)
-		if (!strcmp(s, bench_pattern_names[i]) && a->npattern < 2) {
-			a->pattern[a->npattern++] = (enum hm_synth_pattern)i;
-			return 0;
-		}
-	return -EINVAL;
+	int k = hm_parse_name(s, bench_pattern_names,
+			      HM_NELEM(bench_pattern_names));
+
+	if (k < 0 || a->npattern >= 2)
+		return -EINVAL;
+	a->pattern[a->npattern++] = (enum hm_synth_pattern)k;
+	return 0;
 }
 
 static int add_bw(const char *s, void *op)
@@ -336,7 +236,7 @@ static int add_bw(const char *s, void *op)
 		return -EINVAL;
 	if (!strcmp(s, "unlimited"))
 		v = 0;
-	else if (parse_size(s, &v) < 0)
+	else if (hm_parse_size(s, &v) < 0)
 		return -EINVAL;
 	a->bw[a->nbw++] = v;
 	return 0;
@@ -345,11 +245,11 @@ static int add_bw(const char *s, void *op)
 static int add_ch(const char *s, void *op)
 {
 	struct axes *a = op;
-	unsigned v;
+	uint64_t v;
 
-	if (a->nch >= AXIS_MAX || parse_uint(s, 64, &v) < 0 || v == 0)
+	if (a->nch >= AXIS_MAX || hm_parse_uint(s, 64, &v) < 0 || v == 0)
 		return -EINVAL;
-	a->ch[a->nch++] = v;
+	a->ch[a->nch++] = (unsigned)v;
 	return 0;
 }
 
@@ -368,12 +268,12 @@ static int add_mode(const char *s, void *op)
 {
 	struct axes *a = op;
 
-	for (unsigned i = 0; i < BENCH_NMODES; i++)
-		if (!strcmp(s, bench_mode_names[i])) {
-			a->modes |= 1u << i;
-			return 0;
-		}
-	return -EINVAL;
+	int k = hm_parse_name(s, bench_mode_names, BENCH_NMODES);
+
+	if (k < 0)
+		return -EINVAL;
+	a->modes |= 1u << k;
+	return 0;
 }
 
 /* ---- the matrix -------------------------------------------------------- */
@@ -671,8 +571,8 @@ int main(int argc, char **argv)
 	const struct preset *pre = NULL;
 	struct sigaction sa;
 	bool list = false, no_progress = false, any_bad = false;
-	unsigned reps = 0, u;
-	uint64_t v;
+	unsigned reps = 0;
+	uint64_t u = 0, v = 0;
 	int c, r;
 
 	/* the helper processes: this program re-executed */
@@ -697,7 +597,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case OPT_PRESET:
 			pre = NULL;
-			for (size_t i = 0; i < NELEM(presets); i++)
+			for (size_t i = 0; i < HM_NELEM(presets); i++)
 				if (!strcmp(optarg, presets[i].name))
 					pre = &presets[i];
 			r = pre ? 0 : -EINVAL;
@@ -717,20 +617,21 @@ int main(int argc, char **argv)
 		case OPT_PIN: ov.pin = 1; break;
 		case OPT_NOPIN: ov.pin = 0; break;
 		case OPT_HOT:
-			r = parse_frac(optarg, &ov.hot_frac);
+			r = hm_parse_frac(optarg, &ov.hot_frac);
 			break;
 		case OPT_WRITERS:
-			r = parse_uint(optarg, 64, &u);
+			r = hm_parse_uint(optarg, 64, &u);
 			ov.writers = (int)u;
 			if (r == 0 && u == 0)
 				r = -EINVAL;
 			break;
 		case OPT_CHURN:
-			r = parse_rate(optarg, &v);
+			r = hm_parse_rate(optarg, BENCH_DIRTY_MAX, &v);
 			ov.churn = (int64_t)v;
 			break;
 		case OPT_REPS:
-			r = parse_uint(optarg, 1000, &reps);
+			r = hm_parse_uint(optarg, 1000, &u);
+			reps = (unsigned)u;
 			if (r == 0 && reps == 0)
 				r = -EINVAL;
 			break;
@@ -742,19 +643,21 @@ int main(int argc, char **argv)
 				r = -EINVAL;
 			break;
 		case OPT_WINDOW:
-			r = parse_uint(optarg, 60000, &b.o.window_ms);
+			r = hm_parse_uint(optarg, 60000, &u);
+			b.o.window_ms = (unsigned)u;
 			break;
 		case OPT_RAW:
-			r = parse_size(optarg, &b.o.raw_bytes);
+			r = hm_parse_size(optarg, &b.o.raw_bytes);
 			if (r == 0 && b.o.raw_bytes < (1u << 20))
 				r = -EINVAL;
 			break;
 		case OPT_DOWN:
-			r = parse_uint(optarg, 1000000, &u);
+			r = hm_parse_uint(optarg, 1000000, &u);
 			b.o.downtime_ms = u;
 			break;
 		case OPT_ROUNDS:
-			r = parse_uint(optarg, 100000, &b.o.max_rounds);
+			r = hm_parse_uint(optarg, 100000, &u);
+			b.o.max_rounds = (unsigned)u;
 			if (r == 0 && b.o.max_rounds == 0)
 				r = -EINVAL;
 			break;

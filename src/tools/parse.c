@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Option values of the command-line programs: see parse.h. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse.h"
+
+/* 2^64 as a double: the first value a uint64_t cannot hold. */
+#define TWO64 18446744073709551616.0
+
+/* strtod, rejecting empty, out of range, negative and non-finite. */
+static int parse_number(const char *s, double *v, char **end)
+{
+	errno = 0;
+	*v = strtod(s, end);
+	if (errno || *end == s || !isfinite(*v) || *v < 0)
+		return -EINVAL;
+	return 0;
+}
+
+int hm_parse_size(const char *s, uint64_t *out)
+{
+	static const char suffixes[] = "kmgt";
+	const char *p;
+	char *end;
+	double v;
+	uint64_t mul = 1;
+
+	if (parse_number(s, &v, &end))
+		return -EINVAL;
+	p = *end ? strchr(suffixes, tolower((unsigned char)*end)) : NULL;
+	if (p) {
+		mul <<= 10 * (p - suffixes + 1);
+		end++;
+		if (*end == 'i' || *end == 'I')
+			end++;
+	}
+	if (*end == 'b' || *end == 'B')
+		end++;
+	if (!strcmp(end, "/s") || !strcmp(end, "ps"))
+		end += 2;
+	if (*end)
+		return -EINVAL;
+	v *= (double)mul;
+	if (v > 1.8e19)
+		return -EINVAL;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+int hm_parse_frac(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (parse_number(s, &v, &end))
+		return -EINVAL;
+	if (*end == '%') {
+		v /= 100.0;
+		end++;
+	} else if (v > 1) {
+		v /= 100.0;
+	}
+	if (*end || v > 1)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int rate_tail(const char *end)
+{
+	if (end[0] == '/' && (end[1] == 's' || end[1] == 'S'))
+		end += 2;
+	return *end ? -EINVAL : 0;
+}
+
+int hm_parse_rate(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	double v, mul = 1;
+	uint64_t r;
+
+	if (!strcmp(s, "idle")) {
+		*out = 0;
+		return 0;
+	}
+	if (!strcmp(s, "max")) {
+		*out = max;
+		return 0;
+	}
+	/* a plain integer exactly, even past 2^53 */
+	if (isdigit((unsigned char)*s)) {
+		errno = 0;
+		r = strtoull(s, &end, 10);
+		if (!errno && !rate_tail(end)) {
+			if (r > max)
+				return -EINVAL;
+			*out = r;
+			return 0;
+		}
+	}
+	if (parse_number(s, &v, &end))
+		return -EINVAL;
+	if (*end == 'k' || *end == 'K')
+		mul = 1e3, end++;
+	else if (*end == 'M')
+		mul = 1e6, end++;
+	else if (*end == 'G')
+		mul = 1e9, end++;
+	if (rate_tail(end))
+		return -EINVAL;
+	v *= mul;
+	if (v >= TWO64 || v > (double)max)
+		return -EINVAL;
+	r = (uint64_t)v;
+	if (r > max)
+		return -EINVAL;
+	*out = r;
+	return 0;
+}
+
+int hm_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	uint64_t v;
+
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int hm_parse_name(const char *s, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (names[i] && !strcmp(s, names[i]))
+			return (int)i;
+	return -EINVAL;
+}

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Option values of the command-line programs (hintmig, hintmig-bench):
+ * sizes, fractions, rates, counts and names. Each parser reads the whole
+ * string: trailing characters it does not know make it fail. All return
+ * 0, or -EINVAL and leave *out untouched.
+ */
+#ifndef HM_TOOLS_PARSE_H
+#define HM_TOOLS_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HM_NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Bytes (or bytes per second): a non-negative finite number, fractions
+ * allowed ("1.5G"), then an optional binary suffix K, M, G or T in
+ * either case (x 1024^n) optionally followed by "i", then an optional
+ * "B"/"b", then an optional "/s" or "ps". "4096", "512M", "1.5G",
+ * "2GiB", "100MiB/s", "64Mps". Up to 1.8e19; the result is truncated
+ * to whole bytes. */
+int hm_parse_size(const char *s, uint64_t *out);
+
+/* A fraction in [0, 1]: "0.25", "25%", or a bare number over 1 taken as
+ * a percentage ("75" = 0.75). NaN and infinities are rejected. */
+int hm_parse_frac(const char *s, double *out);
+
+/* Events per second in decimal: "20000", "20k", "1.5M", "2G" (k or K =
+ * 1e3, M = 1e6, G = 1e9), each optionally followed by "/s" or "/S";
+ * "idle" is 0 and "max" is max. Plain integers are read exactly; a
+ * fractional result is truncated. Values over max are rejected. */
+int hm_parse_rate(const char *s, uint64_t max, uint64_t *out);
+
+/* A count: decimal digits only (no sign, space or suffix), at most max. */
+int hm_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/* The index i of names[0..n) with names[i] equal to s (NULL entries are
+ * skipped), or -EINVAL. */
+int hm_parse_name(const char *s, const char *const *names, size_t n);
+
+#endif
