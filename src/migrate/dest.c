@@ -42,6 +42,14 @@
 #define DEFAULT_MAX_RAM (UINT64_C(64) << 30)
 /* Zero runs from this size on release memory instead of writing zeros. */
 #define ZERO_RELEASE_MIN (64 * 1024)
+/* Fresh anonymous RAM is aligned to HUGE_SIZE; a HUGE_SIZE region whose
+ * first batch brings at least HUGE_DENSE of its pages in one run is asked
+ * for a huge page (MADV_HUGEPAGE) before they are written: one fault
+ * instead of hundreds. Sparse regions stay small pages, so that scattered
+ * data does not make the destination clear (and hold) whole huge pages. */
+#define HUGE_SIZE ((size_t)2 << 20)
+#define HUGE_DENSE_BYTES ((size_t)512 << 10)
+enum { REG_FRESH = 0, REG_SMALL, REG_HUGE };
 
 /* Where a channel is in the migration. */
 enum dphase {
@@ -85,6 +93,8 @@ struct dchan {
 	uint64_t data_pages, zero_pages;
 	uint64_t rounds;		/* ROUND markers */
 	uint64_t last_round;
+	uint64_t run_region, run_len;	/* huge_hint() within one batch */
+	bool run_fresh;
 	unsigned char *zbuf;		/* decompressed batch */
 	size_t zcap;
 #if HM_HAVE_ZSTD
@@ -110,6 +120,9 @@ struct hm_dest {
 	unsigned char *ram;
 	uint64_t ram_len;
 	bool zero_release;		/* page_size % system page == 0 */
+	unsigned char *region;		/* anonymous RAM: REG_* per HUGE_SIZE
+					 * region (NULL: no huge pages) */
+	uint64_t nregions, region_pages, huge_dense;
 	struct hm_ram_block blocks[HM_WIRE_MAX_BLOCKS];
 	size_t nblocks;
 
@@ -303,11 +316,32 @@ static int ram_alloc(struct hm_dest *d)
 	d->zero_release = sys > 0 && d->ps % (uint64_t)sys == 0;
 	d->guard = d->ps > (uint64_t)sys ? d->ps : (size_t)sys;
 	d->map_len = d->ram_len + 2 * d->guard;
+#ifdef MADV_HUGEPAGE
+	if (fd < 0 && d->zero_release && HUGE_SIZE % d->ps == 0) {
+		d->region_pages = HUGE_SIZE / d->ps;
+		/* a channel gets 64-page words of a region in turn: with
+		 * many channels, fewer of its pages count as dense */
+		d->huge_dense = HUGE_DENSE_BYTES / d->ps;
+		if (d->nch && d->huge_dense > d->region_pages / 2 / d->nch)
+			d->huge_dense = d->region_pages / 2 / d->nch;
+		if (!d->huge_dense)
+			d->huge_dense = 1;
+		d->nregions = (d->geo.npages + d->region_pages - 1) /
+			      d->region_pages;
+		d->region = calloc(d->nregions, 1);
+		if (!d->region)
+			return -ENOMEM;
+		d->map_len += HUGE_SIZE; /* room to align RAM */
+	}
+#endif
 	d->map = mmap(NULL, d->map_len, PROT_NONE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (d->map == MAP_FAILED) {
 		d->map = NULL;
-		return -errno;
+		r = -errno;
+		free(d->region);
+		d->region = NULL;
+		return r;
 	}
 	if (fd >= 0) {
 		/* start from holes: pages never sent read as zero */
@@ -320,7 +354,13 @@ static int ram_alloc(struct hm_dest *d)
 			   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
 			   0);
 	} else {
-		ram = mmap(d->map + d->guard, d->ram_len,
+		uintptr_t at = (uintptr_t)(d->map + d->guard);
+
+		/* a whole guard stays PROT_NONE on each side */
+		if (d->region)
+			at = (at + HUGE_SIZE - 1) &
+			     ~(uintptr_t)(HUGE_SIZE - 1);
+		ram = mmap((void *)at, d->ram_len,
 			   PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
 				   MAP_FIXED,
@@ -344,7 +384,55 @@ static int ram_alloc(struct hm_dest *d)
 fail:
 	munmap(d->map, d->map_len);
 	d->map = NULL;
+	free(d->region);
+	d->region = NULL;
 	return r;
+}
+
+/* Before page pg of a batch is written (pages of a batch in order, run
+ * state reset per batch by chan_next): a fresh region that gets
+ * huge_dense pages in one run of this batch becomes a huge page region. */
+static void huge_hint(struct dchan *c, uint64_t pg)
+{
+	struct hm_dest *d = c->d;
+	uint64_t reg;
+
+	if (!d->region || pg >= d->geo.npages)
+		return;
+	reg = pg / d->region_pages;
+	if (reg != c->run_region) {
+		unsigned char fresh = REG_FRESH;
+
+		c->run_region = reg;
+		c->run_len = 0;
+		/* claim it: other channels share the region */
+		c->run_fresh = __atomic_compare_exchange_n(
+			&d->region[reg], &fresh, REG_SMALL, false,
+			__ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	}
+	if (++c->run_len == d->huge_dense && c->run_fresh) {
+		size_t len = d->region_pages * d->ps;
+
+		if ((reg + 1) * d->region_pages > d->geo.npages)
+			len = (d->geo.npages - reg * d->region_pages) * d->ps;
+		if (madvise(d->ram + reg * d->region_pages * d->ps, len,
+			    MADV_HUGEPAGE) == 0)
+			__atomic_store_n(&d->region[reg], REG_HUGE,
+					 __ATOMIC_RELAXED);
+	}
+}
+
+/* Pages [first, first + n) touch a huge page region. */
+static bool range_has_huge(struct hm_dest *d, uint64_t first, uint64_t n)
+{
+	if (!d->region)
+		return false;
+	for (uint64_t reg = first / d->region_pages;
+	     reg <= (first + n - 1) / d->region_pages; reg++)
+		if (__atomic_load_n(&d->region[reg], __ATOMIC_RELAXED) ==
+		    REG_HUGE)
+			return true;
+	return false;
 }
 
 /* The address of page pg, NULL outside RAM (cannot happen after the
@@ -427,7 +515,12 @@ static int apply_pages(struct dchan *c, const struct hm_wire_msg *m)
 	} else if (m->u.pages.data_len != want) {
 		return msg_fail(c, -EPROTO, "PAGES: %u data bytes for %u pages",
 				m->u.pages.data_len, n);
+	} else if (m->u.pages.placed) {
+		/* already received into place by place_page() */
+		goto done;
 	}
+	for (uint32_t i = 0; i < n; i++)
+		huge_hint(c, hm_wire_idx(m->u.pages.pages_le, i));
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t pg = hm_wire_idx(m->u.pages.pages_le, i);
 		unsigned char *dst = page_addr(d, pg);
@@ -438,6 +531,7 @@ static int apply_pages(struct dchan *c, const struct hm_wire_msg *m)
 					pg);
 		memcpy(dst, src + (size_t)i * d->ps, d->ps);
 	}
+done:
 	c->pages += n;
 	c->data_pages += n;
 	return 0;
@@ -453,8 +547,9 @@ static int apply_zero_run(struct dchan *c, const struct hm_wire_msg *m)
 	/* Big runs: give the memory back instead of writing zeros (the
 	 * range is whole pages of this channel only, and protocol pages
 	 * are whole system pages when zero_release is set). */
+	/* (not in huge page regions: dropping part of one splits it) */
 	if (d->zero_release && n * d->ps >= ZERO_RELEASE_MIN &&
-	    zero_release(d, first, n) == 0)
+	    !range_has_huge(d, first, n) && zero_release(d, first, n) == 0)
 		goto done;
 	for (uint64_t pg = first; pg < first + n; pg++) {
 		unsigned char *dst = page_addr(d, pg);
@@ -493,9 +588,31 @@ static int save_device_state(struct dchan *c, const struct hm_wire_msg *m)
 
 /* Receive one message of c and check that it is allowed in c's phase.
  * 0 or the migration's failure. */
+/* hm_wire_place_fn for the receive phase: page pg of a batch on c, whose
+ * header and index the decoder checked; the same checks as apply_pages
+ * (inside RAM, on this channel) are made again here. */
+static void *place_page(void *ctx, uint64_t pg)
+{
+	struct dchan *c = ctx;
+	struct hm_dest *d = c->d;
+
+	if ((pg / 64) % d->nch != c->idx || pg >= d->geo.npages)
+		return NULL;
+	huge_hint(c, pg);
+	return page_addr(d, pg);
+}
+
 static int chan_next(struct dchan *c, struct hm_wire_msg *m)
 {
-	int r = hm_wire_recv(&c->wc, m);
+	/* uncompressed page data straight into RAM, only while RAM is
+	 * what this channel may receive (PAGES allowed, RAM allocated) */
+	bool direct = c->d->ram &&
+		      (phase_allows[c->phase] & (1u << HM_MSG_PAGES));
+	int r;
+
+	c->run_region = UINT64_MAX;
+	r = direct ? hm_wire_recv_place(&c->wc, m, place_page, c) :
+			 hm_wire_recv(&c->wc, m);
 
 	if (r < 0)
 		return recv_fail(c, r);
@@ -1026,6 +1143,7 @@ void hm_dest_free(struct hm_dest *d)
 	close_channels(d);
 	if (d->map)
 		munmap(d->map, d->map_len);
+	free(d->region);
 	free(d->dev);
 	pthread_mutex_destroy(&d->lock);
 	free(d);

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -564,6 +566,7 @@ int hm_wire_decode(const struct hm_wire_hdr *h, const void *payload,
 		m->u.pages.data = p + (h->payload_len - rest);
 		m->u.pages.data_len = (uint32_t)rest;
 		m->u.pages.zstd = h->flags & HM_BATCH_ZSTD;
+		m->u.pages.placed = false;
 		if (m->u.pages.zstd)
 			return dec_zstd(h, m->u.pages.data, rest, want, err,
 					errlen);
@@ -731,7 +734,120 @@ static int rx_reserve(struct hm_wire_chan *c, size_t need)
 	return 0;
 }
 
+/* Receive exactly the bytes of iov[0..n) (consumed as it goes). 0 or
+ * -errno as hm_recv_all (-ECONNRESET for EOF: always inside a message). */
+static int recv_iov_all(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		struct msghdr mh = { .msg_iov = iov,
+				     .msg_iovlen = (size_t)(n > IOV_MAX ?
+							      IOV_MAX : n) };
+		ssize_t got;
+
+		if (iov->iov_len == 0) {
+			iov++;
+			n--;
+			continue;
+		}
+		got = recvmsg(fd, &mh, MSG_WAITALL);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ?
+				       -ETIMEDOUT :
+				       -errno;
+		}
+		if (got == 0)
+			return -ECONNRESET;
+		while (n > 0 && (size_t)got >= iov->iov_len) {
+			got -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0 && got) {
+			iov->iov_base = (char *)iov->iov_base + got;
+			iov->iov_len -= (size_t)got;
+		}
+	}
+	return 0;
+}
+
+/* The payload of an uncompressed PAGES message whose header h passed the
+ * channel checks: receive count and index into c->rxbuf, decode (every
+ * check of hm_wire_decode), then the page data straight into place.
+ * Falls back to receiving the whole payload into c->rxbuf and decoding it
+ * as usual when the lengths do not add up (the decoder then says why).
+ * 0, -EPROTO (why says), or an I/O error. */
+static int recv_pages_placed(struct hm_wire_chan *c,
+			     const struct hm_wire_hdr *h,
+			     struct hm_wire_msg *msg, hm_wire_place_fn place,
+			     void *ctx, char *why, size_t whylen)
+{
+	struct iovec iov[HM_WIRE_MAX_BATCH_PAGES];
+	const struct hm_wire_geometry *g = c->geo;
+	unsigned char *p = c->rxbuf;
+	uint64_t ps = g->page_size, pre;
+	uint32_t n, max = hm_wire_max_pages(HM_MSG_PAGES, g->page_size);
+	int niov = 0, r;
+
+	r = hm_recv_all(c->fd, p, INDEX_PREFIX);
+	if (r < 0)
+		return r == -ENODATA ? -ECONNRESET : r;
+	n = get32(p);
+	pre = INDEX_PREFIX + (uint64_t)n * 8;
+	if (n == 0 || n > max || n > HM_WIRE_MAX_BATCH_PAGES ||
+	    h->payload_len != pre + (uint64_t)n * ps) {
+		/* not a well-formed batch: the usual path reports it */
+		r = hm_recv_all(c->fd, p + INDEX_PREFIX,
+				h->payload_len - INDEX_PREFIX);
+		if (r < 0)
+			return r == -ENODATA ? -ECONNRESET : r;
+		c->rx_bytes += h->payload_len;
+		return hm_wire_decode(h, p, g, msg, why, whylen);
+	}
+	r = hm_recv_all(c->fd, p + INDEX_PREFIX, (size_t)n * 8);
+	if (r < 0)
+		return r == -ENODATA ? -ECONNRESET : r;
+	c->rx_bytes += pre;
+	/* the decoder reads no page data of an uncompressed batch */
+	r = hm_wire_decode(h, p, g, msg, why, whylen);
+	if (r < 0)
+		return r;
+	if (msg->hdr.type != HM_MSG_PAGES || msg->u.pages.zstd ||
+	    msg->u.pages.count != n || msg->u.pages.data_len != n * ps)
+		return fail(why, whylen, "PAGES: internal: not a plain batch");
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t pg = hm_wire_idx(msg->u.pages.pages_le, i);
+		unsigned char *dst = place(ctx, pg);
+
+		if (!dst)
+			return fail(why, whylen, "PAGES: page %llu refused by "
+				    "the receiver",
+				    (unsigned long long)pg);
+		if (niov && (unsigned char *)iov[niov - 1].iov_base +
+					    iov[niov - 1].iov_len ==
+				    dst)
+			iov[niov - 1].iov_len += ps;
+		else
+			iov[niov++] = (struct iovec){ .iov_base = dst,
+						      .iov_len = ps };
+	}
+	r = recv_iov_all(c->fd, iov, niov);
+	if (r < 0)
+		return r;
+	c->rx_bytes += (uint64_t)n * ps;
+	msg->u.pages.data = NULL;
+	msg->u.pages.placed = true;
+	return 0;
+}
+
 int hm_wire_recv(struct hm_wire_chan *c, struct hm_wire_msg *msg)
+{
+	return hm_wire_recv_place(c, msg, NULL, NULL);
+}
+
+int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
+		       hm_wire_place_fn place, void *ctx)
 {
 	unsigned char hb[HM_WIRE_HDR_SIZE];
 	struct hm_wire_hdr h;
@@ -784,6 +900,18 @@ int hm_wire_recv(struct hm_wire_chan *c, struct hm_wire_msg *msg)
 	r = rx_reserve(c, h.payload_len);
 	if (r < 0)
 		goto out;
+	if (place && c->geo && h.type == HM_MSG_PAGES &&
+	    !(h.flags & HM_BATCH_ZSTD) && h.payload_len >= INDEX_PREFIX &&
+	    h.payload_len <= HM_WIRE_MAX_PAYLOAD) {
+		r = recv_pages_placed(c, &h, msg, place, ctx, why,
+				      sizeof(why));
+		if (r == -EPROTO)
+			goto bad;
+		if (r < 0)
+			goto out;
+		c->rx_seq++;
+		goto out;
+	}
 	if (h.payload_len) {
 		r = hm_recv_all(c->fd, c->rxbuf, h.payload_len);
 		if (r == -ENODATA)

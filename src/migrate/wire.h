@@ -112,6 +112,9 @@ struct hm_wire_msg {
 						   * or a zstd frame */
 			uint32_t data_len;
 			bool zstd;
+			bool placed;	/* hm_wire_recv_place: the page data
+					 * is already in place, data is
+					 * NULL */
 		} pages;
 		struct {
 			uint64_t first;	/* global page index */
@@ -271,5 +274,17 @@ int hm_wire_send(struct hm_wire_chan *c, uint16_t type, uint32_t flags,
  * or reset, -ETIMEDOUT, -ENOMEM. msg points into c->rxbuf until the next
  * call. */
 int hm_wire_recv(struct hm_wire_chan *c, struct hm_wire_msg *msg);
+
+/* Where page pg of an uncompressed PAGES batch goes: page_size writable
+ * bytes, or NULL to refuse the page (the receive then fails, -EPROTO). */
+typedef void *(*hm_wire_place_fn)(void *ctx, uint64_t pg);
+/* hm_wire_recv, except that the data of an uncompressed PAGES message is
+ * read straight to place(ctx, pg) for each page, after the header and
+ * the whole index were received and checked (msg->u.pages.placed is
+ * then set). Only the pages of a batch that passed every check are
+ * written; on an I/O error after that, some of them may hold part of
+ * the batch's data. Other messages behave as with hm_wire_recv. */
+int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
+		       hm_wire_place_fn place, void *ctx);
 
 #endif
