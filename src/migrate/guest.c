@@ -658,3 +658,34 @@ int hm_guest_track_blocks(struct hm_guest *g, struct hm_tracker *t)
 	}
 	return 0;
 }
+
+int hm_guest_tracker_opts(const struct hm_guest *g,
+			  const struct hm_caps *caps,
+			  const struct hm_tracker_opts *in,
+			  struct hm_tracker_opts *out)
+{
+	if (!caps || !in)
+		return -EINVAL;
+	*out = *in;
+	if (out->nbits == 0)
+		out->nbits = g->npages;
+	if (out->nbits < g->npages)
+		return -EINVAL;
+	return 0;
+}
+
+struct hm_tracker *hm_guest_tracker_finish(struct hm_guest *g,
+					   struct hm_tracker *t)
+{
+	int ret;
+
+	if (!t)
+		return NULL;
+	ret = hm_guest_track_blocks(g, t);
+	if (ret < 0) {
+		hm_tracker_close(t);
+		errno = -ret;
+		return NULL;
+	}
+	return t;
+}

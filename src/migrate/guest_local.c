@@ -27,30 +27,13 @@ static struct hm_tracker *local_open_tracker(struct hm_guest *g,
 					     const struct hm_tracker_opts *opts)
 {
 	struct hm_tracker_opts o;
-	struct hm_tracker *t;
-	int ret;
+	int ret = hm_guest_tracker_opts(g, caps, opts, &o);
 
-	if (!caps || !opts) {
-		errno = EINVAL;
-		return NULL;
-	}
-	o = *opts;
-	if (o.nbits == 0)
-		o.nbits = g->npages;
-	if (o.nbits < g->npages) {
-		errno = EINVAL;
-		return NULL;
-	}
-	t = hm_tracker_open(caps, &o);
-	if (!t)
-		return NULL;
-	ret = hm_guest_track_blocks(g, t);
 	if (ret < 0) {
-		hm_tracker_close(t);
 		errno = -ret;
 		return NULL;
 	}
-	return t;
+	return hm_guest_tracker_finish(g, hm_tracker_open(caps, &o));
 }
 
 /* Without callbacks there is nothing to stop: the caller owns whatever

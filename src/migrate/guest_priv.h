@@ -74,4 +74,16 @@ long hm_guest_check_read(const struct hm_guest *g,
 /* hm_tracker_add_range() for every block; 0 or -errno. */
 int hm_guest_track_blocks(struct hm_guest *g, struct hm_tracker *t);
 
+/* The options a backend opens its tracker with: nbits defaults to the
+ * guest's page count and may not be smaller. 0 or -EINVAL. */
+int hm_guest_tracker_opts(const struct hm_guest *g,
+			  const struct hm_caps *caps,
+			  const struct hm_tracker_opts *in,
+			  struct hm_tracker_opts *out);
+
+/* Register every block with a freshly opened tracker t: t, or NULL with
+ * errno (t is closed then). NULL t passes through. */
+struct hm_tracker *hm_guest_tracker_finish(struct hm_guest *g,
+					   struct hm_tracker *t);
+
 #endif

@@ -158,18 +158,10 @@ static struct hm_tracker *process_open_tracker(struct hm_guest *g,
 {
 	struct hm_guest_common *c = cm(g);
 	struct hm_tracker_opts o;
-	struct hm_tracker *t;
-	int uffd, ret;
+	int uffd, ret = hm_guest_tracker_opts(g, caps, opts, &o);
 
-	if (!caps || !opts) {
-		errno = EINVAL;
-		return NULL;
-	}
-	o = *opts;
-	if (o.nbits == 0)
-		o.nbits = g->npages;
-	if (o.nbits < g->npages) {
-		errno = EINVAL;
+	if (ret < 0) {
+		errno = -ret;
 		return NULL;
 	}
 	if (c->uffd < 0) {
@@ -182,16 +174,8 @@ static struct hm_tracker *process_open_tracker(struct hm_guest *g,
 	}
 	uffd = c->uffd;
 	c->uffd = -1; /* the tracker owns it now, even if it fails */
-	t = hm_tracker_open_remote(caps, &o, g->pid, uffd);
-	if (!t)
-		return NULL;
-	ret = hm_guest_track_blocks(g, t);
-	if (ret < 0) {
-		hm_tracker_close(t);
-		errno = -ret;
-		return NULL;
-	}
-	return t;
+	return hm_guest_tracker_finish(g, hm_tracker_open_remote(caps, &o,
+								 g->pid, uffd));
 }
 
 /* State letter of /proc/PID/task/TID/stat: after the last ')' (comm may
