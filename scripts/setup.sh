@@ -35,7 +35,7 @@ setup_dir() { # dir, meson args...
   ninja -C "$dir"
 }
 
-setup_dir build
+setup_dir build -Dqemu_tests=enabled -Dfuzz=enabled -Dzstd=enabled -Djson=enabled -Durcu=enabled
 if [ "${1:-}" = "--asan" ]; then
   setup_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false \
     -Dqemu_tests=disabled -Dfuzz=disabled
