@@ -288,6 +288,20 @@ static int tx_send(struct tx_chan *c, uint16_t type, uint32_t flags,
 	return r;
 }
 
+/* A message whose payload is one u64 (END, COMPLETE). */
+static int tx_send_u64(struct tx_chan *c, uint16_t type, uint64_t v)
+{
+	uint8_t buf[8];
+	struct iovec iov;
+	long n = hm_wire_enc_u64(buf, sizeof(buf), v);
+
+	if (n < 0)
+		return (int)n;
+	iov.iov_base = buf;
+	iov.iov_len = (size_t)n;
+	return tx_send(c, type, 0, &iov, 1);
+}
+
 static int tx_flush_zero(struct tx_chan *c)
 {
 	uint8_t buf[64];
@@ -1213,10 +1227,8 @@ static int finish(struct hm_migration *m)
 {
 	struct tx_chan *c0 = &m->ch[0];
 	struct hm_wire_msg msg;
-	uint8_t buf[64];
 	struct iovec iov;
 	uint64_t total = 0;
-	long n;
 	int r;
 
 	iov.iov_base = m->dev_state;
@@ -1227,26 +1239,12 @@ static int finish(struct hm_migration *m)
 	for (unsigned i = 0; i < m->nch; i++) {
 		struct tx_chan *c = &m->ch[i];
 
-		n = hm_wire_enc_u64(buf, sizeof(buf), c->pages_sent);
-		if (n < 0) {
-			r = (int)n;
-			goto out;
-		}
-		iov.iov_base = buf;
-		iov.iov_len = (size_t)n;
-		r = tx_send(c, HM_MSG_END, 0, &iov, 1);
+		r = tx_send_u64(c, HM_MSG_END, c->pages_sent);
 		if (r < 0)
 			goto out;
 		total += c->pages_sent;
 	}
-	n = hm_wire_enc_u64(buf, sizeof(buf), total);
-	if (n < 0) {
-		r = (int)n;
-		goto out;
-	}
-	iov.iov_base = buf;
-	iov.iov_len = (size_t)n;
-	r = tx_send(c0, HM_MSG_COMPLETE, 0, &iov, 1);
+	r = tx_send_u64(c0, HM_MSG_COMPLETE, total);
 	if (r < 0)
 		goto out;
 	r = chan_recv(m, c0, &msg);
