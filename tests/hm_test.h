@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define HM_TEST_SKIP_CODE 77
 
@@ -62,5 +63,15 @@ static inline int hm_test_strict(void)
 			hm_test_fail("%s failed: %s", #expr,                \
 				     strerror((int)-_r));                   \
 	} while (0)
+
+/* Sleep ms milliseconds, whatever signals arrive meanwhile. */
+static inline void hm_test_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000,
+			       .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
 
 #endif

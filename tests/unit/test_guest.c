@@ -41,12 +41,6 @@ static void cap_log(void *opaque, enum hm_log_level level, const char *msg)
 
 static const struct hm_log tlog = { cap_log, NULL, HM_LOG_DEBUG };
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
 
 static void *map_anon(size_t pages, int shared)
 {
@@ -542,12 +536,12 @@ static void test_process(void)
 		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	c8 = read_u64(g, 8);
 	c9 = read_u64(g, 9);
-	sleep_ms(100);
+	hm_test_sleep_ms(100);
 	HM_CHECK_EQ(read_u64(g, 8), c8);
 	HM_CHECK_EQ(read_u64(g, 9), c9);
 	HM_CHECK_OK(g->ops->pause(g)); /* idempotent */
 	HM_CHECK_OK(g->ops->resume(g));
-	sleep_ms(50);
+	hm_test_sleep_ms(50);
 	HM_CHECK(read_u64(g, 8) != c8);
 	HM_CHECK(read_u64(g, 9) != c9);
 

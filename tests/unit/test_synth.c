@@ -34,12 +34,6 @@ static void cap_log(void *opaque, enum hm_log_level level, const char *msg)
 
 static const struct hm_log tlog = { cap_log, NULL, HM_LOG_DEBUG };
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
 
 static double now_ms(void)
 {
@@ -240,7 +234,7 @@ static void test_steady(void)
 	/* writes happen at about the rate asked */
 	w0 = shv(&s, &s.shared->writes);
 	t0 = now_ms();
-	sleep_ms(500);
+	hm_test_sleep_ms(500);
 	w1 = shv(&s, &s.shared->writes);
 	{
 		double rate = (double)(w1 - w0) / ((now_ms() - t0) / 1e3);
@@ -252,7 +246,7 @@ static void test_steady(void)
 	/* paused: no write at all */
 	HM_CHECK_OK(g->ops->pause(g));
 	w0 = shv(&s, &s.shared->writes);
-	sleep_ms(150);
+	hm_test_sleep_ms(150);
 	HM_CHECK_EQ(shv(&s, &s.shared->writes), w0);
 
 	HM_CHECK_OK(hm_bitmap_init(&inuse, s.npages));
@@ -299,7 +293,7 @@ static void test_steady(void)
 		HM_CHECK(!hm_synth_page_valid(pg, ps, 0));
 	}
 	HM_CHECK_OK(g->ops->resume(g));
-	sleep_ms(50);
+	hm_test_sleep_ms(50);
 	HM_CHECK(shv(&s, &s.shared->writes) > w0);
 
 	/* the child's uffd serves a tracker, and a fresh one the next */
@@ -328,7 +322,7 @@ static void test_steady(void)
 				hm_test_fail("open_tracker: %s (%s)",
 					     strerror(errno), last_log);
 			HM_CHECK_OK(hm_tracker_start(t));
-			sleep_ms(100);
+			hm_test_sleep_ms(100);
 			HM_CHECK_OK(hm_bitmap_init(&l, s.npages));
 			n = hm_tracker_harvest(t, &l);
 			HM_CHECK(n > 100);
@@ -437,7 +431,7 @@ static int wait_held(struct hm_synth *s, uint64_t want)
 	for (int i = 0; i < 200; i++) {
 		if (shv(s, &s->shared->isolated_held) == want)
 			return 1;
-		sleep_ms(5);
+		hm_test_sleep_ms(5);
 	}
 	return 0;
 }
@@ -486,7 +480,7 @@ static void test_isolated(void)
 	for (int k = 0; k < 10; k++) {
 		HM_CHECK_OK(hm_synth_inuse(&s, &inuse));
 		HM_CHECK_EQ(count_inuse_in(&inuse, &a.pages), 0);
-		sleep_ms(20);
+		hm_test_sleep_ms(20);
 	}
 	HM_CHECK(shv(&s, &s.shared->allocs) > allocs + 1000);
 	HM_CHECK_EQ(changed_pages(g, &a.pages, ram, tmp), 0);
@@ -514,7 +508,7 @@ static void test_isolated(void)
 		HM_CHECK_OK(hm_hc_send(&hc, &m));
 	}
 	HM_CHECK(wait_held(&s, hm_bitmap_count(&rest)));
-	sleep_ms(200);
+	hm_test_sleep_ms(200);
 	HM_CHECK(changed_pages(g, &acked, ram, tmp) > 0);
 	HM_CHECK_EQ(changed_pages(g, &rest, ram, tmp), 0);
 
@@ -698,7 +692,7 @@ static void test_memfd_poison(void)
 	HM_CHECK_EQ(hello.u.hello.poison, HM_HC_POISON_PATTERN);
 	HM_CHECK_EQ(hello.u.hello.poison_byte, 0xa5);
 	g = guest_of(&s);
-	sleep_ms(100); /* churn frees (and poisons) pages */
+	hm_test_sleep_ms(100); /* churn frees (and poisons) pages */
 	HM_CHECK_OK(g->ops->pause(g));
 	HM_CHECK_OK(hm_bitmap_init(&pop, s.npages));
 	HM_CHECK_OK(g->ops->populated(g, &g->blocks[0], 0, s.npages, &pop));

@@ -43,14 +43,6 @@ void e2e_init(const char *name)
 	setvbuf(stderr, NULL, _IOLBF, 0);
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000,
-			       .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 int e2e_listen(const char *scheme, char *addr, size_t addrlen)
 {
@@ -186,7 +178,7 @@ static void *helper_thread(void *arg)
 	struct helper *h = arg;
 
 	if (h->c->cancel_after_ms) {
-		sleep_ms(h->c->cancel_after_ms);
+		hm_test_sleep_ms(h->c->cancel_after_ms);
 		hm_migration_cancel(h->m);
 	}
 	if (h->c->during)
@@ -367,7 +359,7 @@ int e2e_migrate(const struct e2e_cfg *c, struct e2e_result *res)
 			}
 			res->writes_before = __atomic_load_n(&s.shared->writes,
 							     __ATOMIC_ACQUIRE);
-			sleep_ms(200);
+			hm_test_sleep_ms(200);
 		}
 	}
 	hm_migration_free(m);
@@ -384,7 +376,7 @@ int e2e_migrate(const struct e2e_cfg *c, struct e2e_result *res)
 	if (res->run < 0) {
 		res->writes_before = __atomic_load_n(&s.shared->writes,
 						     __ATOMIC_ACQUIRE);
-		sleep_ms(200);
+		hm_test_sleep_ms(200);
 	} else if (!c->resume_after) {
 		res->writes_before = __atomic_load_n(&s.shared->writes,
 						     __ATOMIC_ACQUIRE);

@@ -39,14 +39,6 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000,
-			       .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static void base_cfg(struct e2e_cfg *c)
 {
@@ -104,7 +96,7 @@ static void kill_dest(struct hm_migration *m, struct hm_synth *s, void *op)
 		}
 		if (st.status >= HM_MIG_COMPLETED)
 			return;
-		sleep_ms(2);
+		hm_test_sleep_ms(2);
 	}
 }
 
@@ -332,7 +324,7 @@ static void fake_close_all(struct fake *f)
 static void fake_hold(struct fake *f)
 {
 	while (!f->quit)
-		sleep_ms(20);
+		hm_test_sleep_ms(20);
 }
 
 /* Read from every channel until want is seen on channel 0 (or enough
