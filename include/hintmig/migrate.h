@@ -207,6 +207,17 @@ void hm_migration_free(struct hm_migration *m);
 
 /* ---- destination side ---- */
 
+/* How pages land in fresh anonymous RAM. */
+enum hm_dest_fill {
+	HM_DEST_FILL_AUTO = 0,	/* UFFD when the kernel allows it, else WRITE */
+	HM_DEST_FILL_UFFD,	/* first arrival placed with UFFDIO_COPY: the
+				 * kernel fills a new page with the data, no
+				 * clearing first, one call per run */
+	HM_DEST_FILL_WRITE,	/* received into place (the page is cleared
+				 * at first touch, then written); densely
+				 * received 2 MiB regions get a huge page */
+};
+
 struct hm_dest_params {
 	/* Where received RAM goes: NULL / -1 = fresh anonymous memory;
 	 * otherwise a memfd or file (fd) sized by the destination to the
@@ -217,6 +228,7 @@ struct hm_dest_params {
 	uint64_t accept_timeout_ms;	/* wait for the first connection;
 					 * 0 = forever (later channels wait
 					 * io_timeout_ms) */
+	enum hm_dest_fill fill;		/* fresh anonymous RAM only */
 };
 
 /* ram_fd -1, the defaults above. (A zeroed struct means ram_fd 0!) */
@@ -230,6 +242,9 @@ struct hm_dest_stats {
 	uint64_t device_state_len;
 	uint64_t session_id;
 	unsigned channels;
+	enum hm_dest_fill fill;		/* used: UFFD or WRITE (also for a
+					 * caller's file: WRITE) */
+	uint64_t placed_pages;		/* pages placed by UFFDIO_COPY */
 };
 
 struct hm_dest;

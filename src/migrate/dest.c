@@ -25,12 +25,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <linux/userfaultfd.h>
+
 #include "hm_config.h"
+#include "hintmig/wp_tracker.h"
+#include "../uffd_compat.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -91,6 +96,7 @@ struct dchan {
 	int rc;
 	uint64_t pages;			/* page slots: PAGES + ZERO_RUN */
 	uint64_t data_pages, zero_pages;
+	uint64_t placed;		/* pages placed by UFFDIO_COPY */
 	uint64_t rounds;		/* ROUND markers */
 	uint64_t last_round;
 	uint64_t run_region, run_len;	/* huge_hint() within one batch */
@@ -123,6 +129,11 @@ struct hm_dest {
 	unsigned char *region;		/* anonymous RAM: REG_* per HUGE_SIZE
 					 * region (NULL: no huge pages) */
 	uint64_t nregions, region_pages, huge_dense;
+	int uffd;			/* HM_DEST_FILL_UFFD while receiving,
+					 * else -1 */
+	uint64_t *present;		/* UFFD: pages that hold data; word w
+					 * belongs to channel w % nch */
+	enum hm_dest_fill fill;		/* in use */
 	struct hm_ram_block blocks[HM_WIRE_MAX_BLOCKS];
 	size_t nblocks;
 
@@ -173,6 +184,7 @@ struct hm_dest *hm_dest_new(const struct hm_dest_params *p,
 	}
 	d->spare.d = d;
 	d->spare.wc.fd = -1;
+	d->uffd = -1;
 	pthread_mutex_init(&d->lock, NULL);
 	return d;
 }
@@ -306,6 +318,132 @@ static int abort_received(struct dchan *c, const struct hm_wire_msg *m)
 
 /* ---- RAM ----------------------------------------------------------------- */
 
+/* ---- placing pages into fresh anonymous RAM (HM_DEST_FILL_UFFD) ---------
+ *
+ * Writing a page into never-touched anonymous memory costs a fault that
+ * clears a new page, then the write; on nested or shadow-paged hosts that
+ * fault dominates the whole receive. Instead, RAM is registered with a
+ * userfaultfd in missing mode for the receive phase, and the first arrival
+ * of a page is placed with UFFDIO_COPY: the kernel allocates the page and
+ * fills it straight from the receive buffer, one call per run of pages,
+ * with no clearing. A page placed before is written in place (it exists).
+ *
+ * present[] says which pages hold data; its word w is only touched by the
+ * channel that owns pages [64w, 64w + 64) (channel w % nch). No thread
+ * answers the userfaultfd: while it is registered, nothing of the
+ * destination may touch a page that is not present (UFFD_FEATURE_SIGBUS
+ * turns a mistake into SIGBUS instead of a hang). uffd_close() ends it
+ * when the receive threads are done; missing pages then read as zero. */
+
+static bool present_test(const struct hm_dest *d, uint64_t pg)
+{
+	return d->present[pg / 64] >> (pg % 64) & 1;
+}
+
+static void present_set(struct hm_dest *d, uint64_t pg, uint64_t n, bool on)
+{
+	for (uint64_t i = pg; i < pg + n; i++) {
+		uint64_t bit = UINT64_C(1) << (i % 64);
+
+		if (on)
+			d->present[i / 64] |= bit;
+		else
+			d->present[i / 64] &= ~bit;
+	}
+}
+
+static int uffd_open(struct hm_dest *d)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_SIGBUS };
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)d->ram, .len = d->ram_len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	int fd, r;
+
+	/* user-mode-only needs no privilege; the destination's own
+	 * kernel-mode accesses (recv into a page) never reach a missing
+	 * page. Kernels before 5.11 refuse the flag. */
+	fd = hm_sys_userfaultfd(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		fd = hm_uffd_create();
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0 ||
+	    ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!(reg.ioctls & (UINT64_C(1) << _UFFDIO_COPY))) {
+		close(fd);
+		return -ENOTSUP;
+	}
+	d->present = calloc((d->geo.npages + 63) / 64, sizeof(uint64_t));
+	if (!d->present) {
+		close(fd);
+		return -ENOMEM;
+	}
+	d->uffd = fd;
+	d->fill = HM_DEST_FILL_UFFD;
+	/* huge pages come from faults, which no longer happen */
+	free(d->region);
+	d->region = NULL;
+	return 0;
+}
+
+/* End of the receive phase (no receive thread runs): RAM becomes plain
+ * memory again. */
+static void uffd_close(struct hm_dest *d)
+{
+	if (d->uffd < 0)
+		return;
+	close(d->uffd);
+	d->uffd = -1;
+	free(d->present);
+	d->present = NULL;
+}
+
+/* Place n pages of data at page pg, none of them present. */
+static int uffd_place(struct hm_dest *d, uint64_t pg, const unsigned char *src,
+		      uint64_t n)
+{
+	uint64_t done = 0;
+
+	while (done < n) {
+		struct uffdio_copy uc = {
+			.dst = (uintptr_t)(d->ram + (pg + done) * d->ps),
+			.src = (uintptr_t)(src + done * d->ps),
+			.len = (n - done) * d->ps,
+			.mode = UFFDIO_COPY_MODE_DONTWAKE,
+		};
+		int e;
+
+		if (ioctl(d->uffd, UFFDIO_COPY, &uc) == 0) {
+			done = n;
+			break;
+		}
+		e = errno;
+		if (uc.copy > 0) {
+			/* partial: go on after what was placed */
+			done += (uint64_t)uc.copy / d->ps;
+			continue;
+		}
+		if (e == EAGAIN || e == EINTR)
+			continue;
+		if (e == EEXIST) {
+			/* already there after all: an ordinary write */
+			memcpy(d->ram + (pg + done) * d->ps,
+			       src + done * d->ps, d->ps);
+			done++;
+			continue;
+		}
+		return -e;
+	}
+	return 0;
+}
+
 static int ram_alloc(struct hm_dest *d)
 {
 	long sys = sysconf(_SC_PAGESIZE);
@@ -371,6 +509,20 @@ static int ram_alloc(struct hm_dest *d)
 		goto fail;
 	}
 	d->ram = ram;
+	d->fill = HM_DEST_FILL_WRITE;
+	if (fd < 0 && d->p.fill != HM_DEST_FILL_WRITE) {
+		r = uffd_open(d);
+		if (r < 0 && d->p.fill == HM_DEST_FILL_UFFD) {
+			hm_logf(&d->log, HM_LOG_ERROR,
+				"cannot place pages with a userfaultfd: %s",
+				strerror(-r));
+			goto fail;
+		}
+		if (r < 0)
+			hm_logf(&d->log, HM_LOG_DEBUG,
+				"no userfaultfd (%s): pages are written "
+				"into place", strerror(-r));
+	}
 	d->nblocks = d->geo.nblocks;
 	for (size_t i = 0; i < d->nblocks; i++) {
 		d->blocks[i] = d->geo.blocks[i];
@@ -384,6 +536,7 @@ static int ram_alloc(struct hm_dest *d)
 fail:
 	munmap(d->map, d->map_len);
 	d->map = NULL;
+	d->ram = NULL;
 	free(d->region);
 	d->region = NULL;
 	return r;
@@ -470,6 +623,52 @@ static int zero_release(struct hm_dest *d, uint64_t first, uint64_t n)
 	return madvise(d->ram + off, len, MADV_DONTNEED) < 0 ? -errno : 0;
 }
 
+/* HM_DEST_FILL_UFFD: the batch's pages, data at src. */
+static int place_pages(struct dchan *c, const struct hm_wire_msg *m,
+		       const unsigned char *src)
+{
+	struct hm_dest *d = c->d;
+	uint32_t n = m->u.pages.count;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t pg = hm_wire_idx(m->u.pages.pages_le, i);
+
+		if (pg >= d->geo.npages || (pg / 64) % d->nch != c->idx)
+			return msg_fail(c, -EPROTO, "PAGES: page %" PRIu64
+					" not on this channel or outside RAM",
+					pg);
+	}
+	for (uint32_t i = 0; i < n;) {
+		uint64_t pg = hm_wire_idx(m->u.pages.pages_le, i);
+		const unsigned char *data = src + (size_t)i * d->ps;
+		uint32_t j = i + 1;
+		int r;
+
+		if (present_test(d, pg)) {
+			memcpy(d->ram + pg * d->ps, data, d->ps);
+			i++;
+			continue;
+		}
+		/* the run of consecutive pages not present yet */
+		while (j < n && hm_wire_idx(m->u.pages.pages_le, j) ==
+					pg + (j - i) &&
+		       !present_test(d, pg + (j - i)))
+			j++;
+		r = uffd_place(d, pg, data, j - i);
+		if (r < 0)
+			return dest_fail(d, c, r, true,
+					 "channel %u: cannot place pages %"
+					 PRIu64 "+%u: %s", c->idx, pg, j - i,
+					 strerror(-r));
+		present_set(d, pg, j - i, true);
+		c->placed += j - i;
+		i = j;
+	}
+	c->pages += n;
+	c->data_pages += n;
+	return 0;
+}
+
 static int apply_pages(struct dchan *c, const struct hm_wire_msg *m)
 {
 	struct hm_dest *d = c->d;
@@ -519,6 +718,8 @@ static int apply_pages(struct dchan *c, const struct hm_wire_msg *m)
 		/* already received into place by place_page() */
 		goto done;
 	}
+	if (d->uffd >= 0)
+		return place_pages(c, m, src);
 	for (uint32_t i = 0; i < n; i++)
 		huge_hint(c, hm_wire_idx(m->u.pages.pages_le, i));
 	for (uint32_t i = 0; i < n; i++) {
@@ -537,6 +738,19 @@ done:
 	return 0;
 }
 
+/* HM_DEST_FILL_UFFD: pages [first, first + n) read as zero: those
+ * present are dropped (big runs) or cleared; the others already are. */
+static void zero_present(struct hm_dest *d, uint64_t first, uint64_t n)
+{
+	if (n * d->ps >= ZERO_RELEASE_MIN && zero_release(d, first, n) == 0) {
+		present_set(d, first, n, false);
+		return;
+	}
+	for (uint64_t pg = first; pg < first + n; pg++)
+		if (present_test(d, pg))
+			memset(d->ram + pg * d->ps, 0, d->ps);
+}
+
 static int apply_zero_run(struct dchan *c, const struct hm_wire_msg *m)
 {
 	struct hm_dest *d = c->d;
@@ -544,6 +758,10 @@ static int apply_zero_run(struct dchan *c, const struct hm_wire_msg *m)
 
 	if (first >= d->geo.npages || n > d->geo.npages - first)
 		return msg_fail(c, -EPROTO, "ZERO_RUN outside RAM");
+	if (d->uffd >= 0) {
+		zero_present(d, first, n);
+		goto done;
+	}
 	/* Big runs: give the memory back instead of writing zeros (the
 	 * range is whole pages of this channel only, and protocol pages
 	 * are whole system pages when zero_release is set). */
@@ -606,7 +824,7 @@ static int chan_next(struct dchan *c, struct hm_wire_msg *m)
 {
 	/* uncompressed page data straight into RAM, only while RAM is
 	 * what this channel may receive (PAGES allowed, RAM allocated) */
-	bool direct = c->d->ram &&
+	bool direct = c->d->ram && c->d->uffd < 0 &&
 		      (phase_allows[c->phase] & (1u << HM_MSG_PAGES));
 	int r;
 
@@ -864,6 +1082,7 @@ static int receive(struct hm_dest *d)
 	for (unsigned i = 0; i < d->nch; i++) {
 		struct dchan *c = &d->ch[i];
 		int r = -pthread_create(&c->thread, NULL, chan_thread, c);
+		char name[16];
 
 		if (r < 0) {
 			dest_fail(d, c, r, true,
@@ -872,6 +1091,8 @@ static int receive(struct hm_dest *d)
 			break;
 		}
 		c->thread_started = true;
+		snprintf(name, sizeof(name), "hm-rx%u", i);
+		pthread_setname_np(c->thread, name);
 	}
 	for (unsigned i = 0; i < d->nch; i++) {
 		struct dchan *c = &d->ch[i];
@@ -1048,6 +1269,7 @@ int hm_dest_run_fd(struct hm_dest *d, int listen_fd)
 	if (r < 0)
 		goto out;
 	r = receive(d);
+	uffd_close(d);
 	if (r < 0)
 		goto out;
 	m = malloc(sizeof(*m));
@@ -1062,6 +1284,7 @@ int hm_dest_run_fd(struct hm_dest *d, int listen_fd)
 out:
 	free(m);
 	close_channels(d);
+	uffd_close(d);
 	return r;
 }
 
@@ -1134,6 +1357,9 @@ void hm_dest_get_stats(const struct hm_dest *d, struct hm_dest_stats *st)
 	st->device_state_len = d->dev_len;
 	st->session_id = d->session_id;
 	st->channels = d->nch;
+	st->fill = d->fill;
+	for (unsigned i = 0; i < d->nch; i++)
+		st->placed_pages += d->ch[i].placed;
 }
 
 void hm_dest_free(struct hm_dest *d)
@@ -1141,6 +1367,7 @@ void hm_dest_free(struct hm_dest *d)
 	if (!d)
 		return;
 	close_channels(d);
+	uffd_close(d);
 	if (d->map)
 		munmap(d->map, d->map_len);
 	free(d->region);

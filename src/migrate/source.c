@@ -39,6 +39,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -1095,10 +1096,13 @@ static int start_senders(struct hm_migration *m)
 	for (unsigned i = 0; i < m->nch; i++) {
 		struct tx_chan *c = &m->ch[i];
 		int r = -pthread_create(&c->thread, NULL, tx_thread, c);
+		char name[16];
 
 		if (r < 0)
 			return r;
 		c->thread_started = true;
+		snprintf(name, sizeof(name), "hm-tx%u", i);
+		pthread_setname_np(c->thread, name);
 	}
 	return 0;
 }

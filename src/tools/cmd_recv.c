@@ -26,10 +26,17 @@ static void recv_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hintmig recv --listen ADDR [--ram-file PATH] "
-		"[--io-timeout MS] [--quiet] [--verbose]\n"
+		"[--fill auto|uffd|write] [--io-timeout MS] [--quiet] "
+		"[--verbose]\n"
 		"  ADDR: unix:PATH or tcp:HOST:PORT\n"
 		"  --ram-file PATH  receive into this file (created, sized to "
 		"the guest RAM)\n"
+		"  --fill MODE      how pages land in fresh memory: uffd "
+		"(UFFDIO_COPY,\n"
+		"                   no clearing of new pages), write (into "
+		"place), auto\n"
+		"                   (uffd when the kernel allows it; "
+		"default)\n"
 		"exit status: 0 completed, 2 usage, 3 migration failed, "
 		"4 setup error\n");
 }
@@ -40,6 +47,7 @@ int hm_cmd_recv(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "ram-file", required_argument, NULL, 'f' },
 		{ "io-timeout", required_argument, NULL, 't' },
+		{ "fill", required_argument, NULL, 'F' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -71,6 +79,19 @@ int hm_cmd_recv(int argc, char **argv)
 			    || !p.io_timeout_ms) {
 				fprintf(stderr, "hintmig recv: bad --io-timeout"
 						" '%s'\n", optarg);
+				goto out;
+			}
+			break;
+		case 'F':
+			if (!strcmp(optarg, "auto")) {
+				p.fill = HM_DEST_FILL_AUTO;
+			} else if (!strcmp(optarg, "uffd")) {
+				p.fill = HM_DEST_FILL_UFFD;
+			} else if (!strcmp(optarg, "write")) {
+				p.fill = HM_DEST_FILL_WRITE;
+			} else {
+				fprintf(stderr, "hintmig recv: bad --fill '%s'"
+					" (auto, uffd or write)\n", optarg);
 				goto out;
 			}
 			break;
@@ -124,9 +145,11 @@ int hm_cmd_recv(int argc, char **argv)
 		printf("received: %" PRIu64 " pages with data, %" PRIu64
 		       " zero pages, %" PRIu64 " bytes, %" PRIu64
 		       " rounds, %u channels, device state %" PRIu64
-		       " bytes\n", st.pages_received, st.zero_pages,
-		       st.bytes_received, st.rounds, st.channels,
-		       st.device_state_len);
+		       " bytes; %s fill (%" PRIu64 " pages placed)\n",
+		       st.pages_received, st.zero_pages, st.bytes_received,
+		       st.rounds, st.channels, st.device_state_len,
+		       st.fill == HM_DEST_FILL_UFFD ? "uffd" : "write",
+		       st.placed_pages);
 	ret = 0;
 out:
 	hm_dest_free(d);

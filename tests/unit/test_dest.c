@@ -340,8 +340,14 @@ static void build(struct mig *m, unsigned nch, uint64_t npages, bool zstd)
 		}
 		/* a whole word of pages holding data becomes zero: big runs
 		 * release memory (MADV_DONTNEED / a hole in the memfd) */
-		if ((uint64_t)(c + 1) * 64 <= npages)
+		if ((uint64_t)(c + 1) * 64 <= npages) {
 			add_zero_run(m, c, (uint64_t)c * 64, 64);
+			/* and some of them hold data again (a placed page
+			 * dropped, then placed anew) */
+			for (uint32_t i = 0; i < 5; i++)
+				idx[i] = (uint64_t)c * 64 + 10 + i;
+			add_pages(m, c, idx, 5, 4, false);
+		}
 		if (c == 0)
 			st_add(s, HM_MSG_DEVICE_STATE, 0, m->dev,
 			       sizeof(m->dev), NULL, 0);
@@ -525,7 +531,8 @@ static void check_ram(const struct hm_dest *d, const struct mig *m)
 
 /* ---- valid migrations -------------------------------------------------------- */
 
-static void test_valid(unsigned nch, bool zstd, bool use_memfd)
+static void test_valid(unsigned nch, bool zstd, bool use_memfd,
+		       enum hm_dest_fill fill)
 {
 	struct hm_wire_chan wc[MAXCH];
 	struct hm_dest_params p;
@@ -545,6 +552,7 @@ static void test_valid(unsigned nch, bool zstd, bool use_memfd)
 	build(&m, nch, 64 * 9 + 17, zstd);
 	hm_dest_params_default(&p);
 	p.io_timeout_ms = 3000;
+	p.fill = fill;
 	if (use_memfd) {
 		memfd = memfd_create("hm-test-dest", MFD_CLOEXEC);
 		HM_CHECK(memfd >= 0);
@@ -604,6 +612,16 @@ static void test_valid(unsigned nch, bool zstd, bool use_memfd)
 	HM_CHECK_EQ(st.pages_received + st.zero_pages, m.total);
 	HM_CHECK(st.zero_pages > 0);
 	HM_CHECK_EQ(st.device_state_len, sizeof(m.dev));
+	if (use_memfd || fill == HM_DEST_FILL_WRITE) {
+		HM_CHECK_EQ(st.fill, HM_DEST_FILL_WRITE);
+		HM_CHECK_EQ(st.placed_pages, 0);
+	} else {
+		/* userfaultfd is on this machine (the tracker needs it) */
+		HM_CHECK_EQ(st.fill, HM_DEST_FILL_UFFD);
+		/* every first arrival, and the 5 pages placed anew */
+		HM_CHECK(st.placed_pages > 0);
+		HM_CHECK(st.placed_pages < st.pages_received);
+	}
 	{
 		uint64_t bytes = 0;
 
@@ -632,8 +650,10 @@ static void test_valid(unsigned nch, bool zstd, bool use_memfd)
 	if (memfd >= 0)
 		close(memfd);
 	mig_free(&m);
-	printf("valid migration: %u channel(s)%s%s: ok\n", nch,
-	       m.zstd ? ", zstd" : "", use_memfd ? ", memfd" : "");
+	printf("valid migration: %u channel(s)%s%s, %s fill: ok\n", nch,
+	       m.zstd ? ", zstd" : "", use_memfd ? ", memfd" : "",
+	       fill == HM_DEST_FILL_WRITE ? "write" :
+	       fill == HM_DEST_FILL_UFFD ? "uffd" : "auto");
 }
 
 /* ---- hostile streams ---------------------------------------------------------- */
@@ -1276,9 +1296,11 @@ int main(void)
 
 	verbose = v && *v && strcmp(v, "0");
 	test_api();
-	test_valid(1, false, false);
-	test_valid(4, true, false);
-	test_valid(3, true, true);
+	test_valid(1, false, false, HM_DEST_FILL_AUTO);
+	test_valid(1, false, false, HM_DEST_FILL_WRITE);
+	test_valid(4, true, false, HM_DEST_FILL_UFFD);
+	test_valid(4, true, false, HM_DEST_FILL_WRITE);
+	test_valid(3, true, true, HM_DEST_FILL_AUTO);
 	test_hello_rules();
 	test_disconnects();
 	test_hostile_pages();

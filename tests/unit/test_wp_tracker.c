@@ -392,6 +392,77 @@ static void test_exact_one(const struct hm_caps *caps,
 	printf("ok %s\n", what);
 }
 
+/* ------------------------------------------------------------------ */
+/* big ranges: protected in pieces, one thread per CPU                */
+/* ------------------------------------------------------------------ */
+
+#define SPLIT_LEN (320 * MiB) /* over two 128 MiB pieces */
+
+/* Pages of [base, base + len) whose pte carries the uffd-wp bit. */
+static size_t pagemap_count_wp(const char *base, size_t len)
+{
+	uint64_t e[512];
+	size_t n = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	HM_CHECK(fd >= 0);
+	for (size_t off = 0; off < len; off += sizeof(e) / 8 * page_size) {
+		size_t k = (len - off) / page_size;
+		off_t o = (off_t)(((uintptr_t)base + off) / page_size * 8);
+
+		if (k > sizeof(e) / 8)
+			k = sizeof(e) / 8;
+		HM_CHECK(pread(fd, e, k * 8, o) == (ssize_t)(k * 8));
+		for (size_t i = 0; i < k; i++)
+			n += !!(e[i] & HM_PM_UFFD_WP);
+	}
+	close(fd);
+	return n;
+}
+
+/* Every page of a range split over threads is protected when start()
+ * returns (pagemap says so, page by page), and writes next to every 2 MiB
+ * boundary (where pieces end) and at both ends are all recorded. */
+static void test_split(const struct hm_caps *caps, enum hm_tracker_mode mode)
+{
+	const size_t npages = SPLIT_LEN / page_size;
+	const uint64_t nbits = npages + BIT0;
+	struct hm_bitmap want, got;
+	struct hm_tracker *t;
+	struct region r;
+	char what[96];
+	size_t wp;
+
+	snprintf(what, sizeof(what), "split protection %s, %zu MiB",
+		 hm_tracker_mode_name(mode), SPLIT_LEN / MiB);
+	map_region(&r, K_NOTHP, SPLIT_LEN);
+	memset(r.base, 3, r.len); /* all populated: every pte counts */
+	HM_CHECK_OK(hm_bitmap_init(&want, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
+	t = open_tracker(caps, mode, nbits, 0);
+	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, BIT0));
+	HM_CHECK_OK(hm_tracker_start(t));
+	wp = pagemap_count_wp(r.base, r.len);
+	if (wp != npages)
+		hm_test_fail("%s: %zu of %zu pages write-protected after "
+			     "start", what, wp, npages);
+	for (size_t i = 0; i < npages; i += HUGE_SZ / page_size) {
+		hm_bitmap_set(&want, BIT0 + i);
+		if (i)
+			hm_bitmap_set(&want, BIT0 + i - 1);
+	}
+	hm_bitmap_set(&want, BIT0 + npages - 1);
+	write_set(&r, &want, 4);
+	harvest_expect(t, &got, &want, what);
+	HM_CHECK_OK(hm_tracker_stop(t));
+	HM_CHECK_EQ(pagemap_count_wp(r.base, r.len), 0);
+	hm_tracker_close(t);
+	hm_bitmap_fini(&want);
+	hm_bitmap_fini(&got);
+	unmap_region(&r);
+	printf("ok %s\n", what);
+}
+
 static long anon_huge_kb(void)
 {
 	char line[256];
@@ -1094,6 +1165,7 @@ int main(int argc, char **argv)
 			}
 			if (caps.thp)
 				test_thp_granularity(&caps, modes[m]);
+			test_split(&caps, modes[m]);
 		}
 		if (want_part(argc, argv, "threads")) {
 			test_threads_one(&caps, modes[m], K_THP, 700);
