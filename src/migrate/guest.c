@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -409,6 +410,8 @@ void hm_guest_common_fini(struct hm_guest_common *c)
 	for (size_t i = 0; c->blk && i < c->nblk; i++) {
 		if (c->blk[i].fd >= 0)
 			close(c->blk[i].fd);
+		if (c->blk[i].map)
+			munmap(c->blk[i].map, c->blk[i].map_len);
 	}
 	free(c->blk);
 	c->blk = NULL;

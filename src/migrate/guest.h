@@ -28,6 +28,12 @@ struct hm_guest_ops {
 	 * -errno (-ESRCH: process gone, -EFAULT: not mapped). */
 	int (*read)(struct hm_guest *g, const struct hm_ram_block *b,
 		    uint64_t off, void *buf, size_t len);
+	/* Optional: block b's data readable in this process for as long as
+	 * the guest object lives (the block itself for the local backend,
+	 * a shared read-only mapping of its memfd for the process one), so
+	 * that a sender can hand pages to the transport without copying
+	 * them first. NULL: not available, use read. */
+	const void *(*map)(struct hm_guest *g, const struct hm_ram_block *b);
 	/* R6: for pages [first, first + n) of block b, set in out (global
 	 * bit index) every page whose backing store holds data: anonymous
 	 * memory present or swapped; shmem/memfd not a hole (SEEK_DATA).

@@ -22,6 +22,14 @@ static int local_read(struct hm_guest *g, const struct hm_ram_block *b,
 	return 0;
 }
 
+static const void *local_map(struct hm_guest *g, const struct hm_ram_block *b)
+{
+	long idx = hm_guest_check_read(g, b, 0, 0);
+
+	return idx < 0 ? NULL
+		       : (const void *)(uintptr_t)g->blocks[idx].host_addr;
+}
+
 static struct hm_tracker *local_open_tracker(struct hm_guest *g,
 					     const struct hm_caps *caps,
 					     const struct hm_tracker_opts *opts)
@@ -51,6 +59,7 @@ static int local_resume(struct hm_guest *g)
 static const struct hm_guest_ops local_ops = {
 	.name = "local",
 	.read = local_read,
+	.map = local_map,
 	.populated = hm_guest_common_populated,
 	.open_tracker = local_open_tracker,
 	.pause = local_pause,

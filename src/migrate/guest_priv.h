@@ -20,6 +20,9 @@ struct hm_guest_blk {
 	bool anon_private;	/* every page is in a private anonymous
 				 * mapping: "not present and not swapped"
 				 * means "no data" (R6) */
+	void *map;		/* process backend: read-only shared mapping
+				 * of the memfd (map op), or NULL */
+	size_t map_len;
 };
 
 /* Backend state common to both backends (g->priv points at it). */

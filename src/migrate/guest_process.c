@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -150,6 +151,38 @@ static int process_read(struct hm_guest *g, const struct hm_ram_block *b,
 		return read_memfd(g, cm(g)->blk[idx].fd,
 				  blk->memfd_offset + off, buf, len);
 	return read_remote(g, blk->host_addr + off, buf, len);
+}
+
+/* A read-only shared mapping of the block's memfd, made at the first
+ * call (sender threads race for it: the first mapping wins). Reading a
+ * hole through it would allocate a page in the memfd, where pread would
+ * not; the engine only reads pages R6 found holding data or the guest
+ * wrote since, so a hole is read only when the guest punched one after
+ * writing it during the migration: one page of zeros, allocated again. */
+static const void *process_map(struct hm_guest *g,
+			       const struct hm_ram_block *b)
+{
+	long idx = hm_guest_check_read(g, b, 0, 0);
+	struct hm_guest_blk *blk;
+	void *p, *none = NULL;
+
+	if (idx < 0)
+		return NULL;
+	blk = &cm(g)->blk[idx];
+	p = __atomic_load_n(&blk->map, __ATOMIC_ACQUIRE);
+	if (p || blk->fd < 0)
+		return p;
+	p = mmap(NULL, g->blocks[idx].len, PROT_READ, MAP_SHARED, blk->fd,
+		 (off_t)g->blocks[idx].memfd_offset);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (!__atomic_compare_exchange_n(&blk->map, &none, p, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		munmap(p, g->blocks[idx].len);
+		return none;
+	}
+	blk->map_len = g->blocks[idx].len;
+	return p;
 }
 
 static struct hm_tracker *process_open_tracker(struct hm_guest *g,
@@ -314,6 +347,7 @@ static void process_destroy(struct hm_guest *g)
 static const struct hm_guest_ops process_ops = {
 	.name = "process",
 	.read = process_read,
+	.map = process_map,
 	.populated = hm_guest_common_populated,
 	.open_tracker = process_open_tracker,
 	.pause = process_pause,

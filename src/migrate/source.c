@@ -132,9 +132,12 @@ struct tx_chan {
 	bool thread_started;
 	uint64_t gen_seen;
 
-	uint8_t *data;		/* batch: MAX_BATCH pages */
+	uint8_t *data;		/* batch: MAX_BATCH pages read */
 	uint64_t *pages;	/* batch: page indexes */
 	uint32_t nbatch;
+	struct iovec *iov;	/* batch data: [0] the index, [1..niov]
+				 * runs in data or in mapped guest RAM */
+	unsigned niov;
 	uint8_t *ibuf;		/* encoded count + indexes */
 	size_t icap;
 	uint64_t zfirst, zcount, zend; /* pending zero run (zend: block end) */
@@ -164,6 +167,8 @@ struct hm_migration {
 	uint64_t session_id;
 	uint64_t ps;
 	uint32_t max_batch;	/* pages in one PAGES message */
+	const uint8_t **bmap;	/* per block: its data mapped here (sent
+				 * without a copy), or NULL (read) */
 	uint32_t max_verify;	/* pages in one VERIFY_REQ */
 	unsigned nch;
 	struct tx_chan *ch;
@@ -331,7 +336,8 @@ static int tx_flush_pages(struct tx_chan *c)
 	struct hm_migration *m = c->m;
 	struct iovec iov[2];
 	uint32_t flags = 0;
-	size_t dlen = (size_t)c->nbatch * m->ps;
+	size_t dlen = (size_t)c->nbatch * m->ps; /* contiguous in c->data
+						  * when compressing */
 	void *data = c->data;
 	long n;
 	int r;
@@ -354,16 +360,23 @@ static int tx_flush_pages(struct tx_chan *c)
 		}
 	}
 #endif
-	iov[0].iov_base = c->ibuf;
-	iov[0].iov_len = (size_t)n;
-	iov[1].iov_base = data;
-	iov[1].iov_len = dlen;
-	r = tx_send(c, HM_MSG_PAGES, flags, iov, 2);
+	if (flags & HM_BATCH_ZSTD) {
+		iov[0].iov_base = c->ibuf;
+		iov[0].iov_len = (size_t)n;
+		iov[1].iov_base = data;
+		iov[1].iov_len = dlen;
+		r = tx_send(c, HM_MSG_PAGES, flags, iov, 2);
+	} else {
+		c->iov[0].iov_base = c->ibuf;
+		c->iov[0].iov_len = (size_t)n;
+		r = tx_send(c, HM_MSG_PAGES, flags, c->iov, (int)c->niov + 1);
+	}
 	if (r < 0)
 		return r;
 	ctr_add(&m->normal_pages, c->nbatch);
 	c->pages_sent += c->nbatch;
 	c->nbatch = 0;
+	c->niov = 0;
 	return 0;
 }
 
@@ -375,7 +388,26 @@ static bool page_is_zero(const uint8_t *p, uint64_t ps)
 	return w == 0 && memcmp(p, p + 8, ps - 8) == 0;
 }
 
-/* Send pages [page, page + len), all taken from M by this sender. */
+/* Page pg, whose data is at p, joins the batch. */
+static void batch_add(struct tx_chan *c, uint64_t pg, const uint8_t *p)
+{
+	struct iovec *last = &c->iov[c->niov];
+	size_t ps = (size_t)c->m->ps;
+
+	c->pages[c->nbatch++] = pg;
+	if (c->niov && (const uint8_t *)last->iov_base + last->iov_len == p) {
+		last->iov_len += ps;
+		return;
+	}
+	c->niov++;
+	c->iov[c->niov].iov_base = (void *)(uintptr_t)p;
+	c->iov[c->niov].iov_len = ps;
+}
+
+/* Send pages [page, page + len), all taken from M by this sender. Pages
+ * of a mapped block go to the transport straight from guest RAM (a write
+ * racing with the send is tracked like one racing with a read); the
+ * others are read into the batch buffer first. */
 static int tx_pages(struct tx_chan *c, uint64_t page, uint64_t len)
 {
 	struct hm_migration *m = c->m;
@@ -385,6 +417,7 @@ static int tx_pages(struct tx_chan *c, uint64_t page, uint64_t len)
 
 	while (len) {
 		const struct hm_ram_block *b = hm_guest_block_of_page(g, page);
+		const uint8_t *mapped;
 		uint64_t bend, chunk;
 		uint8_t *dst, *out;
 
@@ -392,17 +425,23 @@ static int tx_pages(struct tx_chan *c, uint64_t page, uint64_t len)
 			r = -EFAULT;
 			goto out;
 		}
+		mapped = m->bmap ? m->bmap[b - g->blocks] : NULL;
 		bend = b->first_bit + b->len / ps;
 		chunk = m->max_batch - c->nbatch;
 		if (chunk > len)
 			chunk = len;
 		if (chunk > bend - page)
 			chunk = bend - page;
-		dst = c->data + (size_t)c->nbatch * ps;
-		r = g->ops->read(g, b, (page - b->first_bit) * ps, dst,
-				 (size_t)(chunk * ps));
-		if (r < 0)
-			goto out;
+		if (mapped) {
+			dst = (uint8_t *)(uintptr_t)mapped +
+			      (page - b->first_bit) * ps;
+		} else {
+			dst = c->data + (size_t)c->nbatch * ps;
+			r = g->ops->read(g, b, (page - b->first_bit) * ps,
+					 dst, (size_t)(chunk * ps));
+			if (r < 0)
+				goto out;
+		}
 		out = dst;
 		for (uint64_t j = 0; j < chunk; j++) {
 			uint8_t *p = dst + j * ps;
@@ -422,10 +461,14 @@ static int tx_pages(struct tx_chan *c, uint64_t page, uint64_t len)
 				c->zend = bend;
 				continue;
 			}
+			if (mapped) {
+				batch_add(c, pg, p);
+				continue;
+			}
 			if (out != p)
 				memcpy(out, p, ps);
+			batch_add(c, pg, out);
 			out += ps;
-			c->pages[c->nbatch++] = pg;
 		}
 		page += chunk;
 		len -= chunk;
@@ -898,9 +941,10 @@ static int chan_alloc(struct tx_chan *c)
 
 	c->data = malloc((size_t)m->max_batch * m->ps);
 	c->pages = calloc(m->max_batch, sizeof(*c->pages));
+	c->iov = calloc((size_t)m->max_batch + 1, sizeof(*c->iov));
 	c->icap = 16 + (size_t)m->max_batch * sizeof(uint64_t);
 	c->ibuf = malloc(c->icap);
-	if (!c->data || !c->pages || !c->ibuf)
+	if (!c->data || !c->pages || !c->ibuf || !c->iov)
 		return -ENOMEM;
 #if HM_HAVE_ZSTD
 	if (m->p.compress == HM_COMPRESS_ZSTD) {
@@ -925,6 +969,8 @@ static void chan_free(struct tx_chan *c)
 	free(c->data);
 	free(c->pages);
 	free(c->ibuf);
+	free(c->iov);
+	c->iov = NULL;
 	c->data = NULL;
 	c->pages = NULL;
 	c->ibuf = NULL;
@@ -1091,8 +1137,30 @@ out:
 	return r;
 }
 
+/* Blocks the guest can show us in place are sent without a copy, unless
+ * batches are compressed (zstd wants them in one buffer). */
+static void map_blocks(struct hm_migration *m)
+{
+	struct hm_guest *g = m->g;
+	size_t mapped = 0;
+
+	if (!g->ops->map || m->p.compress != HM_COMPRESS_NONE)
+		return;
+	m->bmap = calloc(g->nblocks, sizeof(*m->bmap));
+	if (!m->bmap)
+		return; /* reads still work */
+	for (size_t i = 0; i < g->nblocks; i++) {
+		m->bmap[i] = g->ops->map(g, &g->blocks[i]);
+		mapped += m->bmap[i] != NULL;
+	}
+	hm_logf(&m->log, HM_LOG_DEBUG,
+		"%zu of %zu blocks sent straight from guest RAM", mapped,
+		g->nblocks);
+}
+
 static int start_senders(struct hm_migration *m)
 {
+	map_blocks(m);
 	for (unsigned i = 0; i < m->nch; i++) {
 		struct tx_chan *c = &m->ch[i];
 		int r = -pthread_create(&c->thread, NULL, tx_thread, c);
@@ -1708,6 +1776,7 @@ void hm_migration_free(struct hm_migration *m)
 	for (unsigned i = 0; i < m->nch; i++)
 		chan_free(&m->ch[i]);
 	free(m->ch);
+	free(m->bmap);
 	hm_bitmap_fini(&m->M);
 	free(m->dev_state);
 	pthread_cond_destroy(&m->work_cond);

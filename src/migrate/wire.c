@@ -31,7 +31,7 @@
 #define HELLO_FIXED 24u
 #define HELLO_BLOCK 88u
 #define INDEX_PREFIX 8u /* count u32 + reserved u32 */
-#define MAX_SEND_IOV 16
+#define MAX_SEND_IOV HM_WIRE_MAX_SEND_IOV
 
 /* ---- names --------------------------------------------------------------- */
 

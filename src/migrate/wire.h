@@ -28,6 +28,8 @@
 #define HM_WIRE_HDR_SIZE 36
 #define HM_WIRE_MAX_PAYLOAD (16u << 20)	/* any message */
 #define HM_WIRE_MAX_BATCH_PAGES 256	/* pages in one PAGES message */
+/* iovecs one hm_wire_send() takes: a batch's index and a run per page */
+#define HM_WIRE_MAX_SEND_IOV (HM_WIRE_MAX_BATCH_PAGES + 1)
 #define HM_WIRE_MAX_CHANNELS 64
 #define HM_WIRE_MAX_BLOCKS 64
 #define HM_WIRE_MAX_VERIFY_PAGES 1024	/* pages in one VERIFY_REQ/DATA */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -148,6 +149,8 @@ struct raw_peer {
 	uint64_t bytes;
 	int err;
 	void *buf;
+	size_t cap;	/* sink: 0, or the size of a fresh mapping that
+			 * received bytes fill in order */
 };
 
 #define RAW_BUF (1u << 20)		/* one send / recv */
@@ -158,7 +161,10 @@ static void *raw_sink(void *arg)
 	struct raw_peer *p = arg;
 
 	for (;;) {
-		ssize_t n = recv(p->fd, p->buf, RAW_BUF, 0);
+		size_t off = p->cap ? (size_t)(p->bytes % p->cap) : 0;
+		size_t want = p->cap && p->cap - off < RAW_BUF ? p->cap - off
+							      : RAW_BUF;
+		ssize_t n = recv(p->fd, (char *)p->buf + off, want, 0);
 
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
@@ -194,8 +200,11 @@ static void *raw_source(void *arg)
 }
 
 /* Bytes per second through nch loopback connections of the scheme of
- * `to` (tcp or unix), moving total bytes. 0 on failure. */
-static double raw_throughput(const char *to, unsigned nch, uint64_t total)
+ * `to` (tcp or unix), moving total bytes. The receivers reuse a 1 MiB
+ * buffer, or with fresh, receive into never-touched memory (the bytes'
+ * final place, as a destination must). 0 on failure. */
+static double raw_throughput(const char *to, unsigned nch, uint64_t total,
+			     bool fresh)
 {
 	char addr[128];
 	struct raw_peer *snd = NULL, *rcv = NULL;
@@ -231,7 +240,17 @@ static double raw_throughput(const char *to, unsigned nch, uint64_t total)
 	for (unsigned i = 0; i < nch; i++) {
 		snd[i].fd = rcv[i].fd = -1;
 		snd[i].buf = malloc(RAW_SRC_BUF);
-		rcv[i].buf = malloc(RAW_BUF);
+		if (fresh) {
+			rcv[i].cap = (size_t)(total / nch) + RAW_BUF;
+			rcv[i].buf = mmap(NULL, rcv[i].cap,
+					  PROT_READ | PROT_WRITE,
+					  MAP_PRIVATE | MAP_ANONYMOUS |
+						  MAP_NORESERVE, -1, 0);
+			if (rcv[i].buf == MAP_FAILED)
+				rcv[i].buf = NULL;
+		} else {
+			rcv[i].buf = malloc(RAW_BUF);
+		}
 		if (!snd[i].buf || !rcv[i].buf)
 			goto out;
 		memset(snd[i].buf, 0xa5, RAW_SRC_BUF);
@@ -266,7 +285,10 @@ out:
 		if (rcv[i].fd >= 0)
 			close(rcv[i].fd);
 		free(snd[i].buf);
-		free(rcv[i].buf);
+		if (rcv[i].cap && rcv[i].buf)
+			munmap(rcv[i].buf, rcv[i].cap);
+		else
+			free(rcv[i].buf);
 	}
 	free(snd);
 	free(rcv);
@@ -287,6 +309,7 @@ struct summary {
 	long mismatches;
 	bool raw;
 	double raw_bps;
+	double raw_fresh_bps;	/* into fresh memory */
 };
 
 #if HM_HAVE_JSONC
@@ -358,6 +381,12 @@ static int write_json(const char *path, const struct summary *s)
 				s->raw_bps > 0 ? (uint64_t)((double)
 					s->in_use_bytes * 1000.0 / s->raw_bps)
 					       : 0);
+			add_u64(raw, "fresh-memory-bytes-per-second",
+				(uint64_t)s->raw_fresh_bps);
+			add_u64(raw, "fresh-memory-limit-ms",
+				s->raw_fresh_bps > 0 ? (uint64_t)((double)
+					s->in_use_bytes * 1000.0 /
+					s->raw_fresh_bps) : 0);
 			json_object_object_add(root, "raw-throughput", raw);
 		}
 	}
@@ -429,7 +458,10 @@ static void send_usage(FILE *f)
 "  --raw-throughput        also measure the raw loopback throughput of the\n"
 "                          same transport (the physical limit): plain\n"
 "                          sends of 1 MiB walking a 64 MiB buffer per\n"
-"                          channel, as many channels as the migration\n"
+"                          channel, as many channels as the migration,\n"
+"                          into a reused 1 MiB buffer (the physical\n"
+"                          limit) and into fresh memory (what a\n"
+"                          destination's first touch adds on this host)\n"
 "  --quiet, --verbose\n"
 "exit status: 0 ok, 1 verification mismatches, 2 usage, 3 migration\n"
 "failed or cancelled, 4 setup error\n");
@@ -646,6 +678,8 @@ int hm_cmd_send(int argc, char **argv)
 	bool synth_up = false;
 	int ret = EXIT_USAGE, r;
 	long mism;
+	uint64_t raw_total = 0;
+	unsigned raw_nch = 1;
 
 	memset(&o, 0, sizeof(o));
 	memset(&sum, 0, sizeof(sum));
@@ -691,20 +725,20 @@ int hm_cmd_send(int argc, char **argv)
 		sc.started = true;
 
 	if (o.raw) {
-		uint64_t inuse_b = hm_synth_inuse_count(&s) * s.page_size;
-		uint64_t total = inuse_b < (256ull << 20) ? 256ull << 20
-							  : inuse_b;
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		unsigned nch = o.mp.channels ? o.mp.channels
-					     : n < 1 ? 1 : (unsigned)n;
 
+		raw_nch = o.mp.channels ? o.mp.channels
+					: n < 1 ? 1 : (unsigned)n;
+		raw_total = hm_synth_inuse_count(&s) * s.page_size;
+		if (raw_total < (256ull << 20))
+			raw_total = 256ull << 20;
 		sum.raw = true;
-		sum.raw_bps = raw_throughput(o.to, nch, total);
+		sum.raw_bps = raw_throughput(o.to, raw_nch, raw_total, false);
 		if (!o.quiet)
 			fprintf(stderr, "hintmig send: raw %s loopback "
 				"throughput: %.1f MiB/s over %u channels\n",
 				!strncmp(o.to, "tcp:", 4) ? "tcp" : "unix",
-				sum.raw_bps / MIB, nch);
+				sum.raw_bps / MIB, raw_nch);
 	}
 
 	g = hm_guest_process_new(s.pid, &s.block, 1, s.uffd, NULL, &log);
@@ -760,6 +794,17 @@ int hm_cmd_send(int argc, char **argv)
 			if (mism)
 				ret = EXIT_MISMATCH;
 		}
+	}
+	if (o.raw && r == 0) {
+		/* after the migration, so that memory it leaves freed does
+		 * not warm the destination's (the destination still holds
+		 * its RAM while it serves verification) */
+		sum.raw_fresh_bps = raw_throughput(o.to, raw_nch, raw_total,
+						   true);
+		if (!o.quiet)
+			fprintf(stderr, "hintmig send: raw loopback into "
+				"fresh memory: %.1f MiB/s\n",
+				sum.raw_fresh_bps / MIB);
 	}
 	hm_migration_get_stats(m, &sum.st);
 	if (!o.quiet)

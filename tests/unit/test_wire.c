@@ -845,7 +845,8 @@ static void test_chan(void)
 	iov[0].iov_len = HM_WIRE_MAX_PAYLOAD + 1;
 	HM_CHECK_EQ(hm_wire_send(&src, HM_MSG_DEVICE_STATE, 0, iov, 1),
 		    -EMSGSIZE);
-	HM_CHECK_EQ(hm_wire_send(&src, HM_MSG_ROUND, 0, iov, 17), -EINVAL);
+	HM_CHECK_EQ(hm_wire_send(&src, HM_MSG_ROUND, 0, iov,
+				 HM_WIRE_MAX_SEND_IOV + 1), -EINVAL);
 	/* a good one again */
 	raw_send(sv[0], HM_MSG_ROUND, 1, 99, 3, pl, 16);
 	HM_CHECK_OK(hm_wire_recv(&dst, &msg));

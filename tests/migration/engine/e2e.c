@@ -81,7 +81,8 @@ static void *dest_thread(void *arg)
 	return NULL;
 }
 
-int e2e_dest_start(struct e2e_dest *ed, const char *scheme, int ram_fd)
+int e2e_dest_start(struct e2e_dest *ed, const char *scheme, int ram_fd,
+		   enum hm_dest_fill fill)
 {
 	struct hm_dest_params p;
 	int r;
@@ -92,6 +93,7 @@ int e2e_dest_start(struct e2e_dest *ed, const char *scheme, int ram_fd)
 		return ed->lfd;
 	memset(&p, 0, sizeof(p));
 	p.ram_fd = ram_fd;
+	p.fill = fill;
 	p.io_timeout_ms = 20000;
 	ed->d = hm_dest_new(&p, &e2e_log);
 	if (!ed->d)
@@ -290,7 +292,7 @@ int e2e_migrate(const struct e2e_cfg *c, struct e2e_result *res)
 				goto out;
 			}
 		}
-		r = e2e_dest_start(&ed, c->scheme, ram_fd);
+		r = e2e_dest_start(&ed, c->scheme, ram_fd, c->dest_fill);
 		if (r < 0) {
 			fprintf(stderr, "destination: %s\n", strerror(-r));
 			goto out;

@@ -37,7 +37,8 @@ struct e2e_dest {
 	struct hm_dest_stats st;
 };
 
-int e2e_dest_start(struct e2e_dest *ed, const char *scheme, int ram_fd);
+int e2e_dest_start(struct e2e_dest *ed, const char *scheme, int ram_fd,
+		   enum hm_dest_fill fill);
 /* Wait for hm_dest_run_fd to return: its result. */
 int e2e_dest_join(struct e2e_dest *ed);
 void e2e_dest_free(struct e2e_dest *ed);
@@ -58,6 +59,7 @@ struct e2e_cfg {
 	struct hm_migrate_params mp;
 	enum e2e_hints hints;
 	bool dest_memfd;		/* destination receives into a memfd */
+	enum hm_dest_fill dest_fill;	/* into fresh memory: how */
 	bool no_verify;
 	/* Cancel hm_migration_run() this long after it started (0: no). */
 	unsigned cancel_after_ms;

@@ -85,6 +85,8 @@ int main(int argc, char **argv)
 			c.sp.thp = true;
 		else if (!strcmp(o, "destmemfd"))
 			c.dest_memfd = true;
+		else if (!strcmp(o, "destwrite"))
+			c.dest_fill = HM_DEST_FILL_WRITE;
 		else if (!strncmp(o, "ram", 3))
 			c.sp.ram_bytes = (uint64_t)atoi(o + 3) << 20;
 		else if (!strncmp(o, "bw", 2))
@@ -116,6 +118,14 @@ int main(int argc, char **argv)
 		HM_CHECK_EQ(res.dest_invalid, 0);
 		HM_CHECK_EQ(res.check_errors, 0);
 		HM_CHECK(res.st.dirty_sync_count >= 2);
+		/* fresh memory is filled by UFFDIO_COPY unless told not to
+		 * (userfaultfd works here: the tracker needs it too) */
+		if (c.dest_memfd || c.dest_fill == HM_DEST_FILL_WRITE) {
+			HM_CHECK_EQ(res.dst.fill, HM_DEST_FILL_WRITE);
+		} else {
+			HM_CHECK_EQ(res.dst.fill, HM_DEST_FILL_UFFD);
+			HM_CHECK(res.dst.placed_pages > 0);
+		}
 		if (c.mp.tracker_mode != HM_TRACKER_AUTO)
 			HM_CHECK_EQ(res.st.tracker_mode, c.mp.tracker_mode);
 		if (c.hints != E2E_HINTS_NONE) {
