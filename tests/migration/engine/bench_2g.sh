@@ -8,6 +8,9 @@
 #
 # usage: bench_2g.sh HINTMIG [RAM [USED [DIRTY_RATE]]]
 #
+# SEND_OPTS adds options to both `hintmig send` runs (e.g. "--thp": guest
+# RAM on transparent huge pages, as QEMU asks for by default).
+#
 # LINK=RATE (tc units: 10gbit, 25gbit, 1250mbyte...) runs the whole thing,
 # raw throughput included, in a network namespace of its own whose loopback
 # is a token bucket of that rate: the migration then crosses a link of a
@@ -50,7 +53,7 @@ run() { # run MODE
 	sleep 0.3
 	"$HM" send --to "tcp:127.0.0.1:$port" --guest-ram "$RAM" \
 		--used "$USED" --dirty-rate "$DIRTY" --hints "$1" --verify \
-		--raw-throughput --json "$TMP/$1.json" --quiet ||
+		--raw-throughput --json "$TMP/$1.json" --quiet ${SEND_OPTS:-} ||
 		{ echo "FAIL: hintmig send --hints $1" >&2; kill $rpid; exit 1; }
 	wait $rpid || { echo "FAIL: hintmig recv" >&2; exit 1; }
 }
