@@ -214,6 +214,16 @@ static void test_local(void)
 		    -ERANGE);
 	HM_CHECK_EQ(g->ops->read(g, &g->blocks[0], UINT64_MAX, buf, 1),
 		    -ERANGE);
+	/* map: the block itself */
+	HM_CHECK(g->ops->map);
+	HM_CHECK(g->ops->map(g, &g->blocks[1]) ==
+		 (const void *)(uintptr_t)g->blocks[1].host_addr);
+	{
+		struct hm_ram_block other = g->blocks[1];
+
+		other.host_addr += ps; /* not a block of g */
+		HM_CHECK(g->ops->map(g, &other) == NULL);
+	}
 
 	/* R6 */
 	{
@@ -526,6 +536,23 @@ static void test_process(void)
 	HM_CHECK(buf[0] == 0x77 && buf[5 * ps] == 0x66 && buf[ps] == 0);
 	HM_CHECK_EQ(g->ops->read(g, &g->blocks[2], 3 * ps, buf, 2 * ps),
 		    -ERANGE);
+	/* map: only the memfd block, a mapping that reads what read reads */
+	HM_CHECK(g->ops->map(g, &g->blocks[0]) == NULL);
+	HM_CHECK(g->ops->map(g, &g->blocks[2]) == NULL);
+	{
+		const unsigned char *mp = g->ops->map(g, &g->blocks[1]);
+
+		HM_CHECK(mp);
+		HM_CHECK(g->ops->map(g, &g->blocks[1]) == mp);
+		HM_CHECK_OK(g->ops->read(g, &g->blocks[1], 0, buf, 7 * ps));
+		HM_CHECK(!memcmp(mp, buf, 7 * ps));
+		HM_CHECK(mp[ps] == 0x77 && mp[6 * ps] == 0x66);
+		/* a change in the guest's memfd shows through it */
+		memset(buf, 0x55, ps);
+		HM_CHECK_EQ(pwrite(mfd, buf, ps, (off_t)(5 * ps)),
+			    (ssize_t)ps);
+		HM_CHECK(mp[5 * ps] == 0x55 && mp[6 * ps - 1] == 0x55);
+	}
 
 	/* pause stops every thread; resume starts them again */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
