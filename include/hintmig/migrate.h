@@ -228,7 +228,8 @@ struct hm_dest_params {
 	uint64_t accept_timeout_ms;	/* wait for the first connection;
 					 * 0 = forever (later channels wait
 					 * io_timeout_ms) */
-	enum hm_dest_fill fill;		/* fresh anonymous RAM only */
+	enum hm_dest_fill fill;		/* fresh anonymous RAM, or a memfd /
+					 * tmpfs ram_fd (other files: WRITE) */
 };
 
 /* ram_fd -1, the defaults above. (A zeroed struct means ram_fd 0!) */
@@ -242,8 +243,7 @@ struct hm_dest_stats {
 	uint64_t device_state_len;
 	uint64_t session_id;
 	unsigned channels;
-	enum hm_dest_fill fill;		/* used: UFFD or WRITE (also for a
-					 * caller's file: WRITE) */
+	enum hm_dest_fill fill;		/* used: UFFD or WRITE */
 	uint64_t placed_pages;		/* pages placed by UFFDIO_COPY */
 };
 

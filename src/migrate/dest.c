@@ -27,10 +27,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <linux/magic.h>
 #include <linux/userfaultfd.h>
 
 #include "hm_config.h"
@@ -318,11 +320,11 @@ static int abort_received(struct dchan *c, const struct hm_wire_msg *m)
 
 /* ---- RAM ----------------------------------------------------------------- */
 
-/* ---- placing pages into fresh anonymous RAM (HM_DEST_FILL_UFFD) ---------
+/* ---- placing pages into fresh RAM (HM_DEST_FILL_UFFD) --------------------
  *
- * Writing a page into never-touched anonymous memory costs a fault that
- * clears a new page, then the write; on nested or shadow-paged hosts that
- * fault dominates the whole receive. Instead, RAM is registered with a
+ * Writing a page into never-touched memory (anonymous, or a hole of a
+ * memfd) costs a fault that clears a new page, then the write; on nested
+ * or shadow-paged hosts that fault dominates the whole receive. Instead, RAM is registered with a
  * userfaultfd in missing mode for the receive phase, and the first arrival
  * of a page is placed with UFFDIO_COPY: the kernel allocates the page and
  * fills it straight from the receive buffer, one call per run of pages,
@@ -350,6 +352,19 @@ static void present_set(struct hm_dest *d, uint64_t pg, uint64_t n, bool on)
 		else
 			d->present[i / 64] &= ~bit;
 	}
+}
+
+/* Fresh anonymous memory, or a memfd / tmpfs file (shmem: UFFDIO_COPY
+ * fills a new page cache page there too); whole system pages per
+ * protocol page. Not hugetlbfs (UFFDIO_COPY would want whole huge pages)
+ * nor disk files (no missing mode). */
+static bool uffd_usable(const struct hm_dest *d, int fd)
+{
+	struct statfs sf;
+
+	if (!d->zero_release)
+		return false;
+	return fd < 0 || (fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC);
 }
 
 static int uffd_open(struct hm_dest *d)
@@ -510,8 +525,8 @@ static int ram_alloc(struct hm_dest *d)
 	}
 	d->ram = ram;
 	d->fill = HM_DEST_FILL_WRITE;
-	if (fd < 0 && d->p.fill != HM_DEST_FILL_WRITE) {
-		r = uffd_open(d);
+	if (d->p.fill != HM_DEST_FILL_WRITE) {
+		r = uffd_usable(d, fd) ? uffd_open(d) : -ENOTSUP;
 		if (r < 0 && d->p.fill == HM_DEST_FILL_UFFD) {
 			hm_logf(&d->log, HM_LOG_ERROR,
 				"cannot place pages with a userfaultfd: %s",

@@ -20,6 +20,7 @@
  * HM_TEST_VERBOSE=1 prints the destination's log.
  */
 #include <errno.h>
+#include <linux/magic.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -531,8 +533,10 @@ static void check_ram(const struct hm_dest *d, const struct mig *m)
 
 /* ---- valid migrations -------------------------------------------------------- */
 
+/* use_memfd: into a memfd, or with disk_file into a file of the build
+ * tree (not tmpfs: no userfaultfd there, pages are written) */
 static void test_valid(unsigned nch, bool zstd, bool use_memfd,
-		       enum hm_dest_fill fill)
+		       bool disk_file, enum hm_dest_fill fill)
 {
 	struct hm_wire_chan wc[MAXCH];
 	struct hm_dest_params p;
@@ -554,7 +558,20 @@ static void test_valid(unsigned nch, bool zstd, bool use_memfd,
 	p.io_timeout_ms = 3000;
 	p.fill = fill;
 	if (use_memfd) {
-		memfd = memfd_create("hm-test-dest", MFD_CLOEXEC);
+		if (disk_file) {
+			char path[] = "test_dest-ram-XXXXXX";
+			struct statfs sf;
+
+			memfd = mkstemp(path);
+			HM_CHECK(memfd >= 0);
+			unlink(path);
+			HM_CHECK(fstatfs(memfd, &sf) == 0);
+			/* a working directory on tmpfs is a tmpfs file:
+			 * filled like a memfd */
+			disk_file = sf.f_type != TMPFS_MAGIC;
+		} else {
+			memfd = memfd_create("hm-test-dest", MFD_CLOEXEC);
+		}
 		HM_CHECK(memfd >= 0);
 		/* stale content must not survive */
 		HM_CHECK(ftruncate(memfd, 1 << 20) == 0);
@@ -612,11 +629,12 @@ static void test_valid(unsigned nch, bool zstd, bool use_memfd,
 	HM_CHECK_EQ(st.pages_received + st.zero_pages, m.total);
 	HM_CHECK(st.zero_pages > 0);
 	HM_CHECK_EQ(st.device_state_len, sizeof(m.dev));
-	if (use_memfd || fill == HM_DEST_FILL_WRITE) {
+	if (fill == HM_DEST_FILL_WRITE || disk_file) {
 		HM_CHECK_EQ(st.fill, HM_DEST_FILL_WRITE);
 		HM_CHECK_EQ(st.placed_pages, 0);
 	} else {
-		/* userfaultfd is on this machine (the tracker needs it) */
+		/* userfaultfd is on this machine (the tracker needs it);
+		 * a memfd is filled the same way */
 		HM_CHECK_EQ(st.fill, HM_DEST_FILL_UFFD);
 		/* every first arrival, and the 5 pages placed anew */
 		HM_CHECK(st.placed_pages > 0);
@@ -651,7 +669,8 @@ static void test_valid(unsigned nch, bool zstd, bool use_memfd,
 		close(memfd);
 	mig_free(&m);
 	printf("valid migration: %u channel(s)%s%s, %s fill: ok\n", nch,
-	       m.zstd ? ", zstd" : "", use_memfd ? ", memfd" : "",
+	       m.zstd ? ", zstd" : "",
+	       disk_file ? ", disk file" : use_memfd ? ", memfd" : "",
 	       fill == HM_DEST_FILL_WRITE ? "write" :
 	       fill == HM_DEST_FILL_UFFD ? "uffd" : "auto");
 }
@@ -1296,11 +1315,13 @@ int main(void)
 
 	verbose = v && *v && strcmp(v, "0");
 	test_api();
-	test_valid(1, false, false, HM_DEST_FILL_AUTO);
-	test_valid(1, false, false, HM_DEST_FILL_WRITE);
-	test_valid(4, true, false, HM_DEST_FILL_UFFD);
-	test_valid(4, true, false, HM_DEST_FILL_WRITE);
-	test_valid(3, true, true, HM_DEST_FILL_AUTO);
+	test_valid(1, false, false, false, HM_DEST_FILL_AUTO);
+	test_valid(1, false, false, false, HM_DEST_FILL_WRITE);
+	test_valid(4, true, false, false, HM_DEST_FILL_UFFD);
+	test_valid(4, true, false, false, HM_DEST_FILL_WRITE);
+	test_valid(3, true, true, false, HM_DEST_FILL_AUTO);
+	test_valid(2, false, true, false, HM_DEST_FILL_WRITE);
+	test_valid(2, false, true, true, HM_DEST_FILL_AUTO);
 	test_hello_rules();
 	test_disconnects();
 	test_hostile_pages();

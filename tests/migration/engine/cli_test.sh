@@ -42,6 +42,8 @@ if [ "$SCHEME" = usage ]; then
 	"$HM" send --to tcp:127.0.0.1:1 --hints maybe >/dev/null 2>&1
 	[ $? -eq 2 ] || fail "bad --hints accepted"
 	"$HM" recv >/dev/null 2>&1; [ $? -eq 2 ] || fail "recv without --listen"
+	"$HM" recv --listen "unix:$TMP/x.sock" --fill maybe >/dev/null 2>&1
+	[ $? -eq 2 ] || fail "bad --fill accepted"
 	"$HM" send --help >/dev/null 2>&1 || fail "send --help"
 	# nobody listening: a clear migration failure (3), the guest stopped
 	"$HM" send --to "unix:$TMP/nobody.sock" --guest-ram 16M --quiet \
@@ -54,7 +56,8 @@ fi
 
 start_recv() {
 	: >"$TMP/recv.log"
-	"$HM" recv --listen "$ADDR" --quiet >"$TMP/recv.out" 2>"$TMP/recv.log" &
+	"$HM" recv --listen "$ADDR" --fill "${RECV_FILL:-auto}" \
+		>"$TMP/recv.out" 2>"$TMP/recv.log" &
 	RECV_PID=$!
 	# wait until it listens (or died)
 	i=0
@@ -99,9 +102,15 @@ rc=$?
 wait "$RECV_PID"
 recv_rc=$?
 RECV_PID=
-cat "$TMP/send.out"
+cat "$TMP/send.out" "$TMP/recv.out"
 [ $rc -eq 0 ] || fail "hintmig send exited $rc"
 [ $recv_rc -eq 0 ] || fail "hintmig recv exited $recv_rc"
+# fresh memory: UFFDIO_COPY unless --fill write (userfaultfd works here,
+# the tracker needs it)
+want_fill=${RECV_FILL:-auto}
+[ "$want_fill" = auto ] && want_fill=uffd
+grep -q "; $want_fill fill" "$TMP/recv.out" ||
+	fail "recv did not report '$want_fill fill'"
 
 # the JSON summary: every key of the brief, a completed status, and a
 # verification that checked pages and found no mismatch

@@ -118,9 +118,10 @@ int main(int argc, char **argv)
 		HM_CHECK_EQ(res.dest_invalid, 0);
 		HM_CHECK_EQ(res.check_errors, 0);
 		HM_CHECK(res.st.dirty_sync_count >= 2);
-		/* fresh memory is filled by UFFDIO_COPY unless told not to
-		 * (userfaultfd works here: the tracker needs it too) */
-		if (c.dest_memfd || c.dest_fill == HM_DEST_FILL_WRITE) {
+		/* fresh memory and memfds are filled by UFFDIO_COPY unless
+		 * told not to (userfaultfd works here: the tracker needs
+		 * it too) */
+		if (c.dest_fill == HM_DEST_FILL_WRITE) {
 			HM_CHECK_EQ(res.dst.fill, HM_DEST_FILL_WRITE);
 		} else {
 			HM_CHECK_EQ(res.dst.fill, HM_DEST_FILL_UFFD);
