@@ -95,6 +95,8 @@ int e2e_dest_start(struct e2e_dest *ed, const char *scheme, int ram_fd,
 	p.ram_fd = ram_fd;
 	p.fill = fill;
 	p.io_timeout_ms = 20000;
+	/* a source that never connects must not hang the test */
+	p.accept_timeout_ms = 20000;
 	ed->d = hm_dest_new(&p, &e2e_log);
 	if (!ed->d)
 		return -errno;

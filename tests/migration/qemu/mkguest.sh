@@ -15,6 +15,9 @@
 #
 # Overrides: HM_GUEST_KERNEL=/boot/vmlinuz-VER (its modules must be in
 # /lib/modules/VER), HM_GUEST_BUSYBOX=/path/to/static/busybox.
+# HM_GUEST_EXTRA="FILE..." adds programs to the guest's /bin, with the
+# shared libraries ldd lists for them at the same paths (the kernel-tests
+# guest: WORKLOAD is then a busybox script run as init).
 set -eu
 
 die() { echo "mkguest: $*" >&2; exit 1; }
@@ -29,6 +32,10 @@ else
 	base=$2
 	[ -f "$workload" ] || die "no workload binary at $workload"
 fi
+extra=${HM_GUEST_EXTRA:-}
+for f in $extra; do
+	[ -f "$f" ] || die "no extra guest file at $f"
+done
 self=$0
 command -v cpio >/dev/null 2>&1 || die "no cpio: apt-get install cpio"
 
@@ -87,7 +94,8 @@ fi
 # --- cache key -------------------------------------------------------------
 key=$( {
 	echo "kernel $kver"
-	sha256sum "$kernel" "$busybox" "$workload" "$self" | cut -d' ' -f1
+	sha256sum "$kernel" "$busybox" "$workload" "$self" $extra | cut -d' ' -f1
+	for f in $extra; do ldd "$f" 2>/dev/null; done
 	for p in $order; do echo "$p"; sha256sum "$moddir/$p" | cut -d' ' -f1; done
 } | sha256sum | cut -c1-16)
 dir=$base/guest-$kver-$key
@@ -113,6 +121,17 @@ mkdir -p "$root/bin" "$root/lib/modules" "$root/proc" "$root/sys" "$root/dev" "$
 cp "$busybox" "$root/bin/busybox"
 cp "$workload" "$root/hm-workload"
 chmod 755 "$root/bin/busybox" "$root/hm-workload"
+for f in $extra; do
+	cp "$f" "$root/bin/${f##*/}"
+	chmod 755 "$root/bin/${f##*/}"
+	# "name => /path (addr)" and "/path (addr)": the paths
+	for lib in $(ldd "$f" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++)
+			if ($i ~ /^\//) print $i }'); do
+		[ -e "$root$lib" ] && continue
+		mkdir -p "$root${lib%/*}"
+		cp -L "$lib" "$root$lib" || die "cannot copy $lib for $f"
+	done
+done
 
 : >"$root/modules.list"
 for p in $order; do
