@@ -36,6 +36,7 @@
 #include <linux/userfaultfd.h>
 
 #include "hm_config.h"
+#include "hintmig/bitmap.h"
 #include "hintmig/wp_tracker.h"
 #include "../uffd_compat.h"
 #include "transport.h"
@@ -133,7 +134,7 @@ struct hm_dest {
 	uint64_t nregions, region_pages, huge_dense;
 	int uffd;			/* HM_DEST_FILL_UFFD while receiving,
 					 * else -1 */
-	uint64_t *present;		/* UFFD: pages that hold data; word w
+	struct hm_bitmap present;	/* UFFD: pages that hold data; word w
 					 * belongs to channel w % nch */
 	enum hm_dest_fill fill;		/* in use */
 	struct hm_ram_block blocks[HM_WIRE_MAX_BLOCKS];
@@ -330,29 +331,12 @@ static int abort_received(struct dchan *c, const struct hm_wire_msg *m)
  * fills it straight from the receive buffer, one call per run of pages,
  * with no clearing. A page placed before is written in place (it exists).
  *
- * present[] says which pages hold data; its word w is only touched by the
+ * present says which pages hold data; its word w is only touched by the
  * channel that owns pages [64w, 64w + 64) (channel w % nch). No thread
  * answers the userfaultfd: while it is registered, nothing of the
  * destination may touch a page that is not present (UFFD_FEATURE_SIGBUS
  * turns a mistake into SIGBUS instead of a hang). uffd_close() ends it
  * when the receive threads are done; missing pages then read as zero. */
-
-static bool present_test(const struct hm_dest *d, uint64_t pg)
-{
-	return d->present[pg / 64] >> (pg % 64) & 1;
-}
-
-static void present_set(struct hm_dest *d, uint64_t pg, uint64_t n, bool on)
-{
-	for (uint64_t i = pg; i < pg + n; i++) {
-		uint64_t bit = UINT64_C(1) << (i % 64);
-
-		if (on)
-			d->present[i / 64] |= bit;
-		else
-			d->present[i / 64] &= ~bit;
-	}
-}
 
 /* Fresh anonymous memory, or a memfd / tmpfs file (shmem: UFFDIO_COPY
  * fills a new page cache page there too); whole system pages per
@@ -395,10 +379,10 @@ static int uffd_open(struct hm_dest *d)
 		close(fd);
 		return -ENOTSUP;
 	}
-	d->present = calloc((d->geo.npages + 63) / 64, sizeof(uint64_t));
-	if (!d->present) {
+	r = hm_bitmap_init(&d->present, d->geo.npages);
+	if (r < 0) {
 		close(fd);
-		return -ENOMEM;
+		return r;
 	}
 	d->uffd = fd;
 	d->fill = HM_DEST_FILL_UFFD;
@@ -416,8 +400,7 @@ static void uffd_close(struct hm_dest *d)
 		return;
 	close(d->uffd);
 	d->uffd = -1;
-	free(d->present);
-	d->present = NULL;
+	hm_bitmap_fini(&d->present);
 }
 
 /* Place n pages of data at page pg, none of them present. */
@@ -659,7 +642,7 @@ static int place_pages(struct dchan *c, const struct hm_wire_msg *m,
 		uint32_t j = i + 1;
 		int r;
 
-		if (present_test(d, pg)) {
+		if (hm_bitmap_test(&d->present, pg)) {
 			memcpy(d->ram + pg * d->ps, data, d->ps);
 			i++;
 			continue;
@@ -667,7 +650,7 @@ static int place_pages(struct dchan *c, const struct hm_wire_msg *m,
 		/* the run of consecutive pages not present yet */
 		while (j < n && hm_wire_idx(m->u.pages.pages_le, j) ==
 					pg + (j - i) &&
-		       !present_test(d, pg + (j - i)))
+		       !hm_bitmap_test(&d->present, pg + (j - i)))
 			j++;
 		r = uffd_place(d, pg, data, j - i);
 		if (r < 0)
@@ -675,7 +658,7 @@ static int place_pages(struct dchan *c, const struct hm_wire_msg *m,
 					 "channel %u: cannot place pages %"
 					 PRIu64 "+%u: %s", c->idx, pg, j - i,
 					 strerror(-r));
-		present_set(d, pg, j - i, true);
+		hm_bitmap_set_range(&d->present, pg, j - i);
 		c->placed += j - i;
 		i = j;
 	}
@@ -758,11 +741,11 @@ done:
 static void zero_present(struct hm_dest *d, uint64_t first, uint64_t n)
 {
 	if (n * d->ps >= ZERO_RELEASE_MIN && zero_release(d, first, n) == 0) {
-		present_set(d, first, n, false);
+		hm_bitmap_clear_range(&d->present, first, n);
 		return;
 	}
 	for (uint64_t pg = first; pg < first + n; pg++)
-		if (present_test(d, pg))
+		if (hm_bitmap_test(&d->present, pg))
 			memset(d->ram + pg * d->ps, 0, d->ps);
 }
 

@@ -24,7 +24,7 @@ static int local_read(struct hm_guest *g, const struct hm_ram_block *b,
 
 static const void *local_map(struct hm_guest *g, const struct hm_ram_block *b)
 {
-	long idx = hm_guest_check_read(g, b, 0, 0);
+	long idx = hm_guest_block_index(g, b);
 
 	return idx < 0 ? NULL
 		       : (const void *)(uintptr_t)g->blocks[idx].host_addr;

@@ -162,7 +162,7 @@ static int process_read(struct hm_guest *g, const struct hm_ram_block *b,
 static const void *process_map(struct hm_guest *g,
 			       const struct hm_ram_block *b)
 {
-	long idx = hm_guest_check_read(g, b, 0, 0);
+	long idx = hm_guest_block_index(g, b);
 	struct hm_guest_blk *blk;
 	void *p, *none = NULL;
 

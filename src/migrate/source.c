@@ -1357,12 +1357,23 @@ static int pause_guest(struct hm_migration *m)
 	return r;
 }
 
+/* Stop the guest and take the writes it made since the last sync. */
+static int pause_and_harvest(struct hm_migration *m)
+{
+	int r = pause_guest(m);
+	long h;
+
+	if (r < 0)
+		return r;
+	h = harvest(m);
+	return h < 0 ? (int)h : 0;
+}
+
 /* HM_UNSAFE_HINTS_AFTER_PAUSE (R5 broken on purpose, tests only): one more
  * session is requested while the guest runs, its answers are held back,
  * and they are applied after the pause and the final harvest. */
 static int final_unsafe_r5(struct hm_migration *m, uint64_t epoch)
 {
-	long h;
 	int r;
 
 	hm_hints_set_hold(m->hints, true);
@@ -1370,14 +1381,9 @@ static int final_unsafe_r5(struct hm_migration *m, uint64_t epoch)
 	/* let the guest answer (and reuse pages) while it runs */
 	sleep_ns((m->p.hint_timeout_ms ? m->p.hint_timeout_ms : 100) *
 		 NS_PER_MS);
-	r = pause_guest(m);
+	r = pause_and_harvest(m);
 	if (r < 0)
 		goto out;
-	h = harvest(m);
-	if (h < 0) {
-		r = (int)h;
-		goto out;
-	}
 	hm_hints_set_hold(m->hints, false);
 	hm_hints_wait_done(m->hints, epoch, m->p.hint_timeout_ms ?
 						    m->p.hint_timeout_ms : 100,
@@ -1391,7 +1397,6 @@ static int final_round(struct hm_migration *m, uint64_t round,
 		       uint64_t epoch)
 {
 	uint64_t t_pause, t_sent, t_fin;
-	long h;
 	int r;
 
 	atomic_store(&m->status, HM_MIG_DEVICE);
@@ -1407,14 +1412,9 @@ static int final_round(struct hm_migration *m, uint64_t round,
 		/* R5: hinting ends for good before the guest stops. */
 		hm_hints_close(m->hints);
 		t_pause = now_ns();
-		r = pause_guest(m);
+		r = pause_and_harvest(m);
 		if (r < 0)
 			goto out;
-		h = harvest(m);
-		if (h < 0) {
-			r = (int)h;
-			goto out;
-		}
 	}
 	ctr_set(&m->remaining_pages, hm_bitmap_count(&m->M));
 	ctr_set(&m->rounds, round);
