@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Shared helpers of the test programs: checks that fail loudly, and the
  * skip convention (exit 77, reason printed; under HINTMIG_TEST_STRICT=1 a
- * skip is a failure, because CI's machine has every feature). */
+ * skip passes only when the absence it names is confirmed, hm_absent.h). */
 #ifndef HM_TEST_H
 #define HM_TEST_H
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "hm_absent.h"
 
 #define HM_TEST_SKIP_CODE 77
 
@@ -19,19 +22,35 @@ static inline int hm_test_strict(void)
 	return s && *s && strcmp(s, "0") != 0;
 }
 
-/* Skip the whole program: only when a kernel feature or device is truly
- * absent. */
-#define hm_test_skip(...)                                                   \
-	do {                                                                \
-		fprintf(stderr, "SKIP: " __VA_ARGS__);                      \
-		fputc('\n', stderr);                                        \
-		if (hm_test_strict()) {                                     \
-			fprintf(stderr, "FAIL: skipping is not allowed "    \
-					"with HINTMIG_TEST_STRICT=1\n");    \
-			exit(1);                                            \
-		}                                                           \
-		exit(HM_TEST_SKIP_CODE);                                    \
-	} while (0)
+/* Skip the whole program because `kind` is absent from this machine (the
+ * only reason to skip; tests/hm_absent.h). Prints "SKIP: <reason>". Under
+ * HINTMIG_TEST_STRICT=1 the absence is checked independently: confirmed,
+ * the program still exits 77 (a skip CI accepts and lists); not confirmed,
+ * it exits 1, because a skip must never hide something this machine has. */
+static inline void __attribute__((noreturn, format(printf, 2, 3)))
+hm_test_skip_absent(enum hm_absent_kind kind, const char *fmt, ...)
+{
+	char why[200];
+	va_list ap;
+
+	fprintf(stderr, "SKIP: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (hm_test_strict()) {
+		if (!hm_absent_check(kind, why, sizeof(why))) {
+			fprintf(stderr, "FAIL: skipped for want of %s, but this "
+				"machine has it (%s); HINTMIG_TEST_STRICT=1 "
+				"allows only confirmed absences\n",
+				hm_absent_kinds[kind].name, why);
+			exit(1);
+		}
+		fprintf(stderr, "strict: absence of %s confirmed: %s\n",
+			hm_absent_kinds[kind].name, why);
+	}
+	exit(HM_TEST_SKIP_CODE);
+}
 
 #define hm_test_fail(...)                                                   \
 	do {                                                                \

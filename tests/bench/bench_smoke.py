@@ -5,9 +5,9 @@ repetition) over TCP and over UNIX, with --json and --plot. Every run must
 complete and verify bit for bit (0 mismatching pages), the JSON must hold
 every planned run and the aggregates, and the plot must be an SVG.
 
-Usage: bench_smoke.py PATH/TO/hintmig-bench
-Exit 0 pass, 1 fail, 77 skip (userfaultfd-wp refused or absent; a failure
-under HINTMIG_TEST_STRICT=1)."""
+Usage: bench_smoke.py PATH/TO/hintmig-bench PATH/TO/hm-absent
+Exit 0 pass, 1 fail, 77 skip (userfaultfd-wp refused or absent; under
+HINTMIG_TEST_STRICT=1 only when hm-absent confirms that it is absent)."""
 import json
 import os
 import subprocess
@@ -15,6 +15,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
+HM_ABSENT = None  # path of tests/hm-absent, from the command line
 SKIP_HINTS = ("Operation not permitted", "Operation not supported",
               "Function not implemented")
 
@@ -24,13 +25,20 @@ def fail(msg):
     sys.exit(1)
 
 
-def skip(msg):
+def skip(msg, kind):
+    """Skip for want of `kind` (a tests/hm_absent.h reason); under strict
+    mode only when hm-absent confirms the absence."""
     print("SKIP: " + msg, file=sys.stderr)
     strict = os.environ.get("HINTMIG_TEST_STRICT", "")
     if strict and strict != "0":
-        print("FAIL: skipping is not allowed with HINTMIG_TEST_STRICT=1",
+        p = subprocess.run([HM_ABSENT, kind], capture_output=True, text=True)
+        if p.returncode != 0:
+            print("FAIL: skipped for want of %s, but this machine has it "
+                  "(%s); HINTMIG_TEST_STRICT=1 allows only confirmed "
+                  "absences" % (kind, p.stdout.strip()), file=sys.stderr)
+            sys.exit(1)
+        print("strict: absence confirmed: " + p.stdout.strip(),
               file=sys.stderr)
-        sys.exit(1)
     sys.exit(77)
 
 
@@ -57,7 +65,8 @@ def run(bench, tmp, name, args):
     runs = doc.get("runs", [])
     if runs and all(r["status"] != "completed" for r in runs) and \
             any(h in r["error"] for r in runs for h in SKIP_HINTS):
-        skip("%s: every run failed: %s" % (name, runs[0]["error"]))
+        skip("%s: every run failed: %s" % (name, runs[0]["error"]),
+             "uffd-wp")
     if p.returncode != 0:
         fail("%s: hintmig-bench exited %d" % (name, p.returncode))
     if len(runs) != want:
@@ -102,10 +111,11 @@ def run(bench, tmp, name, args):
 
 
 def main():
-    if len(sys.argv) != 2:
+    global HM_ABSENT
+    if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    bench = sys.argv[1]
+    bench, HM_ABSENT = sys.argv[1], sys.argv[2]
     tiny = ["--ram", "64M", "--reps", "1", "--raw-bytes", "64M",
             "--window", "200"]
     with tempfile.TemporaryDirectory(prefix="hm-bench-smoke-") as tmp:

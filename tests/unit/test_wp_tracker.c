@@ -1141,9 +1141,9 @@ int main(int argc, char **argv)
 
 	HM_CHECK_OK(hm_caps_probe(&caps, NULL));
 	if (!caps.uffd_syscall && !caps.uffd_dev)
-		hm_test_skip("no userfaultfd: %s", strerror(caps.uffd_errno));
+		hm_test_skip_absent(HM_ABSENT_UFFD, "no userfaultfd: %s", strerror(caps.uffd_errno));
 	if (!caps.uffd_wp)
-		hm_test_skip("kernel %s has no userfaultfd write-protect",
+		hm_test_skip_absent(HM_ABSENT_UFFD_WP, "kernel %s has no userfaultfd write-protect",
 			     caps.kernel_release);
 	for (size_t i = 0; i < 2; i++)
 		if (hm_tracker_mode_pick(&caps, all_modes[i]) >= 0)
@@ -1177,7 +1177,7 @@ int main(int argc, char **argv)
 		}
 		if (want_part(argc, argv, "remote")) {
 			if (!caps.pidfd_getfd)
-				hm_test_skip("no pidfd_getfd(2)");
+				hm_test_skip_absent(HM_ABSENT_PIDFD_GETFD, "no pidfd_getfd(2)");
 			test_remote_one(&caps, modes[m], K_THP, 0, 600);
 			if (caps.wp_unpopulated)
 				test_remote_one(&caps, modes[m], K_ANON,
@@ -1201,7 +1201,7 @@ int main(int argc, char **argv)
 		test_eperm(&caps);
 	}
 	if (nmodes < 2)
-		hm_test_skip("async mode not tested: kernel %s lacks WP_ASYNC "
+		hm_test_skip_absent(HM_ABSENT_WP_ASYNC, "async mode not tested: kernel %s lacks WP_ASYNC "
 			     "or PAGEMAP_SCAN (sync mode passed)",
 			     caps.kernel_release);
 	printf("all passed\n");

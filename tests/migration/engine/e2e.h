@@ -110,4 +110,12 @@ int e2e_migrate(const struct e2e_cfg *c, struct e2e_result *res);
 /* Print a one-line summary of res to stderr. */
 void e2e_print(const char *what, const struct e2e_result *res);
 
+/* Skip, naming what the kernel lacks, when a migration could not run in
+ * tracker mode `mode` (run == -ENOTSUP or -EPERM); strict mode checks it. */
+#define e2e_skip_mode(mode, run)                                            \
+	hm_test_skip_absent((mode) == HM_TRACKER_ASYNC ? HM_ABSENT_WP_ASYNC \
+						       : HM_ABSENT_UFFD_WP, \
+			    "tracker mode %s not available here (%s)",      \
+			    hm_tracker_mode_name(mode), strerror(-(run)))
+
 #endif

@@ -107,8 +107,7 @@ int main(int argc, char **argv)
 		HM_CHECK_OK(e2e_migrate(&c, &res));
 		e2e_print(name, &res);
 		if (res.run == -ENOTSUP || res.run == -EPERM)
-			hm_test_skip("tracker mode %s not available here (%s)",
-				     argv[2], strerror(-res.run));
+			e2e_skip_mode(c.mp.tracker_mode, res.run);
 		HM_CHECK_EQ(res.run, 0);
 		HM_CHECK_EQ(res.dest, 0);
 		HM_CHECK_EQ(res.st.status, HM_MIG_COMPLETED);

@@ -153,9 +153,7 @@ static void run(const struct rule *rule, bool broken, unsigned seed,
 		 broken ? "BROKEN" : "correct");
 	e2e_print(what, r);
 	if (r->run == -ENOTSUP || r->run == -EPERM)
-		hm_test_skip("tracker mode %s not available (%s)",
-			     hm_tracker_mode_name(tracker_mode),
-			     strerror(-r->run));
+		e2e_skip_mode(tracker_mode, r->run);
 	HM_CHECK_EQ(r->run, 0);
 	HM_CHECK_EQ(r->check_errors, 0);
 	HM_CHECK(r->mismatches >= 0);
