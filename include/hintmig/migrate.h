@@ -230,6 +230,16 @@ struct hm_dest_params {
 					 * io_timeout_ms) */
 	enum hm_dest_fill fill;		/* fresh anonymous RAM, or a memfd /
 					 * tmpfs ram_fd (other files: WRITE) */
+	/* ram_fd is a VMM's guest RAM (the destination QEMU's backing file,
+	 * mapped by QEMU): it is never truncated. It must already be exactly
+	 * the size of the source's RAM; it is emptied by punching holes, so
+	 * that pages never sent read as zero. */
+	bool ram_fd_fixed;
+	/* When not NULL: the RAM blocks the destination has (name, gpa, len,
+	 * in order); a source whose blocks differ is refused in HELLO_ACK
+	 * (-EMEDIUMTYPE) before anything is written. */
+	const struct hm_ram_block *expect_blocks;
+	size_t n_expect_blocks;
 };
 
 /* ram_fd -1, the defaults above. (A zeroed struct means ram_fd 0!) */
@@ -263,8 +273,10 @@ struct hm_dest *hm_dest_new(const struct hm_dest_params *p,
  * for io_timeout_ms (accept_timeout_ms for the first connection);
  * -EFBIG RAM over max_ram_bytes, -EPROTONOSUPPORT the source wants zstd
  * and this build has none (both refused in HELLO_ACK); -EBUSY called
- * twice; -EINVAL bad address. With ram_fd, the file is truncated to 0 and
- * then to the RAM size (pages never sent read as zero). Runs once per
+ * twice; -EINVAL bad address; -EMEDIUMTYPE the source's RAM blocks are
+ * not expect_blocks, or a ram_fd_fixed file is not the RAM's size. With
+ * ram_fd, the file is truncated to 0 and then to the RAM size (pages never
+ * sent read as zero; ram_fd_fixed: holes punched instead). Runs once per
  * struct hm_dest. */
 int hm_dest_run(struct hm_dest *d, const char *listen_addr);
 

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -479,7 +480,20 @@ static int ram_alloc(struct hm_dest *d)
 		d->region = NULL;
 		return r;
 	}
-	if (fd >= 0) {
+	if (fd >= 0 && d->p.ram_fd_fixed) {
+		/* A VMM maps this file: never change its size under it.
+		 * Start from holes all the same (pages never sent read as
+		 * zero); the VMM waits for incoming migration and does not
+		 * touch guest RAM meanwhile. */
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      0, (off_t)d->ram_len) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		ram = mmap(d->map + d->guard, d->ram_len,
+			   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+			   0);
+	} else if (fd >= 0) {
 		/* start from holes: pages never sent read as zero */
 		if (ftruncate(fd, 0) < 0 ||
 		    ftruncate(fd, (off_t)d->ram_len) < 0) {
@@ -961,6 +975,48 @@ static int accept_hello(struct hm_dest *d, struct dchan *c, int lfd,
 	return chan_next(c, m);
 }
 
+/* The source's RAM against what this destination has (a VMM's RAM):
+ * refused in HELLO_ACK before anything is written. */
+static int check_expected(struct hm_dest *d, struct dchan *c0)
+{
+	const struct hm_ram_block *e = d->p.expect_blocks;
+	struct stat st;
+
+	if (e && d->p.n_expect_blocks != d->geo.nblocks)
+		return refuse(c0, EMEDIUMTYPE, -EMEDIUMTYPE,
+			      "the source sends %u RAM blocks, this "
+			      "destination has %zu: the two VMs are not "
+			      "configured alike",
+			      d->geo.nblocks, d->p.n_expect_blocks);
+	for (size_t i = 0; e && i < d->p.n_expect_blocks; i++) {
+		const struct hm_ram_block *b = &d->geo.blocks[i];
+
+		if (strcmp(b->name, e[i].name) || b->gpa != e[i].gpa ||
+		    b->len != e[i].len)
+			return refuse(c0, EMEDIUMTYPE, -EMEDIUMTYPE,
+				      "RAM block %zu: the source sends '%s' "
+				      "(%" PRIu64 " bytes at 0x%" PRIx64 "), "
+				      "this destination has '%s' (%" PRIu64
+				      " bytes at 0x%" PRIx64 ")",
+				      i, b->name, b->len, b->gpa, e[i].name,
+				      e[i].len, e[i].gpa);
+	}
+	if (d->p.ram_fd >= 0 && d->p.ram_fd_fixed) {
+		if (fstat(d->p.ram_fd, &st) < 0)
+			return refuse(c0, (uint32_t)errno, -errno,
+				      "destination RAM file: %s",
+				      strerror(errno));
+		if ((uint64_t)st.st_size != d->geo.npages * d->ps)
+			return refuse(c0, EMEDIUMTYPE, -EMEDIUMTYPE,
+				      "the source sends %" PRIu64 " bytes of "
+				      "RAM, the destination's RAM file holds "
+				      "%lld",
+				      d->geo.npages * d->ps,
+				      (long long)st.st_size);
+	}
+	return 0;
+}
+
 static int setup(struct hm_dest *d, int lfd)
 {
 	struct hm_wire_msg *m = malloc(sizeof(*m));
@@ -1002,6 +1058,9 @@ static int setup(struct hm_dest *d, int lfd)
 			   d->geo.npages * d->ps, d->p.max_ram_bytes);
 		goto out;
 	}
+	r = check_expected(d, c0);
+	if (r < 0)
+		goto out;
 	r = ram_alloc(d);
 	if (r < 0) {
 		r = refuse(c0, (uint32_t)-r, r, "cannot allocate %" PRIu64

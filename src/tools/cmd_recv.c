@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * hintmig recv: the destination of a migration. Listens on ADDR, receives
- * one migration into fresh memory (or into --ram-file), acknowledges it,
- * serves the source's verification requests, and exits.
+ * one migration into fresh memory (or into --ram-file, or into the guest
+ * RAM of a destination QEMU waiting with -incoming defer: --qemu),
+ * acknowledges it, serves the source's verification requests, and exits
+ * (with --qemu, once QEMU has loaded the device state).
  *
  * Exit status: 0 completed, 2 usage, 3 the migration failed or was
  * aborted by the source, 4 setup (cannot open the RAM file, ...).
@@ -19,8 +21,12 @@
 #include <hintmig/hintmig.h>
 #include <hintmig/migrate.h>
 
+#include "hm_config.h"
 #include "cmd.h"
 #include "parse.h"
+#if HM_HAVE_JSONC
+#include "migrate/qemu.h"
+#endif
 
 static void recv_usage(FILE *f)
 {
@@ -28,7 +34,17 @@ static void recv_usage(FILE *f)
 		"usage: hintmig recv --listen ADDR [--ram-file PATH] "
 		"[--fill auto|uffd|write] [--io-timeout MS] [--quiet] "
 		"[--verbose]\n"
+		"       hintmig recv --qemu QMP_SOCKET --listen ADDR "
+		"[--qemu-uri URI] [options]\n"
 		"  ADDR: unix:PATH or tcp:HOST:PORT\n"
+		"  --qemu QMP_SOCKET  receive into the guest RAM of this QEMU "
+		"(started with\n"
+		"                   -incoming defer and the source's machine "
+		"and devices)\n"
+		"  --qemu-uri URI   where this QEMU listens for the source "
+		"QEMU's device state\n"
+		"                   (default: ADDR's port + 1, or its path + "
+		"\".qemu\")\n"
 		"  --ram-file PATH  receive into this file (created, sized to "
 		"the guest RAM)\n"
 		"  --fill MODE      how pages land in fresh memory: uffd "
@@ -51,6 +67,8 @@ int hm_cmd_recv(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "qemu", required_argument, NULL, 'Q' },
+		{ "qemu-uri", required_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hm_log log = { .fn = hm_log_stderr,
@@ -58,7 +76,12 @@ int hm_cmd_recv(int argc, char **argv)
 	struct hm_dest_params p;
 	struct hm_dest_stats st;
 	struct hm_dest *d = NULL;
-	const char *listen = NULL, *ram_file = NULL;
+	const char *listen = NULL, *ram_file = NULL, *qemu = NULL;
+	const char *qemu_uri = NULL;
+#if HM_HAVE_JSONC
+	struct hm_qemu *q = NULL;
+	char quri[300];
+#endif
 	bool quiet = false;
 	int ram_fd = -1, ret = 2, c, r;
 
@@ -98,6 +121,12 @@ int hm_cmd_recv(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
+		case 'Q':
+			qemu = optarg;
+			break;
+		case 'U':
+			qemu_uri = optarg;
+			break;
 		case 'v':
 			log.max_level = HM_LOG_DEBUG;
 			break;
@@ -114,9 +143,49 @@ int hm_cmd_recv(int argc, char **argv)
 		recv_usage(stderr);
 		goto out;
 	}
+	if ((qemu && ram_file) || (qemu_uri && !qemu)) {
+		fprintf(stderr, "hintmig recv: --qemu receives into QEMU's own "
+			"RAM (no --ram-file); --qemu-uri goes with --qemu\n");
+		goto out;
+	}
 	if (quiet)
 		log.max_level = HM_LOG_ERROR;
+	else if (qemu && log.max_level < HM_LOG_INFO)
+		log.max_level = HM_LOG_INFO;
 	ret = 4;
+	if (qemu) {
+#if HM_HAVE_JSONC
+		struct hm_qemu_opts qo = { .qmp_path = qemu, .source = false,
+					   .qemu_uri = qemu_uri };
+
+		if (!qo.qemu_uri) {
+			if (hm_qemu_default_uri(listen, quri, sizeof(quri))) {
+				fprintf(stderr, "hintmig recv: no default "
+					"--qemu-uri for %s\n", listen);
+				goto out;
+			}
+			qo.qemu_uri = quri;
+		}
+		q = hm_qemu_attach(&qo, &log);
+		if (!q || hm_qemu_incoming(q) < 0) {
+			fprintf(stderr, "hintmig recv: cannot receive into the "
+				"QEMU at %s: %s\n", qemu,
+				strerror(q ? EIO : errno));
+			goto out;
+		}
+		p.ram_fd = hm_qemu_ram_fd(q);
+		p.ram_fd_fixed = true;
+		p.expect_blocks = hm_qemu_blocks(q, &p.n_expect_blocks);
+		if (!quiet)
+			fprintf(stderr, "hintmig recv: QEMU %d waits for its "
+				"device state on %s\n", (int)hm_qemu_pid(q),
+				qo.qemu_uri);
+#else
+		fprintf(stderr, "hintmig recv: --qemu: built without json-c "
+			"(QMP)\n");
+		goto out;
+#endif
+	}
 	if (ram_file) {
 		ram_fd = open(ram_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (ram_fd < 0) {
@@ -150,9 +219,25 @@ int hm_cmd_recv(int argc, char **argv)
 		       st.rounds, st.channels, st.device_state_len,
 		       st.fill == HM_DEST_FILL_UFFD ? "uffd" : "write",
 		       st.placed_pages);
+#if HM_HAVE_JSONC
+	/* The RAM is complete and acknowledged (R8) and nothing of ours
+	 * writes it any more: QEMU loads the device state now. */
+	if (q && hm_qemu_wait_incoming(q, 300000) < 0) {
+		fprintf(stderr, "hintmig recv: the destination QEMU did not "
+			"load the device state\n");
+		ret = 3;
+		goto out;
+	}
+	if (q && !quiet)
+		printf("destination QEMU %d: migration completed\n",
+		       (int)hm_qemu_pid(q));
+#endif
 	ret = 0;
 out:
 	hm_dest_free(d);
+#if HM_HAVE_JSONC
+	hm_qemu_detach(q);
+#endif
 	if (ram_fd >= 0)
 		close(ram_fd);
 	return ret;

@@ -37,6 +37,9 @@
 #include "parse.h"
 #include "migrate/synth.h"
 #include "migrate/transport.h"
+#if HM_HAVE_JSONC
+#include "migrate/qemu.h"
+#endif
 
 enum {
 	EXIT_MISMATCH = 1,
@@ -310,6 +313,10 @@ struct summary {
 	bool raw;
 	double raw_bps;
 	double raw_fresh_bps;	/* into fresh memory */
+	bool qemu;
+#if HM_HAVE_JSONC
+	struct hm_qemu_stats qst; /* QEMU's own figures (--qemu) */
+#endif
 };
 
 #if HM_HAVE_JSONC
@@ -390,6 +397,33 @@ static int write_json(const char *path, const struct summary *s)
 			json_object_object_add(root, "raw-throughput", raw);
 		}
 	}
+	if (s->qemu) {
+		/* QEMU's own migration: device state and the RAM blocks
+		 * that are not shared (firmware, ROMs) */
+		struct json_object *qo = json_object_new_object();
+
+		if (qo) {
+			json_object_object_add(qo, "status",
+					       json_object_new_string(
+						       s->qst.status));
+			json_object_object_add(qo, "total-time",
+					       json_object_new_int64(
+						       s->qst.total_ms));
+			json_object_object_add(qo, "downtime",
+					       json_object_new_int64(
+						       s->qst.downtime_ms));
+			json_object_object_add(qo, "setup-time",
+					       json_object_new_int64(
+						       s->qst.setup_ms));
+			json_object_object_add(qo, "device-state-bytes",
+					       json_object_new_int64(
+						       s->qst.transferred));
+			json_object_object_add(qo, "cutover-ms",
+					       json_object_new_int64(
+						       s->qst.cutover_ms));
+			json_object_object_add(root, "qemu", qo);
+		}
+	}
 	r = json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY |
 				    JSON_C_TO_STRING_SPACED);
 	if (r < 0)
@@ -433,8 +467,16 @@ static void send_usage(FILE *f)
 {
 	fprintf(f,
 "usage: hintmig send --to ADDR [options]\n"
+"       hintmig send --qemu QMP_SOCKET --to ADDR [--agent SOCKET] [options]\n"
 "  --to ADDR               unix:PATH or tcp:HOST:PORT (a hintmig recv)\n"
-"guest (synthetic):\n"
+"a running QEMU guest (RAM in a shared memory backend; docs/qemu.md):\n"
+"  --qemu QMP_SOCKET       migrate the guest of the QEMU with this QMP socket\n"
+"  --qemu-uri URI          where QEMU sends its device state: the\n"
+"                          destination QEMU's incoming URI (default: --to's\n"
+"                          port + 1, or its path + \".qemu\"; as hintmig recv)\n"
+"  --agent SOCKET          free page hints from the guest's hint agent: the\n"
+"                          QEMU chardev socket of its virtio-serial port\n"
+"guest (synthetic, without --qemu):\n"
 "  --guest-ram SIZE        RAM size, K/M/G suffixes (default 1G)\n"
 "  --used FRAC             fraction in use, 25%% or 0.25 (default 25%%)\n"
 "  --dirty-rate PAGES/S    page writes per second (default 0: idle)\n"
@@ -469,8 +511,9 @@ static void send_usage(FILE *f)
 
 struct send_opts {
 	const char *to;
+	const char *qemu, *qemu_uri, *agent;
 	const char *json;
-	bool verify, quiet, raw;
+	bool verify, quiet, raw, hints_set;
 	int verbose;
 	enum hints_mode hints;
 	struct hm_synth_params sp;
@@ -482,6 +525,7 @@ enum {
 	OPT_TRACKER, OPT_CHANNELS, OPT_COMPRESS, OPT_BW, OPT_DOWNTIME,
 	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
+	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT,
 };
 
 static int bad(const char *opt, const char *val)
@@ -517,6 +561,9 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "quiet", no_argument, NULL, OPT_QUIET },
 		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "qemu", required_argument, NULL, OPT_QEMU },
+		{ "qemu-uri", required_argument, NULL, OPT_QEMU_URI },
+		{ "agent", required_argument, NULL, OPT_AGENT },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t u;
@@ -565,6 +612,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 			if (k < 0)
 				return bad("hints", optarg);
 			o->hints = (enum hints_mode)k;
+			o->hints_set = true;
 			break;
 		case OPT_TRACKER:
 			if (hm_tracker_mode_parse(optarg, &o->mp.tracker_mode))
@@ -622,6 +670,15 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		case OPT_VERBOSE:
 			o->verbose++;
 			break;
+		case OPT_QEMU:
+			o->qemu = optarg;
+			break;
+		case OPT_QEMU_URI:
+			o->qemu_uri = optarg;
+			break;
+		case OPT_AGENT:
+			o->agent = optarg;
+			break;
 		case OPT_HELP:
 			send_usage(stdout);
 			return 1;
@@ -646,6 +703,11 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		return -EINVAL;
 	}
 #if !HM_HAVE_JSONC
+	if (o->qemu) {
+		fprintf(stderr, "hintmig send: --qemu: built without json-c "
+				"(QMP)\n");
+		return -EINVAL;
+	}
 	if (o->json) {
 		fprintf(stderr, "hintmig send: --json: built without json-c\n");
 		return -EINVAL;
@@ -658,6 +720,17 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		return -EINVAL;
 	}
 #endif
+	if (!o->qemu && (o->qemu_uri || o->agent)) {
+		fprintf(stderr, "hintmig send: --qemu-uri and --agent go with "
+				"--qemu\n");
+		return -EINVAL;
+	}
+	if (o->qemu && (o->verify || o->raw)) {
+		fprintf(stderr, "hintmig send: --verify and --raw-throughput "
+				"need the synthetic guest (a QEMU guest's RAM "
+				"is compared by the QEMU test suite)\n");
+		return -EINVAL;
+	}
 	o->sp.hint_kind = o->hints == HINTS_ISOLATED ? HM_HINT_ISOLATED
 						      : HM_HINT_FREE;
 	return 0;
@@ -675,10 +748,14 @@ int hm_cmd_send(int argc, char **argv)
 	struct hm_guest *g = NULL;
 	struct hm_hint_source *hs = NULL;
 	struct hm_migration *m = NULL;
+#if HM_HAVE_JSONC
+	struct hm_qemu *q = NULL;
+	char quri[300];
+#endif
 	bool synth_up = false;
 	int ret = EXIT_USAGE, r;
 	long mism;
-	uint64_t raw_total = 0;
+	uint64_t raw_total = 0, guest_ram = 0;
 	unsigned raw_nch = 1;
 
 	memset(&o, 0, sizeof(o));
@@ -702,17 +779,55 @@ int hm_cmd_send(int argc, char **argv)
 	pr.tty = isatty(STDERR_FILENO);
 
 	ret = EXIT_SETUP;
-	if (!o.quiet)
-		fprintf(stderr, "hintmig send: starting a %.0f MiB synthetic "
-			"guest, %.0f%% in use\n", (double)o.sp.ram_bytes / MIB,
-			o.sp.used_frac * 100);
-	r = hm_synth_start(&o.sp, &s, &log);
-	if (r < 0) {
-		fprintf(stderr, "hintmig send: cannot start the synthetic "
-			"guest: %s\n", strerror(-r));
-		goto out;
+#if HM_HAVE_JSONC
+	if (o.qemu) {
+		struct hm_qemu_opts qo = { .qmp_path = o.qemu, .source = true,
+					   .qemu_uri = o.qemu_uri };
+
+		if (!qo.qemu_uri) {
+			r = hm_qemu_default_uri(o.to, quri, sizeof(quri));
+			if (r < 0) {
+				fprintf(stderr, "hintmig send: no default "
+					"--qemu-uri for %s\n", o.to);
+				goto out;
+			}
+			qo.qemu_uri = quri;
+		}
+		/* before any thread: attach forks the guardian */
+		q = hm_qemu_attach(&qo, &log);
+		if (!q) {
+			fprintf(stderr, "hintmig send: cannot migrate the QEMU "
+				"guest at %s: %s\n", o.qemu, strerror(errno));
+			goto out;
+		}
+		sum.qemu = true;
+		{
+			size_t nb;
+			const struct hm_ram_block *b = hm_qemu_blocks(q, &nb);
+
+			for (size_t i = 0; i < nb; i++)
+				guest_ram += b[i].len;
+		}
+		if (!o.quiet)
+			fprintf(stderr, "hintmig send: QEMU %d, device state "
+				"to %s\n", (int)hm_qemu_pid(q), qo.qemu_uri);
 	}
-	synth_up = true;
+#endif
+	if (!o.qemu) {
+		if (!o.quiet)
+			fprintf(stderr, "hintmig send: starting a %.0f MiB "
+				"synthetic guest, %.0f%% in use\n",
+				(double)o.sp.ram_bytes / MIB,
+				o.sp.used_frac * 100);
+		r = hm_synth_start(&o.sp, &s, &log);
+		if (r < 0) {
+			fprintf(stderr, "hintmig send: cannot start the "
+				"synthetic guest: %s\n", strerror(-r));
+			goto out;
+		}
+		synth_up = true;
+		guest_ram = o.sp.ram_bytes;
+	}
 
 	/* SIGINT/SIGTERM cancel the migration (from a thread, not from a
 	 * handler). Blocked only after the guest's fork. */
@@ -741,13 +856,48 @@ int hm_cmd_send(int argc, char **argv)
 				sum.raw_bps / MIB, raw_nch);
 	}
 
-	g = hm_guest_process_new(s.pid, &s.block, 1, s.uffd, NULL, &log);
-	s.uffd = -1; /* the guest owns it now, even on failure */
+#if HM_HAVE_JSONC
+	if (q) {
+		g = hm_qemu_guest(q, &log);
+		if (!g) {
+			fprintf(stderr, "hintmig send: QEMU guest: %s\n",
+				strerror(errno));
+			goto out;
+		}
+		/* --agent turns hinting on unless --hints none */
+		if (o.agent && !(o.hints_set && o.hints == HINTS_NONE)) {
+			char aaddr[300];
+			int afd;
+
+			snprintf(aaddr, sizeof(aaddr), "%s%s",
+				 strncmp(o.agent, "unix:", 5) ? "unix:" : "",
+				 o.agent);
+			afd = hm_transport_connect(aaddr, 5000);
+
+			if (afd < 0) {
+				fprintf(stderr, "hintmig send: --agent %s: "
+					"%s\n", o.agent, strerror(-afd));
+				goto out;
+			}
+			hs = hm_hint_source_channel_new(afd, &log);
+			if (!hs) {
+				fprintf(stderr, "hintmig send: hint channel: "
+					"%s\n", strerror(errno));
+				goto out;
+			}
+		}
+	}
+#endif
+	if (!g) {
+		g = hm_guest_process_new(s.pid, &s.block, 1, s.uffd, NULL,
+					 &log);
+		s.uffd = -1; /* the guest owns it now, even on failure */
+	}
 	if (!g) {
 		fprintf(stderr, "hintmig send: guest: %s\n", strerror(errno));
 		goto out;
 	}
-	if (o.hints != HINTS_NONE) {
+	if (synth_up && o.hints != HINTS_NONE) {
 		hs = hm_hint_source_channel_new(s.hint_fd, &log);
 		s.hint_fd = -1;
 		if (!hs) {
@@ -766,7 +916,19 @@ int hm_cmd_send(int argc, char **argv)
 
 	r = hm_migration_run(m, o.to);
 	progress_end(&pr);
-	if (r == 0) {
+#if HM_HAVE_JSONC
+	/* R8: the destination has acknowledged all RAM; only now may QEMU
+	 * send the device state. */
+	if (r == 0 && q) {
+		r = hm_qemu_switchover(q);
+		hm_qemu_get_stats(q, &sum.qst);
+		if (r < 0)
+			fprintf(stderr, "hintmig send: QEMU's device state "
+				"migration failed; QEMU resumes the source "
+				"guest\n");
+	}
+#endif
+	if (r == 0 && synth_up) {
 		/* the guest is paused: its in-use map is stable */
 		if (hm_bitmap_init(&inuse, s.npages) == 0 &&
 		    hm_synth_inuse(&s, &inuse) == 0)
@@ -821,11 +983,18 @@ int hm_cmd_send(int argc, char **argv)
 		       sum.st.duplicate_pages, sum.st.skipped_hinted_pages,
 		       sum.st.skipped_empty_pages,
 		       hm_tracker_mode_name(sum.st.tracker_mode));
+#if HM_HAVE_JSONC
+	if (!o.quiet && q && sum.qst.status[0])
+		printf("qemu: %s, device state %" PRId64 " bytes, QEMU's "
+		       "downtime %" PRId64 " ms, pre-switchover to completed "
+		       "%" PRId64 " ms\n", sum.qst.status, sum.qst.transferred,
+		       sum.qst.downtime_ms, sum.qst.cutover_ms);
+#endif
 	if (!o.quiet)
 		printf("engine: peak resident memory %.1f MiB (guest RAM %.0f "
 		       "MiB, in another process)\n",
 		       (double)peak_rss_kib() / 1024.0,
-		       (double)o.sp.ram_bytes / MIB);
+		       (double)guest_ram / MIB);
 	if (o.json) {
 		r = write_json(o.json, &sum);
 		if (r < 0) {
@@ -844,6 +1013,9 @@ out:
 	hm_migration_free(m);
 	hm_hint_source_free(hs);
 	hm_guest_free(g);
+#if HM_HAVE_JSONC
+	hm_qemu_detach(q);
+#endif
 	if (synth_up)
 		hm_synth_stop(&s);
 	hm_bitmap_fini(&inuse);

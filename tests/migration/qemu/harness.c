@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "qmp.h"
+#include "migrate/qmp.h"
 
 #ifndef HM_QEMU_BINARY
 #define HM_QEMU_BINARY "qemu-system-x86_64"
@@ -28,6 +28,9 @@
 #endif
 #ifndef HM_QEMU_WORKLOAD
 #error "HM_QEMU_WORKLOAD (path of the built hm-workload) must be defined"
+#endif
+#ifndef HM_QEMU_HINTMIG
+#error "HM_QEMU_HINTMIG (path of the built hintmig) must be defined"
 #endif
 #ifndef HM_QEMU_BUILD_CACHE
 #define HM_QEMU_BUILD_CACHE "/tmp/hintmig-guest-cache"
@@ -148,6 +151,9 @@ struct hm_vm {
 	pid_t pid;
 	int exited, wstatus;
 	char qmp_path[PATH_MAX], serial_path[PATH_MAX], log_path[PATH_MAX];
+	char hm_qmp_path[PATH_MAX]; /* a second monitor, for hintmig */
+	char agent_path[PATH_MAX];  /* chardev of the hint agent's port */
+	char ram_path[PATH_MAX];    /* shared RAM file (hintmig runs) */
 	struct hm_qmp *qmp;
 	off_t serial_off;
 	char partial[1024];
@@ -190,6 +196,9 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
 static void cleanup_at_exit(void)
 {
 	kill_all_vms();
+	for (int i = 0; i < MAX_VMS; i++)
+		if (g_vm[i].ram_path[0])
+			unlink(g_vm[i].ram_path);
 	if (g_dump_src[0])
 		unlink(g_dump_src);
 	if (g_dump_dst[0])
@@ -206,9 +215,12 @@ static void cleanup_at_exit(void)
  * signal (meson's timeout sends SIGTERM). */
 static void on_signal(int sig)
 {
-	for (int i = 0; i < MAX_VMS; i++)
+	for (int i = 0; i < MAX_VMS; i++) {
 		if (g_vm[i].pid > 0 && !g_vm[i].exited)
 			kill(g_vm[i].pid, SIGKILL);
+		if (g_vm[i].ram_path[0])
+			unlink(g_vm[i].ram_path);
+	}
 	if (g_dump_src[0])
 		unlink(g_dump_src);
 	if (g_dump_dst[0])
@@ -321,6 +333,8 @@ struct vm_opts {
 	uint64_t mem;
 	enum hm_balloon balloon;
 	int incoming;
+	int shared_ram;	/* 1: memory-backend-file on /dev/shm, 2: memfd */
+	unsigned hint_mib; /* the workload's hint region; agent port */
 	unsigned fill, ws, st, hot, hotreps;
 };
 
@@ -336,7 +350,8 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 {
 	char mem[32], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16];
 	char append[512], serial[PATH_MAX + 16], qmp[PATH_MAX + 32];
-	char name[64], accel[32];
+	char name[64], accel[32], hmqmp[PATH_MAX + 32], ramobj[PATH_MAX + 128];
+	char machine[64], agentdev[PATH_MAX + 64];
 	const char *cpu = getenv("HM_QEMU_CPU");
 	const char *argv[64];
 	int a = 0;
@@ -352,6 +367,24 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 		 o->role);
 	unlink(vm->qmp_path);
 	unlink(vm->serial_path);
+	sfmt(vm->hm_qmp_path, sizeof(vm->hm_qmp_path), "%s/%s-hm.qmp",
+	     g_tmpdir, o->role);
+	unlink(vm->hm_qmp_path);
+	sfmt(machine, sizeof(machine), "pc");
+	if (o->shared_ram) {
+		/* tmpfs: a RAM file hintmig can read, fill and punch */
+		sfmt(vm->ram_path, sizeof(vm->ram_path),
+		     "/dev/shm/hm-qemu-%d-%s.ram", (int)getpid(), o->role);
+		unlink(vm->ram_path);
+		if (o->shared_ram == 2)
+			sfmt(ramobj, sizeof(ramobj), "memory-backend-memfd,"
+			     "id=mem,size=%" PRIu64 "K", o->mem >> 10);
+		else
+			sfmt(ramobj, sizeof(ramobj), "memory-backend-file,"
+			     "id=mem,size=%" PRIu64 "K,mem-path=%s,share=on",
+			     o->mem >> 10, vm->ram_path);
+		sfmt(machine, sizeof(machine), "pc,memory-backend=mem");
+	}
 
 	if (!cpu || !*cpu)
 		cpu = strcmp(o->accel, "kvm") ? "qemu64" : "host";
@@ -362,9 +395,9 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 	sfmt(append, sizeof(append),
 		 "console=ttyS0 panic=-1 init_on_alloc=0 init_on_free=0 "
 		 "transparent_hugepage=never hm.fill=%u hm.ws=%u hm.static=%u "
-		 "hm.hot=%u hm.hotreps=%u hm.seed=%d",
+		 "hm.hot=%u hm.hotreps=%u hm.seed=%d hm.hint=%u",
 		 o->fill, o->ws, o->st, o->hot, o->hotreps,
-		 1 + (int)(getpid() % 1000));
+		 1 + (int)(getpid() % 1000), o->hint_mib);
 	if (getenv("HM_QEMU_APPEND")) {
 		size_t l = strlen(append);
 
@@ -380,7 +413,15 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 	argv[a++] = "-name";
 	argv[a++] = name;
 	argv[a++] = "-machine";
-	argv[a++] = "pc";
+	argv[a++] = machine;
+	if (o->shared_ram) {
+		argv[a++] = "-object";
+		argv[a++] = ramobj;
+		sfmt(hmqmp, sizeof(hmqmp), "unix:%s,server=on,wait=off",
+		     vm->hm_qmp_path);
+		argv[a++] = "-qmp";
+		argv[a++] = hmqmp;
+	}
 	argv[a++] = "-accel";
 	argv[a++] = accel;
 	argv[a++] = "-cpu";
@@ -414,6 +455,22 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 		argv[a++] = "-device";
 		argv[a++] = "virtio-balloon-pci,id=balloon0,free-page-hint=on,"
 			    "iothread=io0";
+	}
+	if (o->hint_mib) {
+		/* the hint agent's port: virtio-serial, named as the real
+		 * agent's, its host end a socket hintmig send connects to */
+		sfmt(vm->agent_path, sizeof(vm->agent_path), "%s/%s-agent.sock",
+		     g_tmpdir, o->role);
+		unlink(vm->agent_path);
+		sfmt(agentdev, sizeof(agentdev), "socket,id=hmagent,path=%s,"
+		     "server=on,wait=off", vm->agent_path);
+		argv[a++] = "-device";
+		argv[a++] = "virtio-serial-pci,id=vser0";
+		argv[a++] = "-chardev";
+		argv[a++] = agentdev;
+		argv[a++] = "-device";
+		argv[a++] = "virtserialport,bus=vser0.0,chardev=hmagent,"
+			    "name=org.hintmig.agent.0";
 	}
 	if (o->incoming) {
 		argv[a++] = "-S";
@@ -836,34 +893,13 @@ static int dump_ram(struct hm_vm *vm, const char *path, uint64_t size,
 	return 0;
 }
 
-static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
-		     struct hm_proxy **proxyp)
+/* The destination's incoming migration on a free loopback port: the port,
+ * or -1. */
+static int dst_incoming(struct hm_vm *dst, struct hm_run_result *r)
 {
-	struct hm_vm *src = &g_vm[0], *dst = &g_vm[1];
-	char err[768], status[64];
 	struct json_object *res;
-	int dst_port, mig_port;
-	uint64_t mem = s->mem_bytes ? s->mem_bytes : HM_QEMU_DEFAULT_MEM;
-	const char *emem = getenv("HM_QEMU_MEM_KIB");
-	double t;
+	int dst_port;
 
-	if (emem && *emem)
-		mem = strtoull(emem, NULL, 0) << 10;
-	struct vm_opts o = { .accel = g_accel, .mem = mem, .balloon = s->balloon,
-			     .fill = s->fill_mib, .ws = s->ws_mib,
-			     .st = s->static_mib, .hot = s->hot_kib,
-			     .hotreps = s->hot_reps };
-
-	sfmt(r->accel, sizeof(r->accel), "%s", g_accel);
-
-	/* destination first: paused (-S), incoming deferred to pick a port */
-	o.role = "destination";
-	o.incoming = 1;
-	if (vm_launch(dst, &o, err, sizeof(err)) ||
-	    vm_connect(dst, err, sizeof(err))) {
-		fail_set(r, "%s", err);
-		return -1;
-	}
 	if (hm_qmp_run(dst->qmp, tmo_ms(30), "migrate-incoming",
 		       "{\"uri\": \"tcp:127.0.0.1:0\"}")) {
 		fail_set(r, "destination migrate-incoming: %s",
@@ -892,44 +928,18 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		json_object_put(res);
 	}
 
-	o.role = "source";
-	o.incoming = 0;
-	t = mono_s();
-	if (vm_launch(src, &o, err, sizeof(err)) ||
-	    vm_connect(src, err, sizeof(err))) {
-		fail_set(r, "%s", err);
-		return -1;
-	}
-	res = hm_qmp_exec(src->qmp, "query-version", NULL, tmo_ms(30));
-	{
-		struct json_object *q = hm_json_obj(res, "qemu");
+	return dst_port;
+}
 
-		r->qemu_major = (int)hm_json_int(q, "major", 0);
-		r->qemu_minor = (int)hm_json_int(q, "minor", 0);
-		r->qemu_micro = (int)hm_json_int(q, "micro", 0);
-	}
-	json_object_put(res);
-	res = hm_qmp_exec(src->qmp, "query-memory-size-summary", NULL,
-			  tmo_ms(30));
-	r->ram_size = (uint64_t)hm_json_int(res, "base-memory", 0);
-	json_object_put(res);
-	if (r->ram_size != mem) {
-		fail_set(r, "QEMU made the guest RAM %" PRIu64 " bytes, not "
-			 "the %" PRIu64 " asked for", r->ram_size, mem);
-		return -1;
-	}
-	if (wait_rounds(src, 1, s->settle_rounds, 240, err, sizeof(err))) {
-		fail_set(r, "%s", err);
-		return -1;
-	}
-	r->boot_s = mono_s() - t;
-	note("%s: source guest ready in %.1f s (%s, %" PRIu64 " KiB RAM)",
-	     s->name, r->boot_s, g_accel, mem >> 10);
-	if (src->log.errors) {
-		fail_set(r, "source guest reported an error before the "
-			 "migration: %s", src->log.first_error);
-		return -1;
-	}
+/* QEMU's own precopy migration of everything, source to destination. */
+static int migrate_by_qemu(const struct hm_scenario *s,
+			   struct hm_run_result *r, struct hm_proxy **proxyp,
+			   struct hm_vm *src, struct hm_vm *dst, int dst_port)
+{
+	struct json_object *res;
+	char err[768];
+	int mig_port;
+	double t;
 
 	mig_port = dst_port;
 	if (s->corrupt) {
@@ -1024,6 +1034,233 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		}
 		msleep(100);
 	}
+	return 0;
+}
+
+/* Run `hintmig ARGS...` in the background, its output into log. */
+static pid_t spawn_hintmig(const char *const *args, const char *log)
+{
+	const char *argv[48];
+	int a = 0, fd;
+	pid_t pid;
+
+	argv[a++] = HM_QEMU_HINTMIG;
+	for (int i = 0; args[i] && a < 47; i++)
+		argv[a++] = args[i];
+	argv[a] = NULL;
+	if (verbose()) {
+		fputs("# ", stdout);
+		for (int i = 0; argv[i]; i++)
+			printf("%s ", argv[i]);
+		putchar('\n');
+		fflush(stdout);
+	}
+	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(fd);
+	return pid;
+}
+
+/* Wait for pid until deadline (mono_s); its exit code, or -1 (killed at
+ * the deadline, or died of a signal). */
+static int wait_child(pid_t pid, double deadline)
+{
+	int st;
+
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		if (w < 0 && errno != EINTR)
+			return -1;
+		if (mono_s() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		msleep(20);
+	}
+}
+
+static char g_send_log[PATH_MAX], g_recv_log[PATH_MAX];
+
+/* hintmig moves the RAM, QEMU the device state: `hintmig recv --qemu`
+ * on the destination's second monitor, `hintmig send --qemu` on the
+ * source's; the summary JSON fills r->mig. */
+static int migrate_by_hintmig(const struct hm_scenario *s,
+			      struct hm_run_result *r, struct hm_vm *src,
+			      struct hm_vm *dst)
+{
+	char addr[PATH_MAX + 8], json[PATH_MAX], extra[512];
+	const char *rargs[16], *sargs[40];
+	struct json_object *j, *ram;
+	pid_t rp, sp;
+	int n = 0, k = 0;
+	double end;
+
+	sfmt(addr, sizeof(addr), "unix:%s/hm.sock", g_tmpdir);
+	sfmt(json, sizeof(json), "%s/send.json", g_tmpdir);
+	sfmt(g_send_log, sizeof(g_send_log), "%s/hintmig-send.log", g_tmpdir);
+	sfmt(g_recv_log, sizeof(g_recv_log), "%s/hintmig-recv.log", g_tmpdir);
+	rargs[n++] = "recv";
+	rargs[n++] = "--qemu";
+	rargs[n++] = dst->hm_qmp_path;
+	rargs[n++] = "--listen";
+	rargs[n++] = addr;
+	rargs[n++] = "--verbose";
+	rargs[n] = NULL;
+	rp = spawn_hintmig(rargs, g_recv_log);
+	if (rp < 0) {
+		fail_set(r, "cannot start hintmig recv: %s", strerror(errno));
+		return -1;
+	}
+	sargs[k++] = "send";
+	sargs[k++] = "--qemu";
+	sargs[k++] = src->hm_qmp_path;
+	sargs[k++] = "--to";
+	sargs[k++] = addr;
+	sargs[k++] = "--json";
+	sargs[k++] = json;
+	sargs[k++] = "--verbose";
+	if (s->hm_hint_mib) {
+		sargs[k++] = "--agent";
+		sargs[k++] = src->agent_path;
+	}
+	sfmt(extra, sizeof(extra), "%s", s->hm_args ? s->hm_args : "");
+	for (char *tok = strtok(extra, " "); tok && k < 38;
+	     tok = strtok(NULL, " "))
+		sargs[k++] = tok;
+	sargs[k] = NULL;
+	sp = spawn_hintmig(sargs, g_send_log);
+	if (sp < 0) {
+		fail_set(r, "cannot start hintmig send: %s", strerror(errno));
+		kill(rp, SIGKILL);
+		waitpid(rp, NULL, 0);
+		return -1;
+	}
+	end = mono_s() + tmo_ms(600) / 1000.0;
+	r->hm_send_rc = wait_child(sp, end);
+	r->hm_recv_rc = wait_child(rp, r->hm_send_rc == 0
+					   ? mono_s() + tmo_ms(120) / 1000.0
+					   : mono_s() + 5);
+	if (r->hm_send_rc || r->hm_recv_rc) {
+		fail_set(r, "hintmig send exited %d, hintmig recv exited %d "
+			 "(logs: %s, %s)", r->hm_send_rc, r->hm_recv_rc,
+			 g_send_log, g_recv_log);
+		return -1;
+	}
+	j = json_object_from_file(json);
+	if (!j) {
+		fail_set(r, "hintmig send wrote no JSON summary %s", json);
+		return -1;
+	}
+	read_stats(j, &r->mig);
+	ram = hm_json_obj(j, "ram");
+	r->mig.skipped = hm_json_int(ram, "skipped-hinted", -1);
+	r->hm_qemu_downtime_ms = hm_json_int(hm_json_obj(j, "qemu"),
+					     "downtime", -1);
+	r->hm_device_bytes = hm_json_int(hm_json_obj(j, "qemu"),
+					 "device-state-bytes", -1);
+	json_object_put(j);
+	if (strcmp(r->mig.status, "completed")) {
+		fail_set(r, "hintmig send: status %s", r->mig.status);
+		return -1;
+	}
+	r->migrated = 1;
+	note("%s: hintmig: QEMU's own part %lld bytes, QEMU's downtime %lld "
+	     "ms", s->name, r->hm_device_bytes, r->hm_qemu_downtime_ms);
+	return 0;
+}
+
+static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
+		     struct hm_proxy **proxyp)
+{
+	struct hm_vm *src = &g_vm[0], *dst = &g_vm[1];
+	char err[768], status[64];
+	struct json_object *res;
+	int dst_port;
+	uint64_t mem = s->mem_bytes ? s->mem_bytes : HM_QEMU_DEFAULT_MEM;
+	const char *emem = getenv("HM_QEMU_MEM_KIB");
+	double t;
+
+	if (emem && *emem)
+		mem = strtoull(emem, NULL, 0) << 10;
+	struct vm_opts o = { .accel = g_accel, .mem = mem, .balloon = s->balloon,
+			     .fill = s->fill_mib, .ws = s->ws_mib,
+			     .st = s->static_mib, .hot = s->hot_kib,
+			     .hotreps = s->hot_reps,
+			     .shared_ram = s->hintmig ? 1 + !!s->hm_memfd : 0,
+			     .hint_mib = s->hm_hint_mib };
+
+	sfmt(r->accel, sizeof(r->accel), "%s", g_accel);
+
+	/* destination first: paused (-S), incoming deferred to pick a port */
+	o.role = "destination";
+	o.incoming = 1;
+	if (vm_launch(dst, &o, err, sizeof(err)) ||
+	    vm_connect(dst, err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	dst_port = s->hintmig ? 0 : dst_incoming(dst, r);
+	if (dst_port < 0)
+		return -1;
+	o.role = "source";
+	o.incoming = 0;
+	t = mono_s();
+	if (vm_launch(src, &o, err, sizeof(err)) ||
+	    vm_connect(src, err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	res = hm_qmp_exec(src->qmp, "query-version", NULL, tmo_ms(30));
+	{
+		struct json_object *q = hm_json_obj(res, "qemu");
+
+		r->qemu_major = (int)hm_json_int(q, "major", 0);
+		r->qemu_minor = (int)hm_json_int(q, "minor", 0);
+		r->qemu_micro = (int)hm_json_int(q, "micro", 0);
+	}
+	json_object_put(res);
+	res = hm_qmp_exec(src->qmp, "query-memory-size-summary", NULL,
+			  tmo_ms(30));
+	r->ram_size = (uint64_t)hm_json_int(res, "base-memory", 0);
+	json_object_put(res);
+	if (r->ram_size != mem) {
+		fail_set(r, "QEMU made the guest RAM %" PRIu64 " bytes, not "
+			 "the %" PRIu64 " asked for", r->ram_size, mem);
+		return -1;
+	}
+	if (wait_rounds(src, 1, s->settle_rounds, 240, err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	r->boot_s = mono_s() - t;
+	note("%s: source guest ready in %.1f s (%s, %" PRIu64 " KiB RAM)",
+	     s->name, r->boot_s, g_accel, mem >> 10);
+	if (src->log.errors) {
+		fail_set(r, "source guest reported an error before the "
+			 "migration: %s", src->log.first_error);
+		return -1;
+	}
+
+	t = mono_s();
+	if (s->hintmig ? migrate_by_hintmig(s, r, src, dst)
+		       : migrate_by_qemu(s, r, proxyp, src, dst, dst_port))
+		return -1;
 	r->migrate_s = mono_s() - t;
 	note("%s: migration completed in %.1f s: total %lld ms, downtime %lld "
 	     "ms, %lld normal + %lld duplicate pages, %lld MiB transferred",
@@ -1078,13 +1315,21 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		unsigned char pat[32];
 		size_t plen = hm_corrupt_pattern(pat, sizeof(pat));
 
+		/* hintmig runs on a RAM file: compare the files
+		 * themselves, every byte of the block by its offset (the
+		 * pages under the VGA window and option ROMs included) */
+		int files = s->hintmig && !s->hm_memfd;
+		const char *sp = files ? src->ram_path : g_dump_src;
+		const char *dp = files ? dst->ram_path : g_dump_dst;
+
 		t = mono_s();
-		if (dump_ram(src, g_dump_src, mem, err, sizeof(err)) ||
-		    dump_ram(dst, g_dump_dst, mem, err, sizeof(err))) {
+		if (!files &&
+		    (dump_ram(src, g_dump_src, mem, err, sizeof(err)) ||
+		     dump_ram(dst, g_dump_dst, mem, err, sizeof(err)))) {
 			fail_set(r, "%s", err);
 			return -1;
 		}
-		if (hm_ramcmp_files(g_dump_src, g_dump_dst, mem,
+		if (hm_ramcmp_files(sp, dp, mem,
 				    s->balloon == HM_BALLOON_HINT, pat, plen,
 				    &r->cmp, err, sizeof(err))) {
 			fail_set(r, "%s", err);
@@ -1309,5 +1554,9 @@ void hm_print_logs(void)
 			   g_vm[i].serial_path, 25);
 		print_tail(i ? "destination QEMU" : "source QEMU",
 			   g_vm[i].log_path, 10);
+	}
+	if (g_send_log[0]) {
+		print_tail("hintmig send", g_send_log, 30);
+		print_tail("hintmig recv", g_recv_log, 30);
 	}
 }

@@ -42,6 +42,16 @@ struct hm_scenario {
 	int compare;              /* dump both RAMs and compare */
 	unsigned rounds_after;    /* workload rounds to see on the destination */
 	int expect_hint;          /* check that hinting was active */
+	/* hintmig moves the RAM: both QEMUs get their RAM from a shared
+	 * memory-backend-file on /dev/shm, `hintmig recv --qemu` and
+	 * `hintmig send --qemu` run beside them, QEMU moves only the device
+	 * state (x-ignore-shared); the two RAM files are compared. */
+	int hintmig;
+	const char *hm_args;      /* more `hintmig send` options, or NULL */
+	int hm_memfd;             /* memory-backend-memfd instead of a file */
+	/* MiB of guest RAM that the workload's stand-in hint reporter
+	 * reports FREE over virtio-serial (hintmig send --agent); 0: none */
+	unsigned hm_hint_mib;
 };
 
 /* Fill the defaults of a scenario (sizes, rounds, compare on). */
@@ -69,6 +79,8 @@ struct hm_run_result {
 	uint64_t ram_size;        /* as QEMU reports it */
 	int qemu_major, qemu_minor, qemu_micro;
 	struct hm_mig_stats mig;
+	int hm_send_rc, hm_recv_rc; /* exit codes of hintmig send / recv */
+	long long hm_qemu_downtime_ms, hm_device_bytes; /* QEMU's own part */
 	long long converge_at_sync; /* sync count when converging was allowed */
 	int migrated;             /* source said "completed" */
 	int dst_paused;           /* destination reached "paused" */

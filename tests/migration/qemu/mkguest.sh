@@ -3,7 +3,8 @@
 #
 # Build (or find in the cache) the guest of the QEMU migration tests:
 # Debian's kernel plus an initramfs holding busybox-static, the virtio
-# modules the balloon needs and the hm-workload program.
+# modules the balloon and the hint agent's virtio-serial port need and the
+# hm-workload program.
 #
 #   mkguest.sh WORKLOAD CACHE_BASE
 #   mkguest.sh --check      (inputs present? for meson setup)
@@ -80,7 +81,7 @@ add_mod() { # path: its dependencies (deepest last in the list) first
 	for d in $rev; do add_mod "$d"; done
 	case " $order " in *" $1 "*) ;; *) order="$order $1" ;; esac
 }
-for m in virtio_pci virtio_balloon; do
+for m in virtio_pci virtio_balloon virtio_console; do
 	p=$(modpath $m)
 	[ -n "$p" ] || die "module $m not in $moddir/modules.dep"
 	add_mod "$p"

@@ -31,6 +31,10 @@ struct test {
 	enum kind kind;
 	enum hm_balloon balloon;
 	const char *what;
+	int hintmig;		/* hintmig moves the RAM */
+	const char *hm_args;	/* more hintmig send options */
+	int hm_memfd;		/* memory-backend-memfd */
+	unsigned hm_hint_mib;	/* the stand-in agent's hint region */
 };
 
 static const struct test tests[] = {
@@ -51,6 +55,20 @@ static const struct test tests[] = {
 	  HM_BALLOON_NONE,
 	  "512 MiB exactly (a 256 KiB multiple): QEMU < 9.0 under TCG loses "
 	  "dirty pages; the checks must catch it (not run by default)" },
+	{ "/hintmig/qemu/precopy/unix/plain", NORMAL, HM_BALLOON_NONE,
+	  "hintmig moves the RAM, QEMU the device state: RAM files identical, "
+	  "guest lives on", 1, NULL, 0 },
+	{ "/hintmig/qemu/precopy/unix/sync", NORMAL, HM_BALLOON_NONE,
+	  "the same with the sync tracker (Debian 12's kernel has no "
+	  "WP_ASYNC)", 1, "--tracker sync", 0 },
+	{ "/hintmig/qemu/precopy/unix/zstd-ch4", NORMAL, HM_BALLOON_NONE,
+	  "zstd, four channels", 1, "--compress zstd --channels 4", 0 },
+	{ "/hintmig/qemu/precopy/unix/memfd", NORMAL, HM_BALLOON_NONE,
+	  "memory-backend-memfd (QEMU 7.2's x-ignore-shared skips it)", 1,
+	  NULL, 1 },
+	{ "/hintmig/qemu/precopy/unix/agent-hints", NORMAL, HM_BALLOON_NONE,
+	  "FREE hints over virtio-serial from the workload's stand-in agent: "
+	  "pages differ only where hinted, guest lives on", 1, NULL, 0, 128 },
 };
 
 static void fail_with_logs(const char *why)
@@ -190,6 +208,10 @@ int main(int argc, char **argv)
 	hm_scenario_defaults(&s);
 	s.name = t->name;
 	s.balloon = t->balloon;
+	s.hintmig = t->hintmig;
+	s.hm_args = t->hm_args;
+	s.hm_memfd = t->hm_memfd;
+	s.hm_hint_mib = t->hm_hint_mib;
 	switch (t->kind) {
 	case NORMAL:
 		run_normal(t, &s);

@@ -27,6 +27,16 @@
  *   "HMW: ERROR ..." for failed checks (up to 8 a round) and
  *   "HMW: round N FAILED ..." for every round with a failed check.
  *
+ * 4. hint region (hm.hint=MiB, default 0): the stand-in of the in-guest
+ *    agent for hintmig's QEMU tests. A region written once with data and
+ *    never touched again; a child process reports its guest-physical pages
+ *    (from /proc/self/pagemap) as FREE hints over the virtio-serial port
+ *    org.hintmig.agent.0, in the hint channel protocol (docs/protocol.md),
+ *    at every request. The pages hold data but the workload never reads
+ *    them again, so the destination may hold anything there; the harness
+ *    checks that only such pages differ. "HMW: hint region ..." gives its
+ *    size and how many guest-physical ranges it spans.
+ *
  * Nothing here allocates after the start; the regions are mlocked so the
  * guest kernel does not move them (compaction) behind our back.
  */
@@ -37,6 +47,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/sysinfo.h>
 #include <time.h>
@@ -66,6 +78,7 @@ static const volatile unsigned char static_magic_x[16] = {
 static unsigned long opt_fill = 256, opt_ws = 32, opt_static = 4;
 static unsigned long opt_hot_kib = 0, opt_hot_reps = 64;
 static uint64_t opt_seed = 1;
+static unsigned long opt_hint = 0;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -169,6 +182,8 @@ static void parse_cmdline(void)
 			opt_hot_reps = strtoul(tok + 11, NULL, 0);
 		else if (!strncmp(tok, "hm.seed=", 8))
 			opt_seed = strtoull(tok + 8, NULL, 0);
+		else if (!strncmp(tok, "hm.hint=", 8))
+			opt_hint = strtoul(tok + 8, NULL, 0);
 	}
 }
 
@@ -325,6 +340,237 @@ static void *map_locked(size_t pages, const char *what)
 	return p;
 }
 
+/* ---- the stand-in hint reporter ------------------------------------------ */
+
+/* Hint channel frames (docs/protocol.md): 24-byte header, little-endian
+ * (x86: host order). */
+enum { HC_HELLO = 1, HC_REQUEST, HC_HINTS, HC_DONE, HC_STOP, HC_ACK, HC_BYE };
+#define HC_MAGIC 0x31484d48u
+#define HC_HDR 24u
+#define HC_MAX_RANGES 4096u
+#define HC_FREE 1u
+
+struct hc_hdr {
+	uint32_t magic;
+	uint16_t type, flags;
+	uint32_t len, reserved;
+	uint64_t epoch;
+} __attribute__((packed));
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *p, size_t n)
+{
+	char *c = p;
+
+	while (n) {
+		ssize_t r = read(fd, c, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int hc_send(int fd, uint16_t type, uint64_t epoch, const void *payload,
+		   uint32_t len)
+{
+	struct hc_hdr h = { HC_MAGIC, type, 0, len, 0, epoch };
+
+	if (write_all(fd, &h, sizeof(h)))
+		return -1;
+	return len ? write_all(fd, payload, len) : 0;
+}
+
+/* The region's pages as guest-physical ranges {gpa, len}, coalesced. */
+static size_t region_ranges(const char *base, size_t pages, uint64_t *out,
+			    size_t max)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	size_t n = 0;
+
+	if (fd < 0)
+		return 0;
+	for (size_t i = 0; i < pages; i++) {
+		uint64_t e, pfn, gpa;
+		off_t off = (off_t)(((uintptr_t)base / PAGE + i) * 8);
+
+		if (pread(fd, &e, 8, off) != 8 || !(e >> 63))
+			continue;
+		pfn = e & ((1ull << 55) - 1);
+		gpa = pfn * PAGE;
+		if (n && out[2 * (n - 1)] + out[2 * (n - 1) + 1] == gpa) {
+			out[2 * (n - 1) + 1] += PAGE;
+		} else if (n < max) {
+			out[2 * n] = gpa;
+			out[2 * n + 1] = PAGE;
+			n++;
+		}
+	}
+	close(fd);
+	return n;
+}
+
+static int open_agent_port(void)
+{
+	DIR *d = opendir("/sys/class/virtio-ports");
+	struct dirent *e;
+	int fd = -1;
+
+	while (d && (e = readdir(d))) {
+		char path[300], name[64] = "";
+		int nf;
+		ssize_t n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name",
+			 e->d_name);
+		nf = open(path, O_RDONLY);
+		if (nf < 0)
+			continue;
+		n = read(nf, name, sizeof(name) - 1);
+		close(nf);
+		name[n > 0 ? n : 0] = 0;
+		if (strncmp(name, "org.hintmig.agent.0", 19))
+			continue;
+		snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+		fd = open(path, O_RDWR);
+		break;
+	}
+	if (d)
+		closedir(d);
+	return fd;
+}
+
+/* The child: wait for the host end of the port, say HELLO, answer every
+ * REQUEST with the region's ranges as FREE hints and DONE. */
+static void hint_reporter(const char *base, size_t pages)
+{
+	static uint64_t ranges[2 * HC_MAX_RANGES];
+	static unsigned char buf[16 + 16 * HC_MAX_RANGES];
+	int fd;
+
+	for (int i = 0; (fd = open_agent_port()) < 0; i++) {
+		if (i == 50) {
+			say("ERROR hint reporter: no virtio-serial port "
+			    "org.hintmig.agent.0");
+			_exit(1);
+		}
+		usleep(100000);
+	}
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		/* version u16, reserved u16, page size u32, poison u32,
+		 * poison byte u8, reserved u8[7] */
+		unsigned char hello[20] = { 0 };
+		struct hc_hdr h;
+
+		/* POLLHUP while no host program holds the chardev */
+		if (poll(&p, 1, 200) < 0 || (p.revents & POLLHUP)) {
+			usleep(100000);
+			continue;
+		}
+		hello[0] = 1; /* version u16 */
+		hello[4] = 0x00, hello[5] = 0x10; /* page size 4096 u32 */
+		if (hc_send(fd, HC_HELLO, 0, hello, sizeof(hello)))
+			continue;
+		while (read_all(fd, &h, sizeof(h)) == 0) {
+			if (h.magic != HC_MAGIC || h.len > sizeof(buf) ||
+			    read_all(fd, buf, h.len))
+				break;
+			if (h.type == HC_BYE)
+				break;
+			if (h.type != HC_REQUEST)
+				continue;
+			{
+				uint32_t max = 0, k, cnt;
+				size_t n = region_ranges(base, pages, ranges,
+							 HC_MAX_RANGES);
+
+				memcpy(&max, buf, 4);
+				if (!max || max > HC_MAX_RANGES)
+					max = HC_MAX_RANGES;
+				for (k = 0; k < n; k += cnt) {
+					uint32_t kind = HC_FREE;
+
+					cnt = (uint32_t)(n - k) < max
+						      ? (uint32_t)(n - k) : max;
+					memcpy(buf, &kind, 4);
+					memcpy(buf + 4, &cnt, 4);
+					memcpy(buf + 8, &ranges[2 * k],
+					       16u * cnt);
+					if (hc_send(fd, HC_HINTS, h.epoch, buf,
+						    8 + 16 * cnt))
+						break;
+				}
+				hc_send(fd, HC_DONE, h.epoch, NULL, 0);
+			}
+		}
+		/* the host went away: wait for the next one */
+		usleep(100000);
+	}
+}
+
+static void hint_region_start(void)
+{
+	size_t pages = (opt_hint << 20) / PAGE, n;
+	static uint64_t ranges[2 * HC_MAX_RANGES];
+	char *base;
+	pid_t pid;
+
+	if (!pages)
+		return;
+	/* shared: the child sees the same pages; unevictable pages are not
+	 * moved by compaction with this off */
+	int fd = open("/proc/sys/vm/compact_unevictable_allowed", O_WRONLY);
+	if (fd >= 0) {
+		if (write(fd, "0", 1) != 1)
+			say("warning: compact_unevictable_allowed");
+		close(fd);
+	}
+	base = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED) {
+		say("ERROR cannot map the hint region: %s", strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < pages; i++)
+		memset(base + i * PAGE, 0xa5 ^ (int)(i & 0x3f), PAGE);
+	if (mlock(base, pages * PAGE))
+		say("warning: mlock of the hint region failed: %s",
+		    strerror(errno));
+	n = region_ranges(base, pages, ranges, HC_MAX_RANGES);
+	say("hint region pages=%zu ranges=%zu", pages, n);
+	pid = fork();
+	if (pid == 0) {
+		hint_reporter(base, pages);
+		_exit(0);
+	}
+	if (pid < 0)
+		say("ERROR cannot start the hint reporter: %s",
+		    strerror(errno));
+}
+
 int main(void)
 {
 	struct region ws = { .name = "ws", .salt = 0 };
@@ -338,6 +584,7 @@ int main(void)
 	    (unsigned long long)opt_seed);
 
 	fill_and_free();
+	hint_region_start();
 
 	ws.pages = (opt_ws << 20) / PAGE;
 	hot.pages = (opt_hot_kib << 10) / PAGE;

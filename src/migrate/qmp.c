@@ -379,6 +379,30 @@ struct hm_qmp *hm_qmp_connect(const char *path, int timeout_ms, char *err,
 	return q;
 }
 
+void hm_qmp_forget(struct hm_qmp *q, unsigned long id_base)
+{
+	q->len = 0;
+	for (int i = 0; i < q->nevents; i++)
+		json_object_put(q->events[i]);
+	q->nevents = 0;
+	q->next_id = id_base;
+}
+
+pid_t hm_qmp_peer_pid(const struct hm_qmp *q)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(q->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -errno;
+	return cr.pid > 0 ? cr.pid : -ESRCH;
+}
+
+int hm_qmp_fd(const struct hm_qmp *q)
+{
+	return q->fd;
+}
+
 void hm_qmp_close(struct hm_qmp *q)
 {
 	if (!q)

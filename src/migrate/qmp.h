@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* A small QMP client (QEMU Machine Protocol) over a unix socket, on json-c.
  *
+ * Used by the QEMU guest backend (qemu.c) and by the QEMU test harness.
  * One connection per QEMU process, used from one thread.  Every call has a
  * timeout.  Asynchronous events that arrive while waiting for a command's
  * answer are queued and can be waited for with hm_qmp_wait_event(). */
@@ -9,6 +10,7 @@
 
 #include <json-c/json.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct hm_qmp;
 
@@ -18,6 +20,20 @@ struct hm_qmp;
 struct hm_qmp *hm_qmp_connect(const char *path, int timeout_ms, char *err,
 			      size_t errlen);
 void hm_qmp_close(struct hm_qmp *q);
+
+/* The process at the other end of the socket (SO_PEERCRED): QEMU's pid,
+ * or -errno. */
+pid_t hm_qmp_peer_pid(const struct hm_qmp *q);
+
+/* For a process that took over a connection another one used (a forked
+ * child after its parent died): drop what was buffered and queued, and
+ * number commands from id_base on, so that answers to the other process's
+ * commands are never taken for ours. */
+void hm_qmp_forget(struct hm_qmp *q, unsigned long id_base);
+
+/* The connection's socket, for a process that inherits it (the guardian
+ * of a QEMU migration, src/migrate/qemu.c). */
+int hm_qmp_fd(const struct hm_qmp *q);
 
 /* The reason of the last failed call on q. */
 const char *hm_qmp_error(const struct hm_qmp *q);
