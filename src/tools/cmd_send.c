@@ -486,7 +486,10 @@ static void send_usage(FILE *f)
 "  --memfd                 RAM is a memfd (MAP_SHARED)\n"
 "  --thp                   transparent huge pages on the guest RAM\n"
 "migration:\n"
-"  --hints none|free|isolated   free page hinting (default none)\n"
+"  --hints none|free|isolated   free page hinting (default none; with\n"
+"                          --agent: the agent's hints unless none)\n"
+"  --hint-timeout MS       how long a round waits for the guest's hints\n"
+"                          (default 1000)\n"
 "  --tracker auto|sync|async    write tracking mode (default auto)\n"
 "  --channels N            parallel streams (default: one per core)\n"
 "  --compress none|zstd    per batch (default none)\n"
@@ -525,7 +528,7 @@ enum {
 	OPT_TRACKER, OPT_CHANNELS, OPT_COMPRESS, OPT_BW, OPT_DOWNTIME,
 	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
-	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT,
+	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT,
 };
 
 static int bad(const char *opt, const char *val)
@@ -564,6 +567,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "qemu", required_argument, NULL, OPT_QEMU },
 		{ "qemu-uri", required_argument, NULL, OPT_QEMU_URI },
 		{ "agent", required_argument, NULL, OPT_AGENT },
+		{ "hint-timeout", required_argument, NULL, OPT_HINT_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t u;
@@ -678,6 +682,11 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 			break;
 		case OPT_AGENT:
 			o->agent = optarg;
+			break;
+		case OPT_HINT_TIMEOUT:
+			if (hm_parse_uint(optarg, 600000, &u))
+				return bad("hint-timeout", optarg);
+			o->mp.hint_timeout_ms = (unsigned)u;
 			break;
 		case OPT_HELP:
 			send_usage(stdout);

@@ -1127,6 +1127,24 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		fail_set(r, "cannot start hintmig recv: %s", strerror(errno));
 		return -1;
 	}
+	/* the source connects once: wait until recv listens */
+	for (end = mono_s() + tmo_ms(30) / 1000.0; access(addr + 5, F_OK);) {
+		int st;
+
+		if (waitpid(rp, &st, WNOHANG) == rp) {
+			fail_set(r, "hintmig recv exited before listening "
+				 "(log: %s)", g_recv_log);
+			return -1;
+		}
+		if (mono_s() > end) {
+			fail_set(r, "hintmig recv: no socket %s after 30 s",
+				 addr + 5);
+			kill(rp, SIGKILL);
+			waitpid(rp, NULL, 0);
+			return -1;
+		}
+		msleep(20);
+	}
 	sargs[k++] = "send";
 	sargs[k++] = "--qemu";
 	sargs[k++] = src->hm_qmp_path;
@@ -1330,7 +1348,9 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			return -1;
 		}
 		if (hm_ramcmp_files(sp, dp, mem,
-				    s->balloon == HM_BALLOON_HINT, pat, plen,
+				    s->balloon == HM_BALLOON_HINT ||
+					    s->hm_hint_mib,
+				    pat, plen,
 				    &r->cmp, err, sizeof(err))) {
 			fail_set(r, "%s", err);
 			return -1;
@@ -1444,6 +1464,22 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 	if (!r->dst_alive) {
 		sfmt(why, len, "destination guest did not go on");
 		return -1;
+	}
+	if (s->hm_hint_mib) {
+		uint64_t hint_pages = ((uint64_t)s->hm_hint_mib << 20) / 4096;
+
+		/* Only the stand-in agent's region is hinted: it holds data
+		 * on the source (never sent: zero on the destination) and the
+		 * workload never reads it again. Every page of it must have
+		 * been left out, and nothing else may differ. */
+		if (!r->compared || r->cmp.zero_on_dst != hint_pages ||
+		    r->mig.skipped < (long long)hint_pages) {
+			sfmt(why, len, "agent hints: %" PRIu64 " pages differ "
+			     "(zero on the destination), %lld skipped as "
+			     "hinted; the hint region has %" PRIu64 " pages",
+			     r->cmp.zero_on_dst, r->mig.skipped, hint_pages);
+			return -1;
+		}
 	}
 	if (s->expect_hint) {
 		uint64_t fill_pages = ((uint64_t)s->fill_mib << 20) / 4096;

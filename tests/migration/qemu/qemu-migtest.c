@@ -68,7 +68,8 @@ static const struct test tests[] = {
 	  NULL, 1 },
 	{ "/hintmig/qemu/precopy/unix/agent-hints", NORMAL, HM_BALLOON_NONE,
 	  "FREE hints over virtio-serial from the workload's stand-in agent: "
-	  "pages differ only where hinted, guest lives on", 1, NULL, 0, 128 },
+	  "pages differ only where hinted, guest lives on", 1,
+	  "--hint-timeout 20000", 0, 128 },
 };
 
 static void fail_with_logs(const char *why)

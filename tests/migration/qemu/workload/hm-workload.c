@@ -410,6 +410,10 @@ static size_t region_ranges(const char *base, size_t pages, uint64_t *out,
 
 	if (fd < 0)
 		return 0;
+	/* a forked child does not inherit the page table entries of a
+	 * shared mapping: read each page once to map it here too */
+	for (size_t i = 0; i < pages; i++)
+		(void)*(const volatile char *)(base + i * PAGE);
 	for (size_t i = 0; i < pages; i++) {
 		uint64_t e, pfn, gpa;
 		off_t off = (off_t)(((uintptr_t)base / PAGE + i) * 8);
