@@ -353,6 +353,33 @@ static int check_devices(struct hm_qemu *q)
 	}
 	if (ret < 0)
 		return ret;
+	/* Network back-ends that write guest RAM from elsewhere: vhost-user
+	 * (another process), vhost-vdpa (device DMA). */
+	r = hm_qmp_execf(q->qmp, (int)q->tmo, "human-monitor-command",
+			 "{\"command-line\": \"info network\"}");
+	if (r && json_object_get_string(r)) {
+		const char *t = json_object_get_string(r);
+		const char *bad = strstr(t, "type=vhost-user");
+
+		if (!bad)
+			bad = strstr(t, "type=vhost-vdpa");
+		if (bad) {
+			const char *ls = bad;
+
+			while (ls > t && ls[-1] != '\n')
+				ls--;
+			ret = qfail(q, -EXDEV, "network back-end '%.*s': "
+				    "%s writes guest RAM outside QEMU's page "
+				    "tables, which userfaultfd-wp cannot see "
+				    "(R10): hintmig refuses this guest",
+				    (int)strcspn(ls, "\r\n"), ls,
+				    strstr(bad, "vdpa") ? "vhost-vdpa device DMA"
+							: "a vhost-user back-end");
+		}
+	}
+	json_object_put(r);
+	if (ret < 0)
+		return ret;
 	/* Disks opened with O_DIRECT: reads complete into guest RAM by DMA,
 	 * possibly after a harvest (R10). */
 	r = hm_qmp_exec(q->qmp, "query-block", NULL, (int)q->tmo);
@@ -366,13 +393,13 @@ static int check_devices(struct hm_qemu *q)
 					      : NULL;
 
 		if (d && json_object_get_boolean(d))
-			ret = qfail(q, -EXDEV, "disk %s: opened with "
-				    "cache.direct=on (O_DIRECT): reads land in "
-				    "guest RAM by DMA, which userfaultfd-wp "
-				    "cannot see (R10); use a cache mode "
-				    "without direct I/O",
-				    hm_json_str(b, "qdev",
-						hm_json_str(b, "device", "?")));
+			ret = qfail(q, -EXDEV, "disk %s (drive %s): opened "
+				    "with cache.direct=on (O_DIRECT): reads "
+				    "land in guest RAM by DMA, which "
+				    "userfaultfd-wp cannot see (R10); use a "
+				    "cache mode without direct I/O",
+				    hm_json_str(b, "qdev", "?"),
+				    hm_json_str(b, "device", "?"));
 	}
 	json_object_put(r);
 	return ret;
@@ -627,8 +654,15 @@ static int find_ram(struct hm_qemu *q)
 		return n;
 	ret = memdev_shared(q, q->memdev);
 	if (ret == 0)
-		return qfail(q, -EMEDIUMTYPE, "memory backend '%s' is not "
-			     "shared: add share=on to it", q->memdev);
+		return qfail(q, -EMEDIUMTYPE, "guest RAM '%s' is private to "
+			     "QEMU%s: hintmig reads and fills it from outside "
+			     "and needs it shared, e.g. -object "
+			     "memory-backend-file,id=mem,size=SIZE,"
+			     "mem-path=/dev/shm/NAME,share=on -machine "
+			     "memory-backend=mem (or memory-backend-memfd, or "
+			     "share=on on your backend)", q->memdev,
+			     strcmp(q->memdev, "pc.ram") ? ""
+			     : " (plain -m makes this private backend)");
 	ret = ramblock_info(q, q->memdev, &used, &psize);
 	if (ret < 0)
 		return ret;

@@ -810,6 +810,15 @@ int hm_cmd_send(int argc, char **argv)
 			goto out;
 		}
 		sum.qemu = true;
+		/* Test hook of the QEMU suite's fault tests: die here, the
+		 * way any SIGKILL would, after attaching and before
+		 * tracking. */
+		{
+			const char *die = getenv("HINTMIG_TEST_DIE_AT");
+
+			if (die && !strcmp(die, "attached"))
+				raise(SIGKILL);
+		}
 		{
 			size_t nb;
 			const struct hm_ram_block *b = hm_qemu_blocks(q, &nb);

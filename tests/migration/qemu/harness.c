@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -335,6 +336,8 @@ struct vm_opts {
 	int incoming;
 	int shared_ram;	/* 1: memory-backend-file on /dev/shm, 2: memfd */
 	unsigned hint_mib; /* the workload's hint region; agent port */
+	int hm_monitor;	/* a second QMP monitor for hintmig */
+	int direct_disk; /* a virtio-blk disk opened with O_DIRECT */
 	unsigned fill, ws, st, hot, hotreps;
 };
 
@@ -351,7 +354,7 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 	char mem[32], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16];
 	char append[512], serial[PATH_MAX + 16], qmp[PATH_MAX + 32];
 	char name[64], accel[32], hmqmp[PATH_MAX + 32], ramobj[PATH_MAX + 128];
-	char machine[64], agentdev[PATH_MAX + 64];
+	char machine[64], agentdev[PATH_MAX + 64], drive[PATH_MAX + 96];
 	const char *cpu = getenv("HM_QEMU_CPU");
 	const char *argv[64];
 	int a = 0;
@@ -417,10 +420,33 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 	if (o->shared_ram) {
 		argv[a++] = "-object";
 		argv[a++] = ramobj;
+	}
+	if (o->hm_monitor) {
 		sfmt(hmqmp, sizeof(hmqmp), "unix:%s,server=on,wait=off",
 		     vm->hm_qmp_path);
 		argv[a++] = "-qmp";
 		argv[a++] = hmqmp;
+	}
+	if (o->direct_disk) {
+		char disk[PATH_MAX + 16];
+		int dfd;
+
+		sfmt(disk, sizeof(disk), "%s/%s-disk.raw", g_tmpdir, o->role);
+		dfd = open(disk, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			   0644);
+		if (dfd < 0 || ftruncate(dfd, 1 << 20)) {
+			sfmt(err, errlen, "%s: %s", disk, strerror(errno));
+			if (dfd >= 0)
+				close(dfd);
+			return -1;
+		}
+		close(dfd);
+		sfmt(drive, sizeof(drive), "file=%s,format=raw,if=none,id=d0,"
+		     "cache.direct=on", disk);
+		argv[a++] = "-drive";
+		argv[a++] = drive;
+		argv[a++] = "-device";
+		argv[a++] = "virtio-blk-pci,drive=d0,id=disk0";
 	}
 	argv[a++] = "-accel";
 	argv[a++] = accel;
@@ -1038,7 +1064,8 @@ static int migrate_by_qemu(const struct hm_scenario *s,
 }
 
 /* Run `hintmig ARGS...` in the background, its output into log. */
-static pid_t spawn_hintmig(const char *const *args, const char *log)
+static pid_t spawn_hintmig(const char *const *args, const char *log,
+			   const char *die_at)
 {
 	const char *argv[48];
 	int a = 0, fd;
@@ -1065,6 +1092,8 @@ static pid_t spawn_hintmig(const char *const *args, const char *log)
 		dup2(fd, 2);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
+		if (die_at)
+			setenv("HINTMIG_TEST_DIE_AT", die_at, 1);
 		execv(argv[0], (char *const *)argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -1097,6 +1126,253 @@ static int wait_child(pid_t pid, double deadline)
 
 static char g_send_log[PATH_MAX], g_recv_log[PATH_MAX];
 
+/* Does process pid hold a userfaultfd? 1 yes, 0 no, -1 unreadable. */
+static int holds_userfaultfd(pid_t pid)
+{
+	char dir[64], path[PATH_MAX + 80], link[128];
+	struct dirent *e;
+	int found = 0;
+	DIR *d;
+
+	sfmt(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		sfmt(path, sizeof(path), "%s/%s", dir, e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strstr(link, "userfaultfd"))
+			found = 1;
+	}
+	closedir(d);
+	return found;
+}
+
+/* The source QEMU's migration status (harness monitor) into out. */
+static int src_migrate_status(struct hm_vm *vm, char *out, size_t len)
+{
+	struct json_object *r = hm_qmp_exec(vm->qmp, "query-migrate", NULL,
+					    tmo_ms(30));
+
+	if (!r)
+		return -1;
+	sfmt(out, len, "%s", hm_json_str(r, "status", "none"));
+	json_object_put(r);
+	return 0;
+}
+
+/* After a failed or refused migration: the source guest runs on, QEMU
+ * running with no migration left, its capabilities off, no userfaultfd
+ * left in it (R9), and the workload verifying round after round (a vCPU
+ * blocked on a write fault would stop it). st: the last migration
+ * status. */
+static int source_intact(const struct hm_scenario *s, struct hm_run_result *r,
+			 struct hm_vm *src, char *st, size_t stlen)
+{
+	struct json_object *caps;
+	char err[512];
+	double end;
+	long long base;
+	int rc;
+
+	(void)s;
+	/* the source guest runs on: QEMU running with no migration left */
+	for (end = mono_s() + tmo_ms(60) / 1000.0;;) {
+		char rs[64] = "";
+
+		if (src_migrate_status(src, st, stlen) == 0 &&
+		    query_status(src, rs, sizeof(rs)) == 0 &&
+		    strcmp(st, "pre-switchover") && strcmp(st, "active") &&
+		    strcmp(st, "setup") && strcmp(st, "cancelling") &&
+		    strcmp(st, "device") && !strcmp(rs, "running"))
+			break;
+		if (mono_s() > end) {
+			fail_set(r, "source QEMU not running again 60 s after "
+				 "the fault: state %s, migration %s", rs, st);
+			return -1;
+		}
+		msleep(50);
+	}
+	/* the guardian restores the capabilities after a kill; give it the
+	 * time its QMP round trips take */
+	for (end = mono_s() + tmo_ms(30) / 1000.0;;) {
+		int on = 0;
+
+		caps = hm_qmp_exec(src->qmp, "query-migrate-capabilities", NULL,
+				   tmo_ms(30));
+		for (size_t i = 0; caps && i < json_object_array_length(caps);
+		     i++) {
+			struct json_object *c = json_object_array_get_idx(caps,
+									  i);
+			const char *n = hm_json_str(c, "capability", "");
+			struct json_object *v = json_object_object_get(c,
+								       "state");
+
+			if ((!strcmp(n, "x-ignore-shared") ||
+			     !strcmp(n, "pause-before-switchover")) &&
+			    v && json_object_get_boolean(v))
+				on = 1;
+		}
+		json_object_put(caps);
+		if (!on)
+			break;
+		if (mono_s() > end) {
+			fail_set(r, "source QEMU still has x-ignore-shared or "
+				 "pause-before-switchover on after the fault");
+			return -1;
+		}
+		msleep(100);
+	}
+	rc = holds_userfaultfd(src->pid);
+	if (rc != 0) {
+		fail_set(r, "source QEMU %s a userfaultfd after the fault (R9)",
+			 rc > 0 ? "still holds" : "cannot be checked for");
+		return -1;
+	}
+	vm_serial_update(src);
+	base = src->log.errors;
+	if (wait_rounds(src, 0, 4, 120, err, sizeof(err))) {
+		fail_set(r, "source guest after the fault: %s", err);
+		return -1;
+	}
+	if (src->log.errors != base || src->log.failed_rounds) {
+		fail_set(r, "source guest reported after the fault: %s",
+			 src->log.first_error);
+		return -1;
+	}
+	return 0;
+}
+
+/* A hintmig migration with a failure injected (s->fault): then the source
+ * guest must run on, unharmed: QEMU running, no migration left, its
+ * capabilities off again, no userfaultfd left in QEMU (R9), and the
+ * workload verifying round after round (a vCPU blocked on a write fault
+ * would stop it). */
+static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
+		     struct hm_vm *src, struct hm_vm *dst,
+		     const char *const *sargs, pid_t rp)
+{
+	static const char *const die_at[] = {
+		[HM_FAULT_KILL_SEND_ATTACHED] = "attached",
+	};
+	const char *die = (size_t)s->fault < sizeof(die_at) / sizeof(die_at[0])
+				  ? die_at[s->fault] : NULL;
+	char st[64] = "";
+	double t0 = mono_s(), end = t0 + tmo_ms(300) / 1000.0;
+	pid_t sp = spawn_hintmig(sargs, g_send_log, die);
+	int killed = 0;
+
+	if (sp < 0) {
+		fail_set(r, "cannot start hintmig send: %s", strerror(errno));
+		return -1;
+	}
+	/* inject the fault */
+	while (!killed && mono_s() < end) {
+		int ws;
+
+		if (waitpid(sp, &ws, WNOHANG) == sp) {
+			sp = -1;
+			killed = die != NULL; /* it killed itself */
+			break;
+		}
+		switch (s->fault) {
+		case HM_FAULT_KILL_SEND_ROUND:
+			/* round 1 runs for seconds at the scenario's
+			 * bandwidth: kill it well inside */
+			if (mono_s() - t0 > 2.0) {
+				kill(sp, SIGKILL);
+				killed = 1;
+			}
+			break;
+		case HM_FAULT_KILL_SEND_PRESWITCHOVER:
+			if (src_migrate_status(src, st, sizeof(st)) == 0 &&
+			    !strcmp(st, "pre-switchover")) {
+				kill(sp, SIGKILL);
+				killed = 1;
+			}
+			break;
+		case HM_FAULT_KILL_DST_QEMU:
+			if (mono_s() - t0 > 2.0) {
+				kill(dst->pid, SIGKILL);
+				killed = 1;
+			}
+			break;
+		case HM_FAULT_KILL_RECV:
+			if (mono_s() - t0 > 2.0) {
+				kill(rp, SIGKILL);
+				killed = 1;
+			}
+			break;
+		default:
+			break;
+		}
+		msleep(s->fault == HM_FAULT_KILL_SEND_PRESWITCHOVER ? 1 : 20);
+	}
+	if (!killed) {
+		fail_set(r, "the fault was not injected (hintmig send %s)",
+			 sp < 0 ? "ended first" : "ran too long");
+		if (sp > 0)
+			kill(sp, SIGKILL);
+		kill(rp, SIGKILL);
+		waitpid(rp, NULL, 0);
+		if (sp > 0)
+			waitpid(sp, NULL, 0);
+		return -1;
+	}
+	note("%s: fault injected after %.1f s%s%s", s->name, mono_s() - t0,
+	     st[0] ? ", source QEMU migration status " : "", st);
+	r->hm_send_rc = sp > 0 ? wait_child(sp, mono_s() + 120) : -1;
+	kill(rp, SIGKILL);
+	r->hm_recv_rc = wait_child(rp, mono_s() + 10);
+	if (source_intact(s, r, src, st, sizeof(st)))
+		return -1;
+	r->fault_recovered = 1;
+	note("%s: source guest running on: migration %s, capabilities off, "
+	     "no userfaultfd in QEMU, 4 more verified rounds; hintmig send "
+	     "exit %d", s->name, st, r->hm_send_rc);
+	return 0;
+}
+
+/* A guest hintmig must refuse: `hintmig send` exits 4 (setup) naming
+ * what to change, before it touched anything, and the source runs on. */
+static int refuse_run(const struct hm_scenario *s, struct hm_run_result *r,
+		      struct hm_vm *src, const char *const *sargs, pid_t rp)
+{
+	char st[64] = "", log[8192] = "";
+	pid_t sp = spawn_hintmig(sargs, g_send_log, NULL);
+	ssize_t n;
+	int fd;
+
+	(void)rp; /* none: a refused guest never gets that far */
+	if (sp < 0) {
+		fail_set(r, "cannot start hintmig send: %s", strerror(errno));
+		return -1;
+	}
+	r->hm_send_rc = wait_child(sp, mono_s() + tmo_ms(120) / 1000.0);
+	fd = open(g_send_log, O_RDONLY | O_CLOEXEC);
+	n = fd >= 0 ? read(fd, log, sizeof(log) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	log[n > 0 ? n : 0] = 0;
+	if (r->hm_send_rc != 4 || !strstr(log, s->refuse)) {
+		fail_set(r, "hintmig send exited %d (expected 4, a refusal "
+			 "naming \"%s\"): %.300s", r->hm_send_rc, s->refuse,
+			 log);
+		return -1;
+	}
+	note("%s: refused as it must be: %.*s", s->name,
+	     (int)strcspn(log, "\n"), log);
+	if (source_intact(s, r, src, st, sizeof(st)))
+		return -1;
+	r->fault_recovered = 1;
+	return 0;
+}
+
 /* hintmig moves the RAM, QEMU the device state: `hintmig recv --qemu`
  * on the destination's second monitor, `hintmig send --qemu` on the
  * source's; the summary JSON fills r->mig. */
@@ -1122,13 +1398,14 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	rargs[n++] = addr;
 	rargs[n++] = "--verbose";
 	rargs[n] = NULL;
-	rp = spawn_hintmig(rargs, g_recv_log);
+	rp = s->refuse ? 0 : spawn_hintmig(rargs, g_recv_log, NULL);
 	if (rp < 0) {
 		fail_set(r, "cannot start hintmig recv: %s", strerror(errno));
 		return -1;
 	}
 	/* the source connects once: wait until recv listens */
-	for (end = mono_s() + tmo_ms(30) / 1000.0; access(addr + 5, F_OK);) {
+	for (end = mono_s() + tmo_ms(30) / 1000.0;
+	     !s->refuse && access(addr + 5, F_OK);) {
 		int st;
 
 		if (waitpid(rp, &st, WNOHANG) == rp) {
@@ -1162,7 +1439,11 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	     tok = strtok(NULL, " "))
 		sargs[k++] = tok;
 	sargs[k] = NULL;
-	sp = spawn_hintmig(sargs, g_send_log);
+	if (s->fault)
+		return fault_run(s, r, src, dst, sargs, rp);
+	if (s->refuse)
+		return refuse_run(s, r, src, sargs, rp);
+	sp = spawn_hintmig(sargs, g_send_log, NULL);
 	if (sp < 0) {
 		fail_set(r, "cannot start hintmig send: %s", strerror(errno));
 		kill(rp, SIGKILL);
@@ -1220,8 +1501,11 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			     .fill = s->fill_mib, .ws = s->ws_mib,
 			     .st = s->static_mib, .hot = s->hot_kib,
 			     .hotreps = s->hot_reps,
-			     .shared_ram = s->hintmig ? 1 + !!s->hm_memfd : 0,
-			     .hint_mib = s->hm_hint_mib };
+			     .shared_ram = s->hintmig && !s->private_ram
+						   ? 1 + !!s->hm_memfd : 0,
+			     .hint_mib = s->hm_hint_mib,
+			     .hm_monitor = s->hintmig,
+			     .direct_disk = s->direct_disk };
 
 	sfmt(r->accel, sizeof(r->accel), "%s", g_accel);
 
@@ -1279,6 +1563,8 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 	if (s->hintmig ? migrate_by_hintmig(s, r, src, dst)
 		       : migrate_by_qemu(s, r, proxyp, src, dst, dst_port))
 		return -1;
+	if (s->fault || s->refuse)
+		return r->fault_recovered ? 0 : -1;
 	r->migrate_s = mono_s() - t;
 	note("%s: migration completed in %.1f s: total %lld ms, downtime %lld "
 	     "ms, %lld normal + %lld duplicate pages, %lld MiB transferred",
@@ -1431,6 +1717,14 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 	if (r->failure[0]) {
 		sfmt(why, len, "%s", r->failure);
 		return -1;
+	}
+	if (s->fault || s->refuse) {
+		if (!r->fault_recovered) {
+			sfmt(why, len, "source guest not shown intact after "
+			     "the fault");
+			return -1;
+		}
+		return 0;
 	}
 	if (!r->migrated || !r->dst_paused) {
 		sfmt(why, len, "migration did not complete");

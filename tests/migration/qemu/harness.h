@@ -52,6 +52,23 @@ struct hm_scenario {
 	/* MiB of guest RAM that the workload's stand-in hint reporter
 	 * reports FREE over virtio-serial (hintmig send --agent); 0: none */
 	unsigned hm_hint_mib;
+	/* A failure injected into a hintmig migration; the run then checks
+	 * that the source guest runs on intact instead of comparing RAM. */
+	enum hm_fault {
+		HM_FAULT_NONE,
+		HM_FAULT_KILL_SEND_ATTACHED,	/* SIGKILL hintmig send after
+						 * attach, before tracking */
+		HM_FAULT_KILL_SEND_ROUND,	/* ... during round 1 */
+		HM_FAULT_KILL_SEND_PRESWITCHOVER, /* ... with QEMU at
+						 * pre-switchover */
+		HM_FAULT_KILL_DST_QEMU,		/* destination QEMU killed */
+		HM_FAULT_KILL_RECV,		/* hintmig recv killed */
+	} fault;
+	/* A guest hintmig must refuse before anything starts: `hintmig send`
+	 * exits 4 with this text in its message, the source runs on. */
+	const char *refuse;
+	int private_ram;          /* plain -m: no shared memory backend */
+	int direct_disk;          /* a virtio-blk disk with cache.direct=on */
 };
 
 /* Fill the defaults of a scenario (sizes, rounds, compare on). */
@@ -81,6 +98,7 @@ struct hm_run_result {
 	struct hm_mig_stats mig;
 	int hm_send_rc, hm_recv_rc; /* exit codes of hintmig send / recv */
 	long long hm_qemu_downtime_ms, hm_device_bytes; /* QEMU's own part */
+	int fault_recovered;      /* fault runs: source running, intact */
 	long long converge_at_sync; /* sync count when converging was allowed */
 	int migrated;             /* source said "completed" */
 	int dst_paused;           /* destination reached "paused" */

@@ -24,7 +24,7 @@
 #include "harness.h"
 #include "hm_test.h"
 
-enum kind { NORMAL, CORRUPT_DETECT, TCG_BUG_256K };
+enum kind { NORMAL, CORRUPT_DETECT, TCG_BUG_256K, FAULT };
 
 struct test {
 	const char *name;
@@ -35,6 +35,9 @@ struct test {
 	const char *hm_args;	/* more hintmig send options */
 	int hm_memfd;		/* memory-backend-memfd */
 	unsigned hm_hint_mib;	/* the stand-in agent's hint region */
+	enum hm_fault fault;
+	const char *refuse;	/* hintmig must refuse with this text */
+	int private_ram, direct_disk;
 };
 
 static const struct test tests[] = {
@@ -70,6 +73,37 @@ static const struct test tests[] = {
 	  "FREE hints over virtio-serial from the workload's stand-in agent: "
 	  "pages differ only where hinted, guest lives on", 1,
 	  "--hint-timeout 20000", 0, 128 },
+	{ "/hintmig/qemu/fault/kill-send-attached", FAULT, HM_BALLOON_NONE,
+	  "hintmig send SIGKILLed after attaching: source guest runs on",
+	  1, NULL, 0, 0, HM_FAULT_KILL_SEND_ATTACHED },
+	{ "/hintmig/qemu/fault/kill-send-round", FAULT, HM_BALLOON_NONE,
+	  "hintmig send (sync tracker) SIGKILLed mid-round: no vCPU stays "
+	  "blocked, source guest runs on", 1,
+	  "--tracker sync --max-bandwidth 48M", 0, 0,
+	  HM_FAULT_KILL_SEND_ROUND },
+	{ "/hintmig/qemu/fault/kill-send-pre-switchover", FAULT,
+	  HM_BALLOON_NONE,
+	  "hintmig send SIGKILLed with QEMU at pre-switchover: the guardian "
+	  "cancels, the source guest resumes", 1,
+	  "--tracker sync --max-bandwidth 48M --downtime-limit 3000", 0, 0,
+	  HM_FAULT_KILL_SEND_PRESWITCHOVER },
+	{ "/hintmig/qemu/fault/kill-dst-qemu", FAULT, HM_BALLOON_NONE,
+	  "destination QEMU killed mid-migration: clear error, source runs "
+	  "on", 1, "--max-bandwidth 48M", 0, 0, HM_FAULT_KILL_DST_QEMU },
+	{ "/hintmig/qemu/fault/kill-recv", FAULT, HM_BALLOON_NONE,
+	  "hintmig recv killed (link cut): source runs on", 1,
+	  "--max-bandwidth 48M", 0, 0, HM_FAULT_KILL_RECV },
+	{ "/hintmig/qemu/refuse/private-ram", FAULT, HM_BALLOON_NONE,
+	  "plain -m (private RAM): refused before anything starts, with the "
+	  "option to use", 1, NULL, 0, 0, HM_FAULT_NONE,
+	  "memory-backend-file,id=mem", 1, 0 },
+	{ "/hintmig/qemu/refuse/direct-disk", FAULT, HM_BALLOON_NONE,
+	  "a disk with cache.direct=on: refused naming it (R10)", 1, NULL, 0,
+	  0, HM_FAULT_NONE, "(drive d0): opened with cache.direct=on", 0, 1 },
+	{ "/hintmig/qemu/refuse/free-page-hint", FAULT, HM_BALLOON_HINT,
+	  "virtio-balloon free-page-hint=on with x-ignore-shared: refused", 1,
+	  NULL, 0, 0, HM_FAULT_NONE, "free-page-hint=on cannot be combined",
+	  0, 0 },
 };
 
 static void fail_with_logs(const char *why)
@@ -213,6 +247,10 @@ int main(int argc, char **argv)
 	s.hm_args = t->hm_args;
 	s.hm_memfd = t->hm_memfd;
 	s.hm_hint_mib = t->hm_hint_mib;
+	s.fault = t->fault;
+	s.refuse = t->refuse;
+	s.private_ram = t->private_ram;
+	s.direct_disk = t->direct_disk;
 	switch (t->kind) {
 	case NORMAL:
 		run_normal(t, &s);
@@ -222,6 +260,9 @@ int main(int argc, char **argv)
 		break;
 	case TCG_BUG_256K:
 		run_tcg_bug(t, &s);
+		break;
+	case FAULT:
+		run_normal(t, &s);
 		break;
 	}
 	return 0;
