@@ -240,6 +240,12 @@ struct hm_dest_params {
 	 * (-EMEDIUMTYPE) before anything is written. */
 	const struct hm_ram_block *expect_blocks;
 	size_t n_expect_blocks;
+	/* Called once all RAM is in place, before the completion is
+	 * acknowledged (after it nothing of hintmig writes RAM): a VMM's
+	 * last check (QEMU: it must not have loaded device state yet, R8).
+	 * < 0 refuses: the migration fails and the source is told. */
+	int (*before_ack)(void *opaque);
+	void *before_ack_opaque;
 };
 
 /* ram_fd -1, the defaults above. (A zeroed struct means ram_fd 0!) */

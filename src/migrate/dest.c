@@ -1178,6 +1178,14 @@ static int complete(struct hm_dest *d, struct hm_wire_msg *m)
 				"COMPLETE: the source sent %" PRIu64
 				" pages, %" PRIu64 " arrived",
 				m->u.complete.total_pages_sent, total);
+	if (d->p.before_ack) {
+		r = d->p.before_ack(d->p.before_ack_opaque);
+		if (r < 0)
+			return dest_fail(d, c0, r, true,
+					 "all RAM arrived, but the destination "
+					 "refuses to acknowledge it: %s",
+					 strerror(-r));
+	}
 	hm_wire_enc_complete_ack(buf, sizeof(buf), 0, total);
 	r = hm_wire_send(&c0->wc, HM_MSG_COMPLETE_ACK, 0, &iov, 1);
 	if (r < 0) {

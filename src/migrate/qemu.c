@@ -56,6 +56,7 @@ struct hm_qemu {
 	struct hm_ram_block blocks[HM_QEMU_MAX_BLOCKS];
 	size_t nblocks;
 	bool caps_on;		/* we turned capabilities on */
+	bool unsafe_continue_early, continued;
 	bool migrating;		/* `migrate` sent, not ended */
 	pid_t guardian;
 	int guard_fd;		/* write end: 'D' = done, EOF = we died */
@@ -753,6 +754,7 @@ struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 	if (log)
 		q->log = *log;
 	q->source = o->source;
+	q->unsafe_continue_early = o->unsafe_continue_early;
 	q->ram_fd = -1;
 	q->guard_fd = -1;
 	q->tmo = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -937,6 +939,15 @@ static int qemu_pause(void *opaque)
 	q->pre_switchover_ms = now_ms();
 	hm_logf(&q->log, HM_LOG_INFO, "QEMU %d: vCPUs stopped at "
 		"pre-switchover", (int)q->pid);
+	if (q->unsafe_continue_early) {
+		/* R8 broken on purpose (tests): the device state goes before
+		 * the final round */
+		hm_logf(&q->log, HM_LOG_WARN, "UNSAFE: migrate-continue before "
+			"the final round (R8 broken for a test)");
+		if (hm_qmp_run(q->qmp, (int)q->tmo, "migrate-continue",
+			       "{\"state\": \"pre-switchover\"}") == 0)
+			q->continued = true;
+	}
 	return 0;
 }
 
@@ -994,7 +1005,8 @@ int hm_qemu_switchover(struct hm_qemu *q)
 {
 	int ret;
 
-	if (hm_qmp_run(q->qmp, (int)q->tmo, "migrate-continue",
+	if (!q->continued &&
+	    hm_qmp_run(q->qmp, (int)q->tmo, "migrate-continue",
 		       "{\"state\": \"pre-switchover\"}")) {
 		ret = qfail(q, -EIO, "QEMU %d: migrate-continue: %s",
 			    (int)q->pid, hm_qmp_error(q->qmp));
@@ -1028,6 +1040,23 @@ int hm_qemu_incoming(struct hm_qemu *q)
 			     "%s: %s", (int)q->pid, q->uri,
 			     hm_qmp_error(q->qmp));
 	return 0;
+}
+
+int hm_qemu_check_not_loaded(void *opaque)
+{
+	struct hm_qemu *q = opaque;
+	struct json_object *r;
+	const char *s = migrate_status(q, &r);
+	int ret = 0;
+
+	if (s && (!strcmp(s, "completed") || !strcmp(s, "failed")))
+		ret = qfail(q, -EPROTO, "destination QEMU %d: its incoming "
+			    "migration is already %s while hintmig's RAM was "
+			    "not complete: QEMU loaded device state from "
+			    "incomplete guest RAM (R8: the source continued "
+			    "too early)", (int)q->pid, s);
+	json_object_put(r);
+	return ret;
 }
 
 int hm_qemu_wait_incoming(struct hm_qemu *q, unsigned timeout_ms)

@@ -34,6 +34,10 @@ struct hm_qemu_opts {
 	 * destination listens there (QEMU URI: unix:PATH, tcp:HOST:PORT). */
 	const char *qemu_uri;
 	unsigned timeout_ms;	/* QMP commands; 0: 30000 */
+	/* Tests only: break R8 on purpose (migrate-continue as soon as QEMU
+	 * reaches pre-switchover, before the final round), so that the test
+	 * can show the destination's check catches it. */
+	bool unsafe_continue_early;
 };
 
 /* QEMU's figures of its own migration (query-migrate on the source). */
@@ -82,6 +86,11 @@ int hm_qemu_incoming(struct hm_qemu *q);
 /* Destination, after the RAM arrived: wait until QEMU has loaded the
  * device state (its incoming migration completed). 0 or -errno. */
 int hm_qemu_wait_incoming(struct hm_qemu *q, unsigned timeout_ms);
+/* Destination, all RAM in place, before acknowledging it (a
+ * hm_dest_params.before_ack): 0 while QEMU has not loaded device state,
+ * -EPROTO (logged, "R8") when it already has: it read guest RAM that was
+ * not complete. opaque: the struct hm_qemu. */
+int hm_qemu_check_not_loaded(void *opaque);
 
 /* The default QEMU URI beside hintmig's address addr: tcp:HOST:PORT+1, or
  * unix:PATH.qemu. 0, or -EINVAL. */

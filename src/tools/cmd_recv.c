@@ -176,6 +176,8 @@ int hm_cmd_recv(int argc, char **argv)
 		p.ram_fd = hm_qemu_ram_fd(q);
 		p.ram_fd_fixed = true;
 		p.expect_blocks = hm_qemu_blocks(q, &p.n_expect_blocks);
+		p.before_ack = hm_qemu_check_not_loaded;
+		p.before_ack_opaque = q;
 		if (!quiet)
 			fprintf(stderr, "hintmig recv: QEMU %d waits for its "
 				"device state on %s\n", (int)hm_qemu_pid(q),

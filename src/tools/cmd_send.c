@@ -792,6 +792,12 @@ int hm_cmd_send(int argc, char **argv)
 	if (o.qemu) {
 		struct hm_qemu_opts qo = { .qmp_path = o.qemu, .source = true,
 					   .qemu_uri = o.qemu_uri };
+		const char *unsafe = getenv("HINTMIG_TEST_UNSAFE");
+
+		/* test hook: break R8 so that the QEMU suite can show that
+		 * the destination catches it */
+		qo.unsafe_continue_early = unsafe &&
+					   !strcmp(unsafe, "r8-continue-early");
 
 		if (!qo.qemu_uri) {
 			r = hm_qemu_default_uri(o.to, quri, sizeof(quri));

@@ -1064,8 +1064,9 @@ static int migrate_by_qemu(const struct hm_scenario *s,
 }
 
 /* Run `hintmig ARGS...` in the background, its output into log. */
+/* env: "NAME=VALUE" for the child, or NULL */
 static pid_t spawn_hintmig(const char *const *args, const char *log,
-			   const char *die_at)
+			   const char *env)
 {
 	const char *argv[48];
 	int a = 0, fd;
@@ -1092,8 +1093,8 @@ static pid_t spawn_hintmig(const char *const *args, const char *log,
 		dup2(fd, 2);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
-		if (die_at)
-			setenv("HINTMIG_TEST_DIE_AT", die_at, 1);
+		if (env)
+			putenv((char *)env);
 		execv(argv[0], (char *const *)argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -1258,7 +1259,7 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 		     const char *const *sargs, pid_t rp)
 {
 	static const char *const die_at[] = {
-		[HM_FAULT_KILL_SEND_ATTACHED] = "attached",
+		[HM_FAULT_KILL_SEND_ATTACHED] = "HINTMIG_TEST_DIE_AT=attached",
 	};
 	const char *die = (size_t)s->fault < sizeof(die_at) / sizeof(die_at[0])
 				  ? die_at[s->fault] : NULL;
@@ -1373,6 +1374,32 @@ static int refuse_run(const struct hm_scenario *s, struct hm_run_result *r,
 	return 0;
 }
 
+/* A rule broken on purpose: the destination (hintmig recv) must have
+ * failed, naming the rule, and so must the source. */
+static int unsafe_caught(const struct hm_scenario *s, struct hm_run_result *r)
+{
+	char log[16384] = "";
+	int fd = open(g_recv_log, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, log, sizeof(log) - 1) : -1;
+	const char *hit;
+
+	if (fd >= 0)
+		close(fd);
+	log[n > 0 ? n : 0] = 0;
+	hit = strstr(log, "(R8");
+	if (!hit || r->hm_recv_rc == 0 || r->hm_send_rc == 0) {
+		fail_set(r, "%s broken on purpose, yet not caught: hintmig "
+			 "recv exited %d, send %d, no R8 error in %s",
+			 s->unsafe, r->hm_recv_rc, r->hm_send_rc, g_recv_log);
+		return -1;
+	}
+	while (hit > log && hit[-1] != '\n')
+		hit--;
+	note("%s: caught: %.*s", s->name, (int)strcspn(hit, "\n"), hit);
+	r->fault_recovered = 1;
+	return 0;
+}
+
 /* hintmig moves the RAM, QEMU the device state: `hintmig recv --qemu`
  * on the destination's second monitor, `hintmig send --qemu` on the
  * source's; the summary JSON fills r->mig. */
@@ -1380,7 +1407,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 			      struct hm_run_result *r, struct hm_vm *src,
 			      struct hm_vm *dst)
 {
-	char addr[PATH_MAX + 8], json[PATH_MAX], extra[512];
+	char addr[PATH_MAX + 8], json[PATH_MAX], extra[512], unsafe_env[128];
 	const char *rargs[16], *sargs[40];
 	struct json_object *j, *ram;
 	pid_t rp, sp;
@@ -1388,6 +1415,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	double end;
 
 	sfmt(addr, sizeof(addr), "unix:%s/hm.sock", g_tmpdir);
+	sfmt(unsafe_env, sizeof(unsafe_env), "HINTMIG_TEST_UNSAFE=%s",
+	     s->unsafe ? s->unsafe : "");
 	sfmt(json, sizeof(json), "%s/send.json", g_tmpdir);
 	sfmt(g_send_log, sizeof(g_send_log), "%s/hintmig-send.log", g_tmpdir);
 	sfmt(g_recv_log, sizeof(g_recv_log), "%s/hintmig-recv.log", g_tmpdir);
@@ -1443,7 +1472,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		return fault_run(s, r, src, dst, sargs, rp);
 	if (s->refuse)
 		return refuse_run(s, r, src, sargs, rp);
-	sp = spawn_hintmig(sargs, g_send_log, NULL);
+	sp = spawn_hintmig(sargs, g_send_log, s->unsafe ? unsafe_env : NULL);
 	if (sp < 0) {
 		fail_set(r, "cannot start hintmig send: %s", strerror(errno));
 		kill(rp, SIGKILL);
@@ -1455,6 +1484,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	r->hm_recv_rc = wait_child(rp, r->hm_send_rc == 0
 					   ? mono_s() + tmo_ms(120) / 1000.0
 					   : mono_s() + 5);
+	if (s->unsafe)
+		return unsafe_caught(s, r);
 	if (r->hm_send_rc || r->hm_recv_rc) {
 		fail_set(r, "hintmig send exited %d, hintmig recv exited %d "
 			 "(logs: %s, %s)", r->hm_send_rc, r->hm_recv_rc,
@@ -1563,7 +1594,7 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 	if (s->hintmig ? migrate_by_hintmig(s, r, src, dst)
 		       : migrate_by_qemu(s, r, proxyp, src, dst, dst_port))
 		return -1;
-	if (s->fault || s->refuse)
+	if (s->fault || s->refuse || s->unsafe)
 		return r->fault_recovered ? 0 : -1;
 	r->migrate_s = mono_s() - t;
 	note("%s: migration completed in %.1f s: total %lld ms, downtime %lld "
@@ -1718,7 +1749,7 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 		sfmt(why, len, "%s", r->failure);
 		return -1;
 	}
-	if (s->fault || s->refuse) {
+	if (s->fault || s->refuse || s->unsafe) {
 		if (!r->fault_recovered) {
 			sfmt(why, len, "source guest not shown intact after "
 			     "the fault");

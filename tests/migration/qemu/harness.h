@@ -69,6 +69,9 @@ struct hm_scenario {
 	const char *refuse;
 	int private_ram;          /* plain -m: no shared memory backend */
 	int direct_disk;          /* a virtio-blk disk with cache.direct=on */
+	/* A rule broken on purpose in hintmig send (HINTMIG_TEST_UNSAFE):
+	 * the run passes only if the break is caught, and says where. */
+	const char *unsafe;
 };
 
 /* Fill the defaults of a scenario (sizes, rounds, compare on). */

@@ -38,6 +38,7 @@ struct test {
 	enum hm_fault fault;
 	const char *refuse;	/* hintmig must refuse with this text */
 	int private_ram, direct_disk;
+	const char *unsafe;	/* HINTMIG_TEST_UNSAFE: a rule broken */
 };
 
 static const struct test tests[] = {
@@ -104,6 +105,11 @@ static const struct test tests[] = {
 	  "virtio-balloon free-page-hint=on with x-ignore-shared: refused", 1,
 	  NULL, 0, 0, HM_FAULT_NONE, "free-page-hint=on cannot be combined",
 	  0, 0 },
+	{ "/hintmig/qemu/rules/r8-continue-early", FAULT, HM_BALLOON_NONE,
+	  "a hintmig that sends migrate-continue before the final round "
+	  "(R8 broken on purpose): the destination must catch it", 1,
+	  "--max-bandwidth 48M --downtime-limit 3000", 0, 0, HM_FAULT_NONE,
+	  NULL, 0, 0, "r8-continue-early" },
 };
 
 static void fail_with_logs(const char *why)
@@ -251,6 +257,7 @@ int main(int argc, char **argv)
 	s.refuse = t->refuse;
 	s.private_ram = t->private_ram;
 	s.direct_disk = t->direct_disk;
+	s.unsafe = t->unsafe;
 	switch (t->kind) {
 	case NORMAL:
 		run_normal(t, &s);
