@@ -12,8 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -474,6 +477,10 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 	if (o->balloon == HM_BALLOON_PLAIN) {
 		argv[a++] = "-device";
 		argv[a++] = "virtio-balloon-pci,id=balloon0";
+	} else if (o->balloon == HM_BALLOON_REPORTING) {
+		argv[a++] = "-device";
+		argv[a++] = "virtio-balloon-pci,id=balloon0,"
+			    "free-page-reporting=on";
 	} else if (o->balloon == HM_BALLOON_HINT) {
 		/* QEMU refuses free-page-hint without an iothread. */
 		argv[a++] = "-object";
@@ -1127,6 +1134,50 @@ static int wait_child(pid_t pid, double deadline)
 
 static char g_send_log[PATH_MAX], g_recv_log[PATH_MAX];
 
+static int file_has(const char *path, const char *text)
+{
+	char buf[16384];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	return strstr(buf, text) != NULL;
+}
+
+/* A TCP port p on 127.0.0.1 with p and p + 1 free just now, or -1. */
+static int free_port_pair(void)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		struct sockaddr_in a = { .sin_family = AF_INET };
+		socklen_t len = sizeof(a);
+		int f0 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int f1 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int port = -1;
+
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (f0 >= 0 && f1 >= 0 &&
+		    bind(f0, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		    getsockname(f0, (struct sockaddr *)&a, &len) == 0 &&
+		    ntohs(a.sin_port) < 65000) {
+			port = ntohs(a.sin_port);
+			a.sin_port = htons((uint16_t)(port + 1));
+			if (bind(f1, (struct sockaddr *)&a, sizeof(a)) < 0)
+				port = -1;
+		}
+		if (f0 >= 0)
+			close(f0);
+		if (f1 >= 0)
+			close(f1);
+		if (port > 0)
+			return port;
+	}
+	return -1;
+}
+
 /* Does process pid hold a userfaultfd? 1 yes, 0 no, -1 unreadable. */
 static int holds_userfaultfd(pid_t pid)
 {
@@ -1414,7 +1465,18 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	int n = 0, k = 0;
 	double end;
 
-	sfmt(addr, sizeof(addr), "unix:%s/hm.sock", g_tmpdir);
+	if (s->hm_tcp) {
+		int port = free_port_pair();
+
+		if (port < 0) {
+			fail_set(r, "no two free TCP ports on 127.0.0.1");
+			return -1;
+		}
+		/* hintmig on port, QEMU's own stream on port + 1 */
+		sfmt(addr, sizeof(addr), "tcp:127.0.0.1:%d", port);
+	} else {
+		sfmt(addr, sizeof(addr), "unix:%s/hm.sock", g_tmpdir);
+	}
 	sfmt(unsafe_env, sizeof(unsafe_env), "HINTMIG_TEST_UNSAFE=%s",
 	     s->unsafe ? s->unsafe : "");
 	sfmt(json, sizeof(json), "%s/send.json", g_tmpdir);
@@ -1434,7 +1496,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	}
 	/* the source connects once: wait until recv listens */
 	for (end = mono_s() + tmo_ms(30) / 1000.0;
-	     !s->refuse && access(addr + 5, F_OK);) {
+	     !s->refuse && !file_has(g_recv_log, "recv: listening on");) {
 		int st;
 
 		if (waitpid(rp, &st, WNOHANG) == rp) {
@@ -1443,8 +1505,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 			return -1;
 		}
 		if (mono_s() > end) {
-			fail_set(r, "hintmig recv: no socket %s after 30 s",
-				 addr + 5);
+			fail_set(r, "hintmig recv: not listening on %s after "
+				 "30 s", addr);
 			kill(rp, SIGKILL);
 			waitpid(rp, NULL, 0);
 			return -1;
@@ -1500,6 +1562,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	read_stats(j, &r->mig);
 	ram = hm_json_obj(j, "ram");
 	r->mig.skipped = hm_json_int(ram, "skipped-hinted", -1);
+	r->hm_skipped_empty = hm_json_int(ram, "skipped-empty", -1);
+	r->hm_rounds = hm_json_int(j, "rounds", -1);
 	r->hm_qemu_downtime_ms = hm_json_int(hm_json_obj(j, "qemu"),
 					     "downtime", -1);
 	r->hm_device_bytes = hm_json_int(hm_json_obj(j, "qemu"),
@@ -1788,6 +1852,19 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 	}
 	if (!r->dst_alive) {
 		sfmt(why, len, "destination guest did not go on");
+		return -1;
+	}
+	if (s->hm_min_rounds && r->hm_rounds < (long long)s->hm_min_rounds) {
+		sfmt(why, len, "hintmig needed %lld rounds, the scenario "
+		     "must take at least %u (the guest writes too slowly?)",
+		     r->hm_rounds, s->hm_min_rounds);
+		return -1;
+	}
+	if (s->hm_min_empty_mib &&
+	    r->hm_skipped_empty < (long long)s->hm_min_empty_mib * 256) {
+		sfmt(why, len, "only %lld pages skipped as empty (R6), "
+		     "expected >= %u MiB: did free page reporting punch the "
+		     "RAM file?", r->hm_skipped_empty, s->hm_min_empty_mib);
 		return -1;
 	}
 	if (s->hm_hint_mib) {

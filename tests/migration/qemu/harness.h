@@ -16,6 +16,9 @@ enum hm_balloon {
 	HM_BALLOON_NONE,  /* no balloon device */
 	HM_BALLOON_PLAIN, /* virtio-balloon-pci, no free page hinting */
 	HM_BALLOON_HINT,  /* virtio-balloon-pci,free-page-hint=on + iothread */
+	HM_BALLOON_REPORTING, /* virtio-balloon-pci,free-page-reporting=on:
+			   * the guest gives free 2 MiB blocks back, QEMU
+			   * punches them out of the RAM file */
 };
 
 /* The default guest: 512 MiB + 8 KiB of RAM.  NOT a multiple of 256 KiB on
@@ -72,6 +75,9 @@ struct hm_scenario {
 	/* A rule broken on purpose in hintmig send (HINTMIG_TEST_UNSAFE):
 	 * the run passes only if the break is caught, and says where. */
 	const char *unsafe;
+	int hm_tcp;               /* hintmig over TCP loopback, not UNIX */
+	unsigned hm_min_rounds;   /* hintmig must have needed this many */
+	unsigned hm_min_empty_mib; /* ... and skipped this much as empty */
 };
 
 /* Fill the defaults of a scenario (sizes, rounds, compare on). */
@@ -101,6 +107,7 @@ struct hm_run_result {
 	struct hm_mig_stats mig;
 	int hm_send_rc, hm_recv_rc; /* exit codes of hintmig send / recv */
 	long long hm_qemu_downtime_ms, hm_device_bytes; /* QEMU's own part */
+	long long hm_rounds, hm_skipped_empty; /* from hintmig's summary */
 	int fault_recovered;      /* fault runs: source running, intact */
 	long long converge_at_sync; /* sync count when converging was allowed */
 	int migrated;             /* source said "completed" */

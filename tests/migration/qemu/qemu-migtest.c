@@ -39,6 +39,8 @@ struct test {
 	const char *refuse;	/* hintmig must refuse with this text */
 	int private_ram, direct_disk;
 	const char *unsafe;	/* HINTMIG_TEST_UNSAFE: a rule broken */
+	int tcp;		/* hintmig over TCP */
+	unsigned min_rounds, min_empty_mib, settle, ws_mib;
 };
 
 static const struct test tests[] = {
@@ -62,6 +64,20 @@ static const struct test tests[] = {
 	{ "/hintmig/qemu/precopy/unix/plain", NORMAL, HM_BALLOON_NONE,
 	  "hintmig moves the RAM, QEMU the device state: RAM files identical, "
 	  "guest lives on", 1, NULL, 0 },
+	{ "/hintmig/qemu/precopy/tcp/plain", NORMAL, HM_BALLOON_NONE,
+	  "the same over TCP loopback", 1, NULL, 0, 0, HM_FAULT_NONE, NULL, 0,
+	  0, NULL, 1 },
+	{ "/hintmig/qemu/precopy/unix/reporting", NORMAL,
+	  HM_BALLOON_REPORTING,
+	  "virtio-balloon free-page-reporting=on: reported pages are holes "
+	  "in the RAM file, skipped as empty (R6), RAM identical", 1, NULL, 0,
+	  0, HM_FAULT_NONE, NULL, 0, 0, NULL, 0, 0, 64, 25, 0 },
+	{ "/hintmig/qemu/precopy/unix/fast-writer", NORMAL, HM_BALLOON_NONE,
+	  "a 96 MiB working set rewritten all the time at 128 MiB/s: several "
+	  "rounds, then a forced final round; RAM identical", 1,
+	  "--max-bandwidth 128M --downtime-limit 50 --max-rounds 5 "
+	  "--force-converge", 0, 0, HM_FAULT_NONE, NULL, 0, 0, NULL, 0, 4, 0,
+	  0, 96 },
 	{ "/hintmig/qemu/precopy/unix/sync", NORMAL, HM_BALLOON_NONE,
 	  "the same with the sync tracker (Debian 12's kernel has no "
 	  "WP_ASYNC)", 1, "--tracker sync", 0 },
@@ -258,6 +274,15 @@ int main(int argc, char **argv)
 	s.private_ram = t->private_ram;
 	s.direct_disk = t->direct_disk;
 	s.unsafe = t->unsafe;
+	s.hm_tcp = t->tcp;
+	s.hm_min_rounds = t->min_rounds;
+	s.hm_min_empty_mib = t->min_empty_mib;
+	if (t->settle)
+		s.settle_rounds = t->settle;
+	if (t->ws_mib) {
+		s.ws_mib = t->ws_mib;
+		s.fill_mib = 256;
+	}
 	switch (t->kind) {
 	case NORMAL:
 		run_normal(t, &s);
