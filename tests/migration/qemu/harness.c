@@ -635,6 +635,9 @@ static void parse_line(struct hm_vm *vm, const char *line)
 
 	if (strstr(line, "HMW: ready"))
 		l->ready = 1;
+	if ((p = strstr(line, "HMW: meminfo total_kib=")))
+		sscanf(p, "HMW: meminfo total_kib=%lld free_kib=%lld",
+		       &l->mem_total_kib, &l->mem_free_kib);
 	if ((p = strstr(line, "HMW: round "))) {
 		long long n = strtoll(p + 11, NULL, 10);
 
@@ -1542,7 +1545,12 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		return -1;
 	}
 	end = mono_s() + tmo_ms(600) / 1000.0;
-	r->hm_send_rc = wait_child(sp, end);
+	{
+		double t0 = mono_s();
+
+		r->hm_send_rc = wait_child(sp, end);
+		r->hm_wall_ms = (long long)((mono_s() - t0) * 1000);
+	}
 	r->hm_recv_rc = wait_child(rp, r->hm_send_rc == 0
 					   ? mono_s() + tmo_ms(120) / 1000.0
 					   : mono_s() + 5);

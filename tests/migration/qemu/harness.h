@@ -96,6 +96,7 @@ struct hm_guest_log {
 	long long last_round;     /* highest round number reported */
 	long long rounds;         /* round lines seen */
 	long long failed_rounds;
+	long long mem_total_kib, mem_free_kib; /* /proc/meminfo at ready */
 	long long errors;         /* ERROR lines and kernel panics */
 	char first_error[256];
 };
@@ -108,6 +109,8 @@ struct hm_run_result {
 	int hm_send_rc, hm_recv_rc; /* exit codes of hintmig send / recv */
 	long long hm_qemu_downtime_ms, hm_device_bytes; /* QEMU's own part */
 	long long hm_rounds, hm_skipped_empty; /* from hintmig's summary */
+	long long hm_wall_ms;     /* hintmig send, start to exit */
+	long long in_use_kib;     /* guest's MemTotal - MemFree at ready */
 	int fault_recovered;      /* fault runs: source running, intact */
 	long long converge_at_sync; /* sync count when converging was allowed */
 	int migrated;             /* source said "completed" */

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * qemu-migbench: numbers from real QEMU migrations of the hm-workload
- * guest, free page hinting on and off.
+ * qemu-migbench: numbers from real migrations of the hm-workload guest:
+ * QEMU's own precopy (with and without its virtio-balloon free page
+ * hinting) and hintmig's (without hints, with the stand-in agent's hints,
+ * with free page reporting), side by side on the same guest.
  *
- *   qemu-migbench [--reps N] [--modes balloon,hint,plain] [--mem-kib K]
+ *   qemu-migbench [--reps N] [--modes plain,hint,hm,hm-hints,hm-reporting]
+ *                 [--mem-kib K]
  *                 [--fill MiB] [--ws MiB] [--max-bandwidth BYTES/s]
  *                 [--min-syncs N] [--compare] [--json FILE]
  *
@@ -23,11 +26,13 @@
 #include "harness.h"
 
 #define MAX_REPS 50
-#define MAX_MODES 3
+#define MAX_MODES 6
 
 struct mode {
 	const char *name;
 	enum hm_balloon balloon;
+	int hintmig;		/* hintmig moves the RAM */
+	unsigned hint_mib;	/* the stand-in agent's hint region */
 	struct hm_run_result runs[MAX_REPS];
 	int ok[MAX_REPS];
 	int n;
@@ -55,10 +60,36 @@ static double median(const struct mode *m, long long (*get)(const struct hm_run_
 	return n % 2 ? (double)v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
 }
 
-static long long f_total(const struct hm_run_result *r) { return r->mig.total_ms; }
-static long long f_down(const struct hm_run_result *r) { return r->mig.downtime_ms; }
+/* hintmig runs: the wall time of `hintmig send` (attach to QEMU's
+ * completion), and QEMU's own downtime, which runs from the vCPU stop
+ * before pre-switchover to QEMU's completion and so holds hintmig's final
+ * round; bytes: hintmig's and QEMU's streams together. */
+static long long f_total(const struct hm_run_result *r)
+{
+	return r->hm_wall_ms ? r->hm_wall_ms : r->mig.total_ms;
+}
+static long long f_down(const struct hm_run_result *r)
+{
+	return r->hm_wall_ms ? r->hm_qemu_downtime_ms : r->mig.downtime_ms;
+}
+static long long f_inuse(const struct hm_run_result *r)
+{
+	return (r->src_log.mem_total_kib - r->src_log.mem_free_kib) << 10;
+}
+static long long f_xfer_all(const struct hm_run_result *r)
+{
+	return r->mig.transferred +
+	       (r->hm_wall_ms && r->hm_device_bytes > 0 ? r->hm_device_bytes
+							: 0);
+}
+static long long f_xfer_inuse(const struct hm_run_result *r)
+{
+	long long u = f_inuse(r);
+
+	return u > 0 ? f_xfer_all(r) * 1000 / u : -1;
+}
 static long long f_setup(const struct hm_run_result *r) { return r->mig.setup_ms; }
-static long long f_xfer(const struct hm_run_result *r) { return r->mig.transferred; }
+
 static long long f_normal(const struct hm_run_result *r) { return r->mig.normal; }
 static long long f_dup(const struct hm_run_result *r) { return r->mig.duplicate; }
 static long long f_syncs(const struct hm_run_result *r) { return r->mig.dirty_sync_count; }
@@ -75,7 +106,9 @@ static const struct field {
 	{ "total-time", "ms", f_total, 1 },
 	{ "downtime", "ms", f_down, 1 },
 	{ "setup-time", "ms", f_setup, 1 },
-	{ "transferred", "MiB", f_xfer, 1.0 / (1 << 20) },
+	{ "transferred", "MiB", f_xfer_all, 1.0 / (1 << 20) },
+	{ "guest in use", "MiB", f_inuse, 1.0 / (1 << 20) },
+	{ "sent / in use", "x", f_xfer_inuse, 1.0 / 1000 },
 	{ "normal", "pages", f_normal, 1 },
 	{ "duplicate", "pages", f_dup, 1 },
 	{ "dirty-sync-count", "", f_syncs, 1 },
@@ -86,11 +119,15 @@ static const struct field {
 static void usage(const char *argv0)
 {
 	fprintf(stderr,
-		"usage: %s [--reps N] [--modes balloon,hint,plain] [--mem-kib K]\n"
+		"usage: %s [--reps N] [--modes LIST] [--mem-kib K]\n"
 		"          [--fill MiB] [--ws MiB] [--max-bandwidth BYTES/s]\n"
 		"          [--min-syncs N] [--compare] [--json FILE]\n"
 		"  modes: plain (no balloon), balloon (virtio-balloon, no hinting),\n"
-		"         hint (virtio-balloon free-page-hint=on + iothread)\n",
+		"         hint (virtio-balloon free-page-hint=on + iothread),\n"
+		"         hm (hintmig, no hints), hm-hints (hintmig, the workload's\n"
+		"         stand-in agent hints a 128 MiB region it never reads\n"
+		"         again), hm-reporting (hintmig, virtio-balloon\n"
+		"         free-page-reporting=on: reported pages are holes)\n",
 		argv0);
 	exit(2);
 }
@@ -99,7 +136,8 @@ int main(int argc, char **argv)
 {
 	static struct mode modes[MAX_MODES];
 	int nmodes = 0, reps = 3, failures = 0;
-	const char *modelist = "balloon,hint", *json = NULL;
+	const char *modelist = "plain,hint,hm,hm-hints,hm-reporting";
+	const char *json = NULL;
 	struct hm_scenario base;
 	static const struct option lo[] = {
 		{ "reps", required_argument, NULL, 'r' },
@@ -173,6 +211,17 @@ int main(int argc, char **argv)
 			} else if (!strcmp(t, "hint")) {
 				m->name = "hint";
 				m->balloon = HM_BALLOON_HINT;
+			} else if (!strcmp(t, "hm")) {
+				m->name = "hm";
+				m->hintmig = 1;
+			} else if (!strcmp(t, "hm-hints")) {
+				m->name = "hm-hints";
+				m->hintmig = 1;
+				m->hint_mib = 128;
+			} else if (!strcmp(t, "hm-reporting")) {
+				m->name = "hm-reporting";
+				m->hintmig = 1;
+				m->balloon = HM_BALLOON_REPORTING;
 			} else {
 				usage(argv[0]);
 			}
@@ -189,7 +238,7 @@ int main(int argc, char **argv)
 	       base.max_bandwidth, base.min_syncs ? "forced syncs" :
 	       "QEMU's convergence (downtime-limit 300 ms)",
 	       base.compare ? "on" : "off");
-	printf("%-8s %3s %9s %9s %9s %10s %9s %9s %6s %10s %s\n", "mode", "rep",
+	printf("%-12s %3s %9s %9s %9s %10s %9s %9s %6s %10s %s\n", "mode", "rep",
 	       "total_ms", "down_ms", "setup_ms", "xfer_MiB", "normal", "dup",
 	       "syncs", "unsent", "check");
 	for (int rep = 0; rep < reps; rep++) {
@@ -202,6 +251,12 @@ int main(int argc, char **argv)
 			snprintf(name, sizeof(name), "bench/%s/%d", m->name, rep);
 			s.name = name;
 			s.balloon = m->balloon;
+			s.hintmig = m->hintmig;
+			s.hm_hint_mib = m->hint_mib;
+			if (m->hint_mib)
+				s.hm_args = "--hint-timeout 20000";
+			if (m->balloon == HM_BALLOON_REPORTING)
+				s.settle_rounds = 25; /* reporting waits 2 s */
 			hm_run(&s, r);
 			m->ok[m->n] = !hm_verdict(&s, r, why, sizeof(why));
 			if (!m->ok[m->n]) {
@@ -213,11 +268,11 @@ int main(int argc, char **argv)
 			if (r->compared)
 				snprintf(unsent, sizeof(unsent), "%lld",
 					 f_hinted(r));
-			printf("%-8s %3d %9lld %9lld %9lld %10.1f %9lld %9lld %6lld "
+			printf("%-12s %3d %9lld %9lld %9lld %10.1f %9lld %9lld %6lld "
 			       "%10s %s%s\n",
-			       m->name, rep, r->mig.total_ms, r->mig.downtime_ms,
+			       m->name, rep, f_total(r), f_down(r),
 			       r->mig.setup_ms,
-			       (double)r->mig.transferred / (1 << 20),
+			       (double)f_xfer_all(r) / (1 << 20),
 			       r->mig.normal, r->mig.duplicate,
 			       r->mig.dirty_sync_count, unsent,
 			       m->ok[m->n] ? "ok" : "FAILED: ",
@@ -228,26 +283,34 @@ int main(int argc, char **argv)
 
 	printf("\n# medians over the runs that passed their checks (accel %s)\n",
 	       modes[0].runs[0].accel);
-	/* The ratio column: hint over its baseline (balloon without hints,
-	 * else plain), or the last mode over the first. */
-	int num = nmodes - 1, den = 0;
-	char rname[32];
+	/* The ratio column: hintmig's best mode (reporting, else hints,
+	 * else none) over QEMU's own hinting, else QEMU's plain precopy; or
+	 * QEMU's hinting over plain when no hintmig mode ran. */
+	int num = -1, den = -1;
+	char rname[40];
+	static const char *const nums[] = { "hm-reporting", "hm-hints", "hm",
+					    "hint" };
+	static const char *const dens[] = { "hint", "plain", "balloon" };
 
-	for (int k = 0; k < nmodes; k++)
-		if (!strcmp(modes[k].name, "hint"))
-			num = k;
-	for (int k = nmodes - 1; k >= 0; k--)
-		if (k != num && (!strcmp(modes[k].name, "balloon") ||
-				 (!strcmp(modes[k].name, "plain") &&
-				  strcmp(modes[den].name, "balloon"))))
-			den = k;
+	for (size_t i = 0; i < 4 && num < 0; i++)
+		for (int k = 0; k < nmodes; k++)
+			if (!strcmp(modes[k].name, nums[i]))
+				num = k;
+	for (size_t i = 0; i < 3 && den < 0; i++)
+		for (int k = 0; k < nmodes; k++)
+			if (k != num && !strcmp(modes[k].name, dens[i]))
+				den = k;
+	if (num < 0)
+		num = nmodes - 1;
+	if (den < 0)
+		den = 0;
 	snprintf(rname, sizeof(rname), "%s/%s", modes[num].name,
 		 modes[den].name);
 	printf("%-20s %-6s", "figure", "unit");
 	for (int k = 0; k < nmodes; k++)
 		printf(" %12s", modes[k].name);
 	if (nmodes >= 2)
-		printf(" %14s", rname);
+		printf(" %22s", rname);
 	putchar('\n');
 	for (size_t f = 0; f < NFIELDS; f++) {
 		double vnum = -1, vden = -1;
@@ -269,9 +332,9 @@ int main(int argc, char **argv)
 		}
 		if (nmodes >= 2) {
 			if (vden > 0 && vnum >= 0)
-				printf(" %14.3f", vnum / vden);
+				printf(" %22.3f", vnum / vden);
 			else
-				printf(" %14s", "-");
+				printf(" %22s", "-");
 		}
 		putchar('\n');
 	}
@@ -298,8 +361,8 @@ int main(int argc, char **argv)
 					"\"duplicate\": %lld, \"dirty_sync_count\": %lld, "
 					"\"unsent_pages\": %lld}",
 					i ? ", " : "", modes[k].ok[i] ? "true" : "false",
-					r->mig.total_ms, r->mig.downtime_ms,
-					r->mig.setup_ms, r->mig.transferred,
+					f_total(r), f_down(r),
+					r->mig.setup_ms, f_xfer_all(r),
 					r->mig.normal, r->mig.duplicate,
 					r->mig.dirty_sync_count, f_hinted(r));
 			}
