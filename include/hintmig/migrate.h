@@ -99,7 +99,8 @@ enum hm_unsafe {
 
 struct hm_migrate_params {
 	uint64_t downtime_limit_ms;	/* default 300 */
-	uint64_t max_bandwidth;		/* bytes/s, 0 = unlimited */
+	uint64_t max_bandwidth;		/* bytes/s while the guest runs (not in
+					 * the final round, as QEMU), 0 = unlimited */
 	unsigned max_rounds;		/* default 30 */
 	bool force_on_max_rounds;	/* true: stop-and-copy at max_rounds;
 					 * false: fail with -ETIMEDOUT */

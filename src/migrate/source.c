@@ -250,11 +250,14 @@ static void wake(struct hm_migration *m)
 
 /* ---- bandwidth limit: one token bucket (GCRA) for all senders ---------- */
 
+/* Not while the guest is paused for the final round: a limit there only
+ * lengthens the downtime (QEMU lifts its own max-bandwidth for the
+ * completion stage too). */
 static int bucket_take(struct hm_migration *m, uint64_t bytes)
 {
 	uint64_t rate = m->p.max_bandwidth, now, until;
 
-	if (!rate)
+	if (!rate || atomic_load(&m->status) == HM_MIG_DEVICE)
 		return 0;
 	pthread_mutex_lock(&m->bucket_lock);
 	now = now_ns();

@@ -400,27 +400,26 @@ static int write_json(const char *path, const struct summary *s)
 	if (s->qemu) {
 		/* QEMU's own migration: device state and the RAM blocks
 		 * that are not shared (firmware, ROMs) */
+		const struct {
+			const char *key;
+			int64_t v;
+		} qf[] = {
+			{ "total-time", s->qst.total_ms },
+			{ "downtime", s->qst.downtime_ms },
+			{ "setup-time", s->qst.setup_ms },
+			{ "device-state-bytes", s->qst.transferred },
+			{ "cutover-ms", s->qst.cutover_ms },
+		};
 		struct json_object *qo = json_object_new_object();
 
 		if (qo) {
 			json_object_object_add(qo, "status",
 					       json_object_new_string(
 						       s->qst.status));
-			json_object_object_add(qo, "total-time",
-					       json_object_new_int64(
-						       s->qst.total_ms));
-			json_object_object_add(qo, "downtime",
-					       json_object_new_int64(
-						       s->qst.downtime_ms));
-			json_object_object_add(qo, "setup-time",
-					       json_object_new_int64(
-						       s->qst.setup_ms));
-			json_object_object_add(qo, "device-state-bytes",
-					       json_object_new_int64(
-						       s->qst.transferred));
-			json_object_object_add(qo, "cutover-ms",
-					       json_object_new_int64(
-						       s->qst.cutover_ms));
+			for (size_t i = 0; i < HM_NELEM(qf); i++)
+				json_object_object_add(
+					qo, qf[i].key,
+					json_object_new_int64(qf[i].v));
 			json_object_object_add(root, "qemu", qo);
 		}
 	}

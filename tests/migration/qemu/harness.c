@@ -903,16 +903,23 @@ static void read_stats(struct json_object *info, struct hm_mig_stats *m)
 	}
 }
 
-static int query_status(struct hm_vm *vm, char *out, size_t len)
+/* The "status" member of what cmd (query-status, query-migrate) answers
+ * into out (dflt when absent): 0, or -1 when QMP fails. */
+static int qmp_status(struct hm_vm *vm, const char *cmd, const char *dflt,
+		      char *out, size_t len)
 {
-	struct json_object *st = hm_qmp_exec(vm->qmp, "query-status", NULL,
-					     tmo_ms(30));
+	struct json_object *st = hm_qmp_exec(vm->qmp, cmd, NULL, tmo_ms(30));
 
 	if (!st)
 		return -1;
-	sfmt(out, len, "%s", hm_json_str(st, "status", "?"));
+	sfmt(out, len, "%s", hm_json_str(st, "status", dflt));
 	json_object_put(st);
 	return 0;
+}
+
+static int query_status(struct hm_vm *vm, char *out, size_t len)
+{
+	return qmp_status(vm, "query-status", "?", out, len);
 }
 
 static int dump_ram(struct hm_vm *vm, const char *path, uint64_t size,
@@ -1211,14 +1218,7 @@ static int holds_userfaultfd(pid_t pid)
 /* The source QEMU's migration status (harness monitor) into out. */
 static int src_migrate_status(struct hm_vm *vm, char *out, size_t len)
 {
-	struct json_object *r = hm_qmp_exec(vm->qmp, "query-migrate", NULL,
-					    tmo_ms(30));
-
-	if (!r)
-		return -1;
-	sfmt(out, len, "%s", hm_json_str(r, "status", "none"));
-	json_object_put(r);
-	return 0;
+	return qmp_status(vm, "query-migrate", "none", out, len);
 }
 
 /* After a failed or refused migration: the source guest runs on, QEMU

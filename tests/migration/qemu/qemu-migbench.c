@@ -246,15 +246,19 @@ int main(int argc, char **argv)
 			struct mode *m = &modes[k];
 			struct hm_run_result *r = &m->runs[m->n];
 			struct hm_scenario s = base;
-			char why[768], name[64];
+			char why[768], name[64], hmargs[96];
 
 			snprintf(name, sizeof(name), "bench/%s/%d", m->name, rep);
 			s.name = name;
 			s.balloon = m->balloon;
 			s.hintmig = m->hintmig;
 			s.hm_hint_mib = m->hint_mib;
-			if (m->hint_mib)
-				s.hm_args = "--hint-timeout 20000";
+			/* the same link for everyone: QEMU's max-bandwidth
+			 * for hintmig too */
+			snprintf(hmargs, sizeof(hmargs), "--max-bandwidth %"
+				 PRIu64 "%s", base.max_bandwidth,
+				 m->hint_mib ? " --hint-timeout 20000" : "");
+			s.hm_args = hmargs;
 			if (m->balloon == HM_BALLOON_REPORTING)
 				s.settle_rounds = 25; /* reporting waits 2 s */
 			hm_run(&s, r);

@@ -357,38 +357,32 @@ struct hc_hdr {
 	uint64_t epoch;
 } __attribute__((packed));
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n) {
-		ssize_t w = write(fd, c, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *p, size_t n)
+/* All n bytes written (out) or read, or -1. */
+static int io_all(int fd, void *p, size_t n, int out)
 {
 	char *c = p;
 
 	while (n) {
-		ssize_t r = read(fd, c, n);
+		ssize_t k = out ? write(fd, c, n) : read(fd, c, n);
 
-		if (r < 0 && errno == EINTR)
+		if (k < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)
+		if (k <= 0)
 			return -1;
-		c += r;
-		n -= (size_t)r;
+		c += k;
+		n -= (size_t)k;
 	}
 	return 0;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	return io_all(fd, (void *)p, n, 1);
+}
+
+static int read_all(int fd, void *p, size_t n)
+{
+	return io_all(fd, p, n, 0);
 }
 
 static int hc_send(int fd, uint16_t type, uint64_t epoch, const void *payload,
