@@ -1126,9 +1126,19 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 			goto out;
 		}
 		if (msg.u.hello_ack.status) {
+			uint32_t st = msg.u.hello_ack.status;
+
 			hm_logf(&m->log, HM_LOG_ERROR,
-				"channel %u: the destination refused: %s", i,
-				strerror((int)msg.u.hello_ack.status));
+				"channel %u: the destination refused: %s%s", i,
+				strerror((int)st),
+				st == EMEDIUMTYPE
+					? " (its RAM is not laid out like this "
+					  "guest's: the two VMs differ; the "
+					  "destination's log says how)"
+				: st == EFBIG ? " (more RAM than it accepts)"
+				: st == EPROTONOSUPPORT
+					? " (it cannot decompress zstd)"
+					: "");
 			r = msg.u.hello_ack.status < 4096 ?
 				    -(int)msg.u.hello_ack.status : -EPROTO;
 			goto out;

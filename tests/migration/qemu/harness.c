@@ -1363,6 +1363,9 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 				killed = 1;
 			}
 			break;
+		case HM_FAULT_DST_MISMATCH:
+			killed = 1; /* the fault is in the configuration */
+			break;
 		default:
 			break;
 		}
@@ -1382,6 +1385,16 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 	note("%s: fault injected after %.1f s%s%s", s->name, mono_s() - t0,
 	     st[0] ? ", source QEMU migration status " : "", st);
 	r->hm_send_rc = sp > 0 ? wait_child(sp, mono_s() + 120) : -1;
+	if (s->fault == HM_FAULT_DST_MISMATCH &&
+	    (r->hm_send_rc != 3 ||
+	     !file_has(g_recv_log, "this destination has"))) {
+		fail_set(r, "mismatched destination: hintmig send exited %d "
+			 "(expected 3), no mismatch named in %s",
+			 r->hm_send_rc, g_recv_log);
+		kill(rp, SIGKILL);
+		waitpid(rp, NULL, 0);
+		return -1;
+	}
 	kill(rp, SIGKILL);
 	r->hm_recv_rc = wait_child(rp, mono_s() + 10);
 	if (source_intact(s, r, src, st, sizeof(st)))
@@ -1615,6 +1628,8 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 	/* destination first: paused (-S), incoming deferred to pick a port */
 	o.role = "destination";
 	o.incoming = 1;
+	if (s->fault == HM_FAULT_DST_MISMATCH)
+		o.mem += 4u << 20;
 	if (vm_launch(dst, &o, err, sizeof(err)) ||
 	    vm_connect(dst, err, sizeof(err))) {
 		fail_set(r, "%s", err);
@@ -1625,6 +1640,7 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		return -1;
 	o.role = "source";
 	o.incoming = 0;
+	o.mem = mem;
 	t = mono_s();
 	if (vm_launch(src, &o, err, sizeof(err)) ||
 	    vm_connect(src, err, sizeof(err))) {

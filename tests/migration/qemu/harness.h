@@ -66,6 +66,8 @@ struct hm_scenario {
 						 * pre-switchover */
 		HM_FAULT_KILL_DST_QEMU,		/* destination QEMU killed */
 		HM_FAULT_KILL_RECV,		/* hintmig recv killed */
+		HM_FAULT_DST_MISMATCH,		/* destination QEMU has 4 MiB
+						 * more RAM than the source */
 	} fault;
 	/* A guest hintmig must refuse before anything starts: `hintmig send`
 	 * exits 4 with this text in its message, the source runs on. */

@@ -110,6 +110,9 @@ static const struct test tests[] = {
 	{ "/hintmig/qemu/fault/kill-recv", FAULT, HM_BALLOON_NONE,
 	  "hintmig recv killed (link cut): source runs on", 1,
 	  "--max-bandwidth 48M", 0, 0, HM_FAULT_KILL_RECV },
+	{ "/hintmig/qemu/fault/dst-mismatch", FAULT, HM_BALLOON_NONE,
+	  "a destination QEMU with 4 MiB more RAM: refused in the handshake, "
+	  "source runs on", 1, NULL, 0, 0, HM_FAULT_DST_MISMATCH },
 	{ "/hintmig/qemu/refuse/private-ram", FAULT, HM_BALLOON_NONE,
 	  "plain -m (private RAM): refused before anything starts, with the "
 	  "option to use", 1, NULL, 0, 0, HM_FAULT_NONE,
