@@ -744,6 +744,19 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 	return 0;
 }
 
+/* Test hook of the QEMU suite's fault tests (docs/qemu-tests.md):
+ * HINTMIG_TEST_DIE_AT=pre-switchover kills this process, as any SIGKILL
+ * would, the moment QEMU reports its vCPUs stopped at pre-switchover (the
+ * backend's log line, INFO: the suite runs with --verbose), before the
+ * final harvest. */
+static void log_with_hook(void *opaque, enum hm_log_level level,
+			  const char *msg)
+{
+	hm_log_stderr(opaque, level, msg);
+	if (opaque && strstr(msg, "vCPUs stopped at pre-switchover"))
+		raise(SIGKILL);
+}
+
 int hm_cmd_send(int argc, char **argv)
 {
 	struct send_opts o;
@@ -783,6 +796,14 @@ int hm_cmd_send(int argc, char **argv)
 		log.max_level = HM_LOG_ERROR;
 	else if (o.verbose)
 		log.max_level = o.verbose > 1 ? HM_LOG_DEBUG : HM_LOG_INFO;
+	{
+		const char *die = getenv("HINTMIG_TEST_DIE_AT");
+
+		if (die && !strcmp(die, "pre-switchover")) {
+			log.fn = log_with_hook;
+			log.opaque = &log;
+		}
+	}
 	pr.quiet = o.quiet;
 	pr.tty = isatty(STDERR_FILENO);
 

@@ -1314,6 +1314,8 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 {
 	static const char *const die_at[] = {
 		[HM_FAULT_KILL_SEND_ATTACHED] = "HINTMIG_TEST_DIE_AT=attached",
+		[HM_FAULT_KILL_SEND_PRESWITCHOVER] =
+			"HINTMIG_TEST_DIE_AT=pre-switchover",
 	};
 	const char *die = (size_t)s->fault < sizeof(die_at) / sizeof(die_at[0])
 				  ? die_at[s->fault] : NULL;
@@ -1332,7 +1334,9 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 
 		if (waitpid(sp, &ws, WNOHANG) == sp) {
 			sp = -1;
-			killed = die != NULL; /* it killed itself */
+			/* it killed itself at the hook, nothing else */
+			killed = die && WIFSIGNALED(ws) &&
+				 WTERMSIG(ws) == SIGKILL;
 			break;
 		}
 		switch (s->fault) {
@@ -1344,13 +1348,7 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 				killed = 1;
 			}
 			break;
-		case HM_FAULT_KILL_SEND_PRESWITCHOVER:
-			if (src_migrate_status(src, st, sizeof(st)) == 0 &&
-			    !strcmp(st, "pre-switchover")) {
-				kill(sp, SIGKILL);
-				killed = 1;
-			}
-			break;
+
 		case HM_FAULT_KILL_DST_QEMU:
 			if (mono_s() - t0 > 2.0) {
 				kill(dst->pid, SIGKILL);
@@ -1369,7 +1367,7 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 		default:
 			break;
 		}
-		msleep(s->fault == HM_FAULT_KILL_SEND_PRESWITCHOVER ? 1 : 20);
+		msleep(20);
 	}
 	if (!killed) {
 		fail_set(r, "the fault was not injected (hintmig send %s)",
@@ -1383,7 +1381,8 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 		return -1;
 	}
 	note("%s: fault injected after %.1f s%s%s", s->name, mono_s() - t0,
-	     st[0] ? ", source QEMU migration status " : "", st);
+	     die ? ": hintmig send killed itself at " : "",
+	     die ? strchr(die, '=') + 1 : "");
 	r->hm_send_rc = sp > 0 ? wait_child(sp, mono_s() + 120) : -1;
 	if (s->fault == HM_FAULT_DST_MISMATCH &&
 	    (r->hm_send_rc != 3 ||
