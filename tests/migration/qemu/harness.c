@@ -1339,33 +1339,17 @@ static int fault_run(const struct hm_scenario *s, struct hm_run_result *r,
 				 WTERMSIG(ws) == SIGKILL;
 			break;
 		}
-		switch (s->fault) {
-		case HM_FAULT_KILL_SEND_ROUND:
-			/* round 1 runs for seconds at the scenario's
-			 * bandwidth: kill it well inside */
-			if (mono_s() - t0 > 2.0) {
-				kill(sp, SIGKILL);
-				killed = 1;
-			}
-			break;
+		/* the victim of a timed kill; round 1 runs for seconds at
+		 * the scenario's bandwidth: 2 s is well inside it */
+		pid_t victim = s->fault == HM_FAULT_KILL_SEND_ROUND ? sp
+			       : s->fault == HM_FAULT_KILL_DST_QEMU ? dst->pid
+			       : s->fault == HM_FAULT_KILL_RECV ? rp : 0;
 
-		case HM_FAULT_KILL_DST_QEMU:
-			if (mono_s() - t0 > 2.0) {
-				kill(dst->pid, SIGKILL);
-				killed = 1;
-			}
-			break;
-		case HM_FAULT_KILL_RECV:
-			if (mono_s() - t0 > 2.0) {
-				kill(rp, SIGKILL);
-				killed = 1;
-			}
-			break;
-		case HM_FAULT_DST_MISMATCH:
+		if (s->fault == HM_FAULT_DST_MISMATCH) {
 			killed = 1; /* the fault is in the configuration */
-			break;
-		default:
-			break;
+		} else if (victim > 0 && mono_s() - t0 > 2.0) {
+			kill(victim, SIGKILL);
+			killed = 1;
 		}
 		msleep(20);
 	}
