@@ -11,6 +11,8 @@ PKGS=(
   liburcu-dev libzstd-dev libjson-c-dev
   clang libclang-rt-14-dev            # libFuzzer target of the wire decoder
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils zstd kmod
+  help2man man-db bash-completion     # man pages, their test, completion test
+  debhelper dpkg-dev lintian          # the Debian packages and their test
 )
 
 missing=()

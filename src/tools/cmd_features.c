@@ -16,6 +16,7 @@
 #endif
 
 #include "cmd.h"
+#include "parse.h"
 
 /* One row per boolean capability: the JSON key, the human label, and
  * where the value lives. */
@@ -50,9 +51,13 @@ static bool cap_value(const struct hm_caps *c, const struct cap_row *r)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hintmig features [--json] [--mode auto|sync|async]\n"
+		"Usage: hintmig features [--json] [--mode auto|sync|async]\n"
 		"Print the kernel's write-tracking capabilities and the tracker\n"
-		"mode that the given mode (default auto) resolves to.\n");
+		"mode that the given mode (default auto) resolves to.\n"
+		"  --json                  one JSON object instead of text\n"
+		"  --mode auto|sync|async  the mode to resolve (default auto)\n"
+		"  --help                  this text\n"
+		"  --version               the version\n");
 }
 
 static void print_human(const struct hm_caps *c, enum hm_tracker_mode want,
@@ -130,6 +135,7 @@ int hm_cmd_features(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hm_log log = { hm_log_stderr, NULL, HM_LOG_WARN };
@@ -154,6 +160,8 @@ int hm_cmd_features(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			return hm_print_version("hintmig features");
 		default:
 			usage(stderr);
 			return 2;

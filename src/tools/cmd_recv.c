@@ -31,12 +31,13 @@
 static void recv_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hintmig recv --listen ADDR [--ram-file PATH] "
+		"Usage: hintmig recv --listen ADDR [--ram-file PATH] "
 		"[--fill auto|uffd|write] [--io-timeout MS] [--quiet] "
 		"[--verbose]\n"
-		"       hintmig recv --qemu QMP_SOCKET --listen ADDR "
+		"   or: hintmig recv --qemu QMP_SOCKET --listen ADDR "
 		"[--qemu-uri URI] [options]\n"
-		"  ADDR: unix:PATH or tcp:HOST:PORT\n"
+		"  --listen ADDR    where the source connects: unix:PATH or "
+		"tcp:HOST:PORT\n"
 		"  --qemu QMP_SOCKET  receive into the guest RAM of this QEMU "
 		"(started with\n"
 		"                   -incoming defer and the source's machine "
@@ -53,6 +54,11 @@ static void recv_usage(FILE *f)
 		"place), auto\n"
 		"                   (uffd when the kernel allows it; "
 		"default)\n"
+		"  --io-timeout MS  give up when the source sends nothing for "
+		"this long\n"
+		"  --quiet, --verbose  less or more of the engine's log\n"
+		"  --help           this text\n"
+		"  --version        the version\n"
 		"exit status: 0 completed, 2 usage, 3 migration failed, "
 		"4 setup error\n");
 }
@@ -67,6 +73,7 @@ int hm_cmd_recv(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "qemu", required_argument, NULL, 'Q' },
 		{ "qemu-uri", required_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
@@ -133,6 +140,9 @@ int hm_cmd_recv(int argc, char **argv)
 		case 'h':
 			recv_usage(stdout);
 			ret = 0;
+			goto out;
+		case 'V':
+			ret = hm_print_version("hintmig recv");
 			goto out;
 		default:
 			recv_usage(stderr);

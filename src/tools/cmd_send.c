@@ -465,8 +465,8 @@ static uint64_t peak_rss_kib(void)
 static void send_usage(FILE *f)
 {
 	fprintf(f,
-"usage: hintmig send --to ADDR [options]\n"
-"       hintmig send --qemu QMP_SOCKET --to ADDR [--agent SOCKET] [options]\n"
+"Usage: hintmig send --to ADDR [options]\n"
+"   or: hintmig send --qemu QMP_SOCKET --to ADDR [--agent SOCKET] [options]\n"
 "  --to ADDR               unix:PATH or tcp:HOST:PORT (a hintmig recv)\n"
 "a running QEMU guest (RAM in a shared memory backend; docs/qemu.md):\n"
 "  --qemu QMP_SOCKET       migrate the guest of the QEMU with this QMP socket\n"
@@ -506,7 +506,9 @@ static void send_usage(FILE *f)
 "                          into a reused 1 MiB buffer (the physical\n"
 "                          limit) and into fresh memory (what a\n"
 "                          destination's first touch adds on this host)\n"
-"  --quiet, --verbose\n"
+"  --quiet, --verbose      less or more of the engine's log\n"
+"  --help                  this text\n"
+"  --version               the version\n"
 "exit status: 0 ok, 1 verification mismatches, 2 usage, 3 migration\n"
 "failed or cancelled, 4 setup error\n");
 }
@@ -527,7 +529,7 @@ enum {
 	OPT_TRACKER, OPT_CHANNELS, OPT_COMPRESS, OPT_BW, OPT_DOWNTIME,
 	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
-	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT,
+	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION,
 };
 
 static int bad(const char *opt, const char *val)
@@ -563,6 +565,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "quiet", no_argument, NULL, OPT_QUIET },
 		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "qemu", required_argument, NULL, OPT_QEMU },
 		{ "qemu-uri", required_argument, NULL, OPT_QEMU_URI },
 		{ "agent", required_argument, NULL, OPT_AGENT },
@@ -689,6 +692,9 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 			break;
 		case OPT_HELP:
 			send_usage(stdout);
+			return 1;
+		case OPT_VERSION:
+			hm_print_version("hintmig send");
 			return 1;
 		default:
 			send_usage(stderr);

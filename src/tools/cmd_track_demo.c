@@ -72,12 +72,18 @@ static void sleep_until(uint64_t t)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hintmig track-demo [--mode auto|sync|async] [--size 256M]\n"
-		"                          [--seconds 3] [--rate PAGES/s]\n"
+		"Usage: hintmig track-demo [--mode auto|sync|async] [--size SIZE] "
+		"[--seconds N] [--rate PAGES/s]\n"
 		"Fork a workload that writes random pages at a known rate, track\n"
 		"its memory from outside (its own userfaultfd, taken with\n"
 		"pidfd_getfd), harvest every %d ms and check that every page it\n"
-		"wrote was reported.\n", INTERVAL_MS);
+		"wrote was reported.\n"
+		"  --mode auto|sync|async  tracker mode (default auto)\n"
+		"  --size SIZE             workload memory, 1M..64G (default 256M)\n"
+		"  --seconds N             how long to track, 1..3600 (default 3)\n"
+		"  --rate PAGES/s          page writes per second (default 20k)\n"
+		"  --help                  this text\n"
+		"  --version               the version\n", INTERVAL_MS);
 }
 
 /* ---- the workload child ---- */
@@ -301,6 +307,7 @@ int hm_cmd_track_demo(int argc, char **argv)
 		{ "seconds", required_argument, NULL, 't' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct demo_opts o = { HM_TRACKER_AUTO, 256ull << 20, 3, 20000 };
@@ -345,6 +352,8 @@ int hm_cmd_track_demo(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			return hm_print_version("hintmig track-demo");
 		default:
 			usage(stderr);
 			return 2;

@@ -12,18 +12,21 @@ static const struct hm_cmd commands[] = {
 	  hm_cmd_features },
 	{ "track-demo", "track the writes of a running process (demo)",
 	  hm_cmd_track_demo },
-	{ "send", "migrate a running synthetic guest to a hintmig recv",
+	{ "send", "migrate a running guest (QEMU or synthetic) to a hintmig recv",
 	  hm_cmd_send },
 	{ "recv", "receive one migration (the destination)", hm_cmd_recv },
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hintmig COMMAND [OPTIONS]\n\ncommands:\n");
+	fprintf(f, "Usage: hintmig COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-12s %s\n", commands[i].name,
 			commands[i].summary);
-	fprintf(f, "\n'hintmig COMMAND --help' describes a command.\n");
+	fprintf(f, "\noptions:\n"
+		"  --help       this text\n"
+		"  --version    the version\n"
+		"\n'hintmig COMMAND --help' describes a command.\n");
 }
 
 int main(int argc, char **argv)

@@ -467,7 +467,7 @@ static void print_run_line(struct prog *p, const struct bench_run *r)
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: hintmig-bench [--preset quick|full] [AXIS OPTIONS] [OPTIONS]\n"
+"Usage: hintmig-bench [--preset quick|full] [AXIS OPTIONS] [OPTIONS]\n"
 "\n"
 "Live migrations of the synthetic guest to a destination process, every\n"
 "configuration with hint modes none/free/isolated interleaved, each run\n"
@@ -501,7 +501,9 @@ static void usage(FILE *f)
 "  --plot FILE.svg      time and bytes per mode across free fractions\n"
 "  --list               print the configurations and exit\n"
 "  --no-progress        no progress bar\n"
-"  --verbose            the engine's log down to info\n");
+"  --verbose            the engine's log down to info\n"
+"  --help               this text\n"
+"  --version            the version\n");
 }
 
 enum {
@@ -509,7 +511,7 @@ enum {
 	OPT_TRACKER, OPT_HINTS, OPT_PIN, OPT_NOPIN, OPT_HOT, OPT_WRITERS,
 	OPT_CHURN, OPT_REPS, OPT_TRANSPORT, OPT_WINDOW, OPT_RAW, OPT_DOWN,
 	OPT_ROUNDS, OPT_JSON, OPT_PLOT, OPT_LIST, OPT_NOPROG, OPT_VERBOSE,
-	OPT_PRESET, OPT_HELP,
+	OPT_PRESET, OPT_HELP, OPT_VERSION,
 };
 
 static void bench_logger(void *opaque, enum hm_log_level level,
@@ -562,6 +564,7 @@ int main(int argc, char **argv)
 		{ "no-progress", no_argument, NULL, OPT_NOPROG },
 		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct bench b;
@@ -670,6 +673,8 @@ int main(int argc, char **argv)
 		case OPT_HELP:
 			usage(stdout);
 			return 0;
+		case OPT_VERSION:
+			return hm_print_version("hintmig-bench");
 		default:
 			usage(stderr);
 			return 2;

@@ -4,7 +4,10 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+
+#include <hintmig/hintmig.h>
 
 #include "parse.h"
 
@@ -143,4 +146,10 @@ int hm_parse_name(const char *s, const char *const *names, size_t n)
 		if (names[i] && !strcmp(s, names[i]))
 			return (int)i;
 	return -EINVAL;
+}
+
+int hm_print_version(const char *prog)
+{
+	printf("%s %s\n", prog, hm_version());
+	return 0;
 }

@@ -38,4 +38,8 @@ int hm_parse_uint(const char *s, uint64_t max, uint64_t *out);
  * skipped), or -EINVAL. */
 int hm_parse_name(const char *s, const char *const *names, size_t n);
 
+/* "--version": print "PROG VERSION" on stdout (the form help2man reads);
+ * returns 0, the exit status. */
+int hm_print_version(const char *prog);
+
 #endif

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The Debian packages (debian/): built from a copy of the tree with
+# dpkg-buildpackage, checked by lintian, installed into a scratch root
+# (never onto this machine), checked there (the programs run, every man
+# page renders, the library links, every file of each package is installed
+# and verifies), then purged, leaving nothing behind.
+#   test_debian.sh SOURCE_DIR
+set -uo pipefail
+src=$(cd "$1" && pwd)
+arch=$(dpkg --print-architecture)
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+
+missing=()
+for t in dpkg-buildpackage dh lintian help2man man pkg-config cc; do
+	command -v "$t" >/dev/null || missing+=("$t")
+done
+if ((${#missing[@]})); then
+	echo "SKIP: ${missing[*]} absent (scripts/setup.sh installs them)"
+	# Packages, not a kernel feature: under strict mode a failure.
+	[ "${HINTMIG_TEST_STRICT:-}" = 1 ] && exit 1
+	exit 77
+fi
+if [ "$arch" != amd64 ]; then
+	echo "SKIP: the packages are amd64-only (this is $arch)"
+	exit 77
+fi
+
+work=$(mktemp -d /tmp/hintmig-deb.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fails=0
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+die() { echo "FAIL $*"; exit 1; }
+
+version=$(dpkg-parsechangelog -l "$src/debian/changelog" -S Version)
+tree=$work/hintmig-$version
+mkdir -p "$tree"
+# The tree as a clean clone would have it (tracked and new files, not the
+# ignored build directories).
+if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+	(cd "$src" && git ls-files -z --cached --others --exclude-standard |
+		xargs -0 -I{} sh -c '[ -e "{}" ] && printf "%s\0" "{}"' |
+		tar --null -T - -cf -) | tar -xf - -C "$tree"
+else
+	(cd "$src" && tar --exclude='./build*' --exclude='./obj-*' -cf - .) |
+		tar -xf - -C "$tree"
+fi
+
+echo "== dpkg-buildpackage -us -uc -b (log: build.log)"
+if ! (cd "$tree" && dpkg-buildpackage -us -uc -b -j"$(nproc)") \
+	> "$work/build.log" 2>&1; then
+	tail -n 60 "$work/build.log"
+	die "dpkg-buildpackage failed"
+fi
+grep -E "^(Ok|Fail|Skipped|Expected Fail|Timeout):" "$work/build.log" | sed 's/^/  build-time unit tests: /'
+changes=$(ls "$work"/hintmig_"$version"_"$arch".changes)
+debs=("$work"/*.deb)
+echo "== packages"
+for d in "${debs[@]}"; do
+	printf '  %-40s %8s bytes, %3d files\n' "${d##*/}" "$(stat -c %s "$d")" \
+		"$(dpkg-deb -c "$d" | grep -vc '^d')"
+	case $d in *-dbgsym_*) continue ;; esac
+	dpkg-deb -c "$d" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print "      " $6 ($7 == "->" ? " -> " $8 : "") }'
+done
+# The three packages, each with its automatic -dbgsym package (debug
+# symbols, built by dh_strip).
+for p in hintmig libhintmig0 libhintmig-dev; do
+	[ -e "$work/${p}_${version}_$arch.deb" ] || fail "no $p package"
+done
+[ ${#debs[@]} -le 5 ] || fail "unexpected packages: ${debs[*]##*/}"
+
+echo "== lintian"
+# Errors and warnings fail; each one we accept is an override in debian/
+# with the reason beside it.
+if ! lintian --fail-on error,warning --display-info "$changes" > "$work/lintian.log" 2>&1; then
+	cat "$work/lintian.log"
+	fail "lintian reports errors or warnings"
+else
+	sed 's/^/  /' "$work/lintian.log"
+	echo "  lintian: no errors, no warnings"
+fi
+
+echo "== dependencies resolve on this system (apt-get --simulate)"
+if ! apt-get install --simulate "${debs[@]}" > "$work/apt.log" 2>&1; then
+	cat "$work/apt.log"
+	fail "apt-get cannot install the packages here"
+fi
+
+echo "== install into a scratch root"
+root=$work/root
+mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
+touch "$root/var/lib/dpkg/status"
+dpkgr=(dpkg --root="$root" --log=/dev/null --force-not-root --force-depends
+       --force-script-chrootless)
+"${dpkgr[@]}" -i "${debs[@]}" > "$work/dpkg.log" 2>&1 ||
+	{ cat "$work/dpkg.log"; die "dpkg -i into the scratch root failed"; }
+
+pkgs=()
+for d in "${debs[@]}"; do
+	p=$(dpkg-deb -f "$d" Package)
+	pkgs+=("$p")
+	# Each file the package lists is installed, and its md5sum verifies.
+	n=0
+	while read -r f; do
+		[ -e "$root$f" ] || [ -L "$root$f" ] || fail "$p: $f not installed"
+		n=$((n + 1))
+	done < <(dpkg-deb -c "$d" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }')
+	listed=$("${dpkgr[@]}" -L "$p" | wc -l)
+	bad=$("${dpkgr[@]}" --verify "$p" 2>&1)
+	[ -z "$bad" ] || fail "$p: dpkg --verify: $bad"
+	echo "  $p: $n files installed, $listed paths in dpkg -L, dpkg --verify clean"
+done
+
+echo "== the installed programs"
+bin=$root/usr/bin
+"$bin/hintmig" --version | grep -qx "hintmig ${version%%-*}" || fail "hintmig --version"
+"$bin/hintmig-bench" --version | grep -qx "hintmig-bench ${version%%-*}" || fail "hintmig-bench --version"
+for sub in features track-demo send recv; do
+	"$bin/hintmig" "$sub" --version | grep -qx "hintmig $sub ${version%%-*}" ||
+		fail "hintmig $sub --version"
+done
+if out=$("$bin/hintmig" features 2>&1); then
+	echo "$out" | sed 's/^/  /'
+	grep -qi userfaultfd <<<"$out" || fail "hintmig features printed no userfaultfd line"
+else
+	echo "$out"
+	fail "hintmig features failed"
+fi
+
+echo "== man pages"
+pages=("$root"/usr/share/man/man1/*.1.gz)
+[ ${#pages[@]} -eq 6 ] || fail "expected 6 man pages, found ${#pages[@]}"
+for pg in "${pages[@]}"; do
+	warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$pg" 2>&1 >/dev/null)
+	lines=$(LC_ALL=C.UTF-8 MANWIDTH=80 man -E UTF-8 -l "$pg" 2>/dev/null | wc -l)
+	[ -z "$warn" ] || fail "${pg##*/}: $warn"
+	[ "$lines" -gt 10 ] || fail "${pg##*/}: renders to $lines lines"
+	echo "  man -l ${pg##*/}: $lines lines"
+done
+for c in hintmig hintmig-bench; do
+	[ -e "$root/usr/share/bash-completion/completions/$c" ] ||
+		fail "bash completion for $c not installed"
+done
+
+echo "== libhintmig-dev: a program built with pkg-config against the scratch root"
+cat > "$work/use.c" <<'C'
+#include <stdio.h>
+#include <string.h>
+#include <hintmig/hintmig.h>
+int main(int argc, char **argv)
+{
+	(void)argc;
+	printf("libhintmig %s\n", hm_version());
+	return strcmp(hm_version(), argv[1]) != 0;
+}
+C
+pcdir=$root/usr/lib/$multiarch/pkgconfig
+# hintmig.pc from the scratch root, its prefix moved there; the libraries
+# it requires privately (liburcu, zstd, json-c) from this machine.
+if flags=$(PKG_CONFIG_PATH=$pcdir pkg-config --define-variable=prefix="$root/usr" --cflags --libs hintmig) &&
+   cc -o "$work/use" "$work/use.c" $flags 2> "$work/cc.log"; then
+	LD_LIBRARY_PATH=$root/usr/lib/$multiarch "$work/use" "${version%%-*}" ||
+		fail "the program linked with libhintmig.so reports another version"
+	LD_LIBRARY_PATH=$root/usr/lib/$multiarch ldd "$work/use" | grep -q "$root/usr/lib/$multiarch/libhintmig.so.0" ||
+		fail "the program did not link the packaged libhintmig.so.0"
+else
+	cat "$work/cc.log"
+	fail "building against libhintmig-dev failed (pkg-config: ${flags:-})"
+fi
+
+echo "== purge"
+"${dpkgr[@]}" -P "${pkgs[@]}" >> "$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -P failed"; }
+left=$(find "$root" -path "$root/var/lib/dpkg" -prune -o \( -type f -o -type l \) -print)
+[ -z "$left" ] || fail "files left after purge: $left"
+
+[ "$fails" -eq 0 ] || { echo "$fails packaging checks failed"; exit 1; }
+echo "PASS debian: ${pkgs[*]} built, lintian-clean, installed, checked, purged"
