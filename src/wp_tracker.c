@@ -22,6 +22,18 @@
  * wakes the writer) and sets its bit in L. A harvest takes L, adds every
  * page that /proc/PID/pagemap says has lost its protection some other way
  * (see "the sweep" below), and write-protects all of them again.
+ *
+ * Hot pages (R11): in both modes a harvest reports every page that is not
+ * write-protected (async: PAGE_IS_WRITTEN is exactly "uffd-wp bit clear";
+ * sync: the sweep reports every page without PM_UFFD_WP). So a page may be
+ * left writable, and it is then reported at every harvest without any
+ * bookkeeping: the report cannot forget it. A page written in two harvest
+ * intervals in a row (hot_after) is left so (its next faults would cost far more than
+ * sending it again each round); every hot_period-th harvest protects all
+ * written pages, so that pages that went cold stop being sent. In async
+ * mode the scan then reads without PM_SCAN_WP_MATCHING and protects the
+ * others afterwards with UFFDIO_WRITEPROTECT, in runs: a write between the
+ * scan and the protection lands on a page already reported.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +60,8 @@
 #define PM_CHUNK 32768u
 /* page_region entries per PAGEMAP_SCAN call. */
 #define SCAN_VEC_LEN 4096u
-/* Re-protection runs are joined across gaps of up to this many pages:
+/* Sync mode: re-protection runs are joined across gaps of up to this many
+ * pages:
  * protecting a page that is already protected, or that the fault thread
  * is about to record, is harmless (see "the race"), and fewer ioctls are
  * cheaper than a few extra pte visits. */
@@ -87,6 +100,13 @@ struct hm_tracker {
 
 	bool started, stopped, gone;
 	struct hm_bitmap taken;	/* harvest scratch, control thread only */
+
+	/* R11: hot pages left writable (control thread only) */
+	bool keep_hot;
+	bool keep_all;		/* hot_after == 1 */
+	unsigned hot_period;
+	struct hm_bitmap prev;	/* written at the previous harvest */
+	struct hm_bitmap reprot; /* this harvest's pages to protect again */
 
 	/* sync mode */
 	struct hm_bitmap L;
@@ -723,6 +743,14 @@ static struct hm_tracker *tracker_new(const struct hm_caps *caps,
 	ret = hm_bitmap_init(&t->taken, t->nbits);
 	if (ret < 0)
 		goto fail;
+	t->keep_hot = opts->keep_hot;
+	t->hot_period = opts->hot_period ? opts->hot_period : 8;
+	t->keep_all = opts->hot_after == 1;
+	ret = hm_bitmap_init(&t->reprot, t->nbits);
+	if (ret == 0 && t->keep_hot)
+		ret = hm_bitmap_init(&t->prev, t->nbits);
+	if (ret < 0)
+		goto fail;
 	if (t->mode == HM_TRACKER_SYNC) {
 		ret = hm_bitmap_init(&t->L, t->nbits);
 		if (ret < 0)
@@ -792,6 +820,10 @@ void hm_tracker_close(struct hm_tracker *t)
 		hm_bitmap_fini(&t->L);
 	if (t->taken.words)
 		hm_bitmap_fini(&t->taken);
+	if (t->prev.words)
+		hm_bitmap_fini(&t->prev);
+	if (t->reprot.words)
+		hm_bitmap_fini(&t->reprot);
 	free(t->pm_buf);
 	free(t->vec);
 	free(t->ranges);
@@ -1036,6 +1068,33 @@ static long report_taken(struct hm_tracker *t, struct hm_bitmap *out)
 	return pages;
 }
 
+static int reprotect_bits(struct hm_tracker *t, const struct hm_bitmap *bm);
+
+/*
+ * R11: of the pages in t->taken (written in this harvest interval, or left
+ * writable), put into t->reprot those to protect again: all of them at
+ * every hot_period-th harvest, else those not written in the previous
+ * interval too. t->prev becomes t->taken.
+ */
+static void choose_reprotect(struct hm_tracker *t)
+{
+	bool reset = t->stats.harvests % t->hot_period == t->hot_period - 1;
+	uint64_t kept = 0, again = 0;
+
+	for (size_t w = 0; w < t->taken.nwords; w++) {
+		uint64_t v = t->taken.words[w];
+		uint64_t keep = reset ? 0 :
+				t->keep_all ? v : v & t->prev.words[w];
+
+		t->reprot.words[w] = v & ~keep;
+		t->prev.words[w] = v;
+		kept += (uint64_t)__builtin_popcountll(keep);
+		again += (uint64_t)__builtin_popcountll(v & ~keep);
+	}
+	t->stats.pages_kept += kept;
+	t->stats.pages_reprotected += again;
+}
+
 static long harvest_async(struct hm_tracker *t, struct hm_bitmap *out)
 {
 	long pages;
@@ -1046,7 +1105,10 @@ static long harvest_async(struct hm_tracker *t, struct hm_bitmap *out)
 
 		memset(&a, 0, sizeof(a));
 		a.size = sizeof(a);
-		a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+		/* With hot pages kept, read only: protection follows,
+		 * for the pages that are not hot (choose_reprotect). */
+		a.flags = PM_SCAN_CHECK_WPASYNC |
+			  (t->keep_hot ? 0 : PM_SCAN_WP_MATCHING);
 		a.start = r->addr;
 		a.end = r->addr + r->len;
 		a.vec = (uintptr_t)t->vec;
@@ -1102,6 +1164,19 @@ static long harvest_async(struct hm_tracker *t, struct hm_bitmap *out)
 		}
 	}
 	pages = report_taken(t, out);
+	if (t->keep_hot) {
+		int ret;
+
+		choose_reprotect(t);
+		ret = reprotect_bits(t, &t->reprot);
+		if (ret < 0) {
+			/* Unprotected pages are reported by the next scan:
+			 * nothing is lost. */
+			memset(t->taken.words, 0,
+			       t->taken.nwords * sizeof(uint64_t));
+			return fail(t, ret, "harvest");
+		}
+	}
 	memset(t->taken.words, 0, t->taken.nwords * sizeof(uint64_t));
 	return pages;
 }
@@ -1211,37 +1286,42 @@ static int sweep(struct hm_tracker *t)
 	return 0;
 }
 
-/* Protect every page whose bit is set in t->taken, in runs. */
-static int reprotect_taken(struct hm_tracker *t)
+/* Protect every page whose bit is set in bm, in runs. */
+static int reprotect_bits(struct hm_tracker *t, const struct hm_bitmap *bm)
 {
-	size_t b = hm_bitmap_find_next_set(&t->taken, 0);
+	/* Runs are joined across gaps only in sync mode, where a write is
+	 * recorded in L and protecting its page again is harmless. In async
+	 * mode the pte's bit is the only record: protecting a page outside
+	 * bm would erase a write made after the scan. */
+	const size_t gap = t->mode == HM_TRACKER_SYNC ? REPROTECT_GAP : 0;
+	size_t b = hm_bitmap_find_next_set(bm, 0);
 
-	while (b < t->taken.nbits) {
+	while (b < bm->nbits) {
 		struct hm_range *r = range_of_bit(t, b);
 		size_t end, next, rend;
 		int ret;
 
 		if (!r) { /* a bit outside every range: cannot be set */
-			b = hm_bitmap_find_next_set(&t->taken, b + 1);
+			b = hm_bitmap_find_next_set(bm, b + 1);
 			continue;
 		}
 		rend = r->first_bit + r->npages;
-		end = hm_bitmap_find_next_clear(&t->taken, b);
+		end = hm_bitmap_find_next_clear(bm, b);
 		for (;;) {
 			if (end > rend)
 				end = rend;
-			next = end < rend ? hm_bitmap_find_next_set(&t->taken,
+			next = end < rend ? hm_bitmap_find_next_set(bm,
 								    end) :
 					    rend;
-			if (next >= rend || next - end > REPROTECT_GAP)
+			if (next >= rend || next - end > gap)
 				break;
-			end = hm_bitmap_find_next_clear(&t->taken, next);
+			end = hm_bitmap_find_next_clear(bm, next);
 		}
 		ret = wp_ioctl(t, r->addr + ((b - r->first_bit) << t->page_shift),
 			       (uint64_t)(end - b) << t->page_shift, true);
 		if (ret < 0)
 			return ret;
-		b = end < t->taken.nbits ? hm_bitmap_find_next_set(&t->taken, end)
+		b = end < bm->nbits ? hm_bitmap_find_next_set(bm, end)
 					 : end;
 	}
 	return 0;
@@ -1300,9 +1380,13 @@ static long harvest_sync(struct hm_tracker *t, struct hm_bitmap *out)
 	/* 3. Report. Before re-protecting, so that on failure nothing taken
 	 * is lost: it is in out, and put back into L below. */
 	pages = report_taken(t, out);
-	/* 4. Protect again what was taken. */
-	if (ret == 0)
-		ret = reprotect_taken(t);
+	/* 4. Protect again what was taken, but hot pages (R11). */
+	if (ret == 0 && t->keep_hot) {
+		choose_reprotect(t);
+		ret = reprotect_bits(t, &t->reprot);
+	} else if (ret == 0) {
+		ret = reprotect_bits(t, &t->taken);
+	}
 	if (ret < 0) {
 		hm_bitmap_or(&t->L, &t->taken);
 		memset(t->taken.words, 0, t->taken.nwords * sizeof(uint64_t));
@@ -1335,6 +1419,8 @@ long hm_tracker_harvest(struct hm_tracker *t, struct hm_bitmap *out)
 	if (ret >= 0 && target_gone(t))
 		ret = fail(t, -ESRCH, "harvest");
 	if (ret >= 0) {
+		if (!t->keep_hot)
+			t->stats.pages_reprotected += (uint64_t)ret;
 		t->stats.harvests++;
 		t->stats.pages_harvested += (uint64_t)ret;
 		t->stats.harvest_ns += now_ns() - t0;

@@ -108,6 +108,7 @@ struct hm_migrate_params {
 	enum hm_compress compress;
 	int compress_level;		/* zstd level, 0 = default (1) */
 	enum hm_tracker_mode tracker_mode;
+	bool tracker_keep_hot;		/* R11: hot pages stay writable */
 	unsigned max_hint_ranges;	/* per session, 0 = default */
 	unsigned hint_timeout_ms;	/* how long a round waits for "done",
 					 * 0 = do not wait */

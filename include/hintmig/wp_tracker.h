@@ -81,6 +81,16 @@ struct hm_tracker_opts {
 	 * them; 0 normally. Lets tests run the code paths of older kernels
 	 * (e.g. without WP_UNPOPULATED, as Debian 12's 6.1) on a new one. */
 	uint64_t disable_features;
+	/* Hot pages (R11, docs/tracker.md), off by default: with keep_hot, a
+	 * page found written by hot_after harvests in a row (0: 2; 1: every
+	 * written page) is not protected again; it stays writable and every
+	 * later harvest reports it written, until every hot_period-th
+	 * harvest (0: 8th) protects all written pages again. Fewer faults,
+	 * more pages sent again. Without it every written page is protected
+	 * again at every harvest, and a harvest is exact. */
+	bool keep_hot;
+	unsigned hot_period;
+	unsigned hot_after;
 };
 
 /* Threads: add_range, start, harvest, reprotect, stop and close are
@@ -131,7 +141,9 @@ int hm_tracker_add_range(struct hm_tracker *t, uint64_t addr, uint64_t len,
 int hm_tracker_start(struct hm_tracker *t);
 
 /* OR into out the bits of every page written since start or the previous
- * harvest, and write-protect those pages again. Returns the number of pages
+ * harvest, and write-protect those pages again, except hot ones (R11):
+ * those stay writable and are reported at every harvest, written or not.
+ * Returns the number of pages
  * harvested (>= 0), or -ESRCH (remote process gone), -errno. out must have
  * at least opts.nbits bits. */
 long hm_tracker_harvest(struct hm_tracker *t, struct hm_bitmap *out);
@@ -161,6 +173,8 @@ struct hm_tracker_stats {
 	uint64_t harvests;
 	uint64_t pages_harvested;
 	uint64_t harvest_ns;	/* total time spent in harvest */
+	uint64_t pages_reprotected; /* written pages protected again */
+	uint64_t pages_kept;	/* harvested pages left writable (R11) */
 };
 void hm_tracker_get_stats(const struct hm_tracker *t,
 			  struct hm_tracker_stats *st);

@@ -1223,6 +1223,7 @@ static int open_tracker(struct hm_migration *m)
 	to.mode = m->p.tracker_mode;
 	to.log = m->log;
 	to.nbits = m->g->npages;
+	to.keep_hot = m->p.tracker_keep_hot;
 	m->tracker = m->g->ops->open_tracker(m->g, &caps, &to);
 	if (!m->tracker) {
 		r = -errno;

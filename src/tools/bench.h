@@ -93,6 +93,14 @@ struct bench_run {
 	double wr_before;	/* guest page writes/s before; < 0 n/a */
 	double wr_during;	/* during the live phase; < 0 n/a */
 	double wr_tracked;	/* tracker only, no migration; < 0 n/a */
+	/* The tracker alone, side by side: [0] as the engine runs it by
+	 * default (every written page protected again at every harvest),
+	 * [1] pages written in two harvests in a row kept writable (R11,
+	 * --keep-hot), [2] every written page kept writable (hot_after 1). Guest writes/s, guest page faults/s (minflt), mean harvest
+	 * time, pages reported per harvest; wr < 0 n/a. */
+	struct bench_trk {
+		double wr, faults_ps, harvest_ms, pages_ph;
+	} trk[3];
 	double tracker_start_ms; /* of that tracker (protect all RAM) */
 	double raw_bps;		/* transport, same run (cfg, rep) */
 	double fresh_bps;	/* transport + first touch at the sink */
@@ -184,6 +192,11 @@ enum bench_metric {
 	BM_WR_DURING,
 	BM_WR_RATIO,
 	BM_WR_TRACKED_RATIO,
+	BM_WR_TRACKED_HOT_RATIO,
+	BM_TRK_FAULTS_PS,
+	BM_TRK_HOT_FAULTS_PS,
+	BM_WR_TRACKED_ALL_RATIO,
+	BM_TRK_ALL_FAULTS_PS,
 	BM_ACK_MS,
 	BM_X_LIMIT_ACK,
 	BM_RAW_BPS,

@@ -66,6 +66,25 @@ static bool metric(const struct bench_run *r, enum bench_metric m, double *v)
 			return false;
 		*v = r->wr_tracked / r->wr_before;
 		return true;
+	case BM_WR_TRACKED_HOT_RATIO:
+		if (r->wr_before <= 0 || r->trk[1].wr < 0)
+			return false;
+		*v = r->trk[1].wr / r->wr_before; /* R11 */
+		return true;
+	case BM_TRK_FAULTS_PS:
+		*v = r->trk[0].faults_ps;
+		return r->trk[0].wr >= 0;
+	case BM_TRK_HOT_FAULTS_PS:
+		*v = r->trk[1].faults_ps;
+		return r->trk[1].wr >= 0;
+	case BM_WR_TRACKED_ALL_RATIO:
+		if (r->wr_before <= 0 || r->trk[2].wr < 0)
+			return false;
+		*v = r->trk[2].wr / r->wr_before;
+		return true;
+	case BM_TRK_ALL_FAULTS_PS:
+		*v = r->trk[2].faults_ps;
+		return r->trk[2].wr >= 0;
 	case BM_ACK_MS:
 		*v = r->ack_s * 1000.0;
 		return r->ack_s > 0;
@@ -457,7 +476,7 @@ void bench_print_headline(const struct bench *b, FILE *f)
 			continue;
 		bench_cfg_label(c, lab, sizeof(lab));
 		for (unsigned k = 0; k < BENCH_NMODES; k++) {
-			struct bench_agg w, bef, dur, wt;
+			struct bench_agg w, bef, dur, wt, wx, fk, fx, wa, fa;
 
 			bench_aggregate(b, ci, (enum bench_mode)k, BM_WR_RATIO,
 					&w);
@@ -467,6 +486,16 @@ void bench_print_headline(const struct bench *b, FILE *f)
 					&dur);
 			bench_aggregate(b, ci, (enum bench_mode)k,
 					BM_WR_TRACKED_RATIO, &wt);
+			bench_aggregate(b, ci, (enum bench_mode)k,
+					BM_WR_TRACKED_HOT_RATIO, &wx);
+			bench_aggregate(b, ci, (enum bench_mode)k,
+					BM_TRK_FAULTS_PS, &fk);
+			bench_aggregate(b, ci, (enum bench_mode)k,
+					BM_TRK_HOT_FAULTS_PS, &fx);
+			bench_aggregate(b, ci, (enum bench_mode)k,
+					BM_WR_TRACKED_ALL_RATIO, &wa);
+			bench_aggregate(b, ci, (enum bench_mode)k,
+					BM_TRK_ALL_FAULTS_PS, &fa);
 			if (!w.n)
 				continue;
 			if (!any)
@@ -488,6 +517,17 @@ void bench_print_headline(const struct bench *b, FILE *f)
 					w.med >= TARGET_WR_RATIO ? "met"
 								 : "NOT met");
 			fputc('\n', f);
+			if (wt.n && wx.n && wa.n)
+				fprintf(f, "    tracker only, side by side: "
+					"every written page protected again "
+					"(default) %.0f%% (%.0fk guest "
+					"faults/s); pages written twice in a "
+					"row kept writable (R11, --keep-hot) "
+					"%.0f%% (%.0fk/s); every written page "
+					"kept writable %.0f%% (%.0fk/s)\n",
+					wt.med * 100, fk.med / 1e3,
+					wx.med * 100, fx.med / 1e3,
+					wa.med * 100, fa.med / 1e3);
 		}
 	}
 	for (size_t ci = 0; ci < b->ncfgs; ci++)
@@ -614,6 +654,11 @@ static const char *const metric_names[BM_NMETRICS] = {
 	[BM_WR_DURING] = "guest-writes-during-per-s",
 	[BM_WR_RATIO] = "guest-write-ratio",
 	[BM_WR_TRACKED_RATIO] = "guest-write-ratio-tracker-only",
+	[BM_WR_TRACKED_HOT_RATIO] = "guest-write-ratio-tracker-only-keep-hot",
+	[BM_TRK_FAULTS_PS] = "guest-faults-per-s-tracker-only",
+	[BM_TRK_HOT_FAULTS_PS] = "guest-faults-per-s-tracker-only-keep-hot",
+	[BM_WR_TRACKED_ALL_RATIO] = "guest-write-ratio-tracker-only-keep-all",
+	[BM_TRK_ALL_FAULTS_PS] = "guest-faults-per-s-tracker-only-keep-all",
 	[BM_ACK_MS] = "time-to-ack-ms",
 	[BM_X_LIMIT_ACK] = "time-to-ack-over-limit",
 	[BM_RAW_BPS] = "raw-bytes-per-s",
@@ -757,6 +802,23 @@ static void json_run(FILE *f, const struct bench *b, const struct bench_run *r)
 		 metric(r, BM_WR_TRACKED_RATIO, &v) ? v : NAN, true);
 	j_kv_num(f, "tracker-only-start-ms", r->wr_tracked >= 0 ?
 		 r->tracker_start_ms : NAN, true);
+	for (int i = 0; i < 3; i++) {
+		static const char *const names[3] = {
+			"tracker-only", "tracker-only-keep-hot",
+			"tracker-only-keep-all" };
+		const struct bench_trk *k = &r->trk[i];
+
+		j_str(f, names[i]);
+		fprintf(f, ":{");
+		j_kv_num(f, "writes-per-s", k->wr >= 0 ? k->wr : NAN, true);
+		j_kv_num(f, "faults-per-s", k->wr >= 0 ? k->faults_ps : NAN,
+			 true);
+		j_kv_num(f, "harvest-ms", k->wr >= 0 ? k->harvest_ms : NAN,
+			 true);
+		j_kv_num(f, "pages-per-harvest", k->wr >= 0 ? k->pages_ph :
+			 NAN, false);
+		fprintf(f, "},");
+	}
 	j_kv_u64(f, "check-errors", r->guest_check_errors, true);
 	j_kv_u64(f, "hint-requests", r->guest_hint_requests, true);
 	j_kv_u64(f, "hint-ranges-sent", r->guest_hint_ranges, true);

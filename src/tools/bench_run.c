@@ -559,18 +559,46 @@ static void on_progress(void *opaque, const struct hm_migrate_stats *st)
 		t->fn(t->opaque, st);
 }
 
-/* The tracker's own cost, apart from everything else a migration does:
- * the guest's write rate while a tracker of the configured mode covers
- * its RAM and is harvested every 100 ms (as between rounds), nothing
- * read, nothing sent. Uses up the guest's userfaultfd and takes a fresh
- * one for the migration. 0 or -errno (r->error says what). */
-static int tracked_only(struct bench *b, const struct bench_cfg *cfg,
-			struct hm_synth *s, struct bench_run *r)
+/* Page faults the guest process has taken (all its threads): field 10 of
+ * /proc/PID/stat, or -1. */
+static double guest_minflt(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long v = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* after the command name */
+	/* ") S ppid pgrp session tty tpgid flags minflt" */
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %llu", &v) != 1)
+		return -1;
+	return (double)v;
+}
+
+/* One tracker-only window: a tracker of the configured mode on the
+ * guest's RAM (variant 0: the engine's default, every written page
+ * protected again at every harvest; 1: R11, pages written twice in a row
+ * kept writable; 2: every written page kept writable, hot_after 1), harvested every 100 ms (as
+ * between rounds), nothing read, nothing sent. Uses up the guest's
+ * userfaultfd and takes a fresh one. 0 or -errno. */
+static int tracked_window(struct bench *b, const struct bench_cfg *cfg,
+			  struct hm_synth *s, int variant,
+			  struct bench_trk *k, double *start_ms)
 {
 	struct hm_tracker_opts to;
+	struct hm_tracker_stats st;
 	struct hm_tracker *t;
 	struct hm_bitmap l = { 0 };
-	double a, e, end;
+	double a, e, end, f0, f1;
 	uint64_t w0, w1;
 	int ret, fd;
 
@@ -578,21 +606,25 @@ static int tracked_only(struct bench *b, const struct bench_cfg *cfg,
 	to.mode = cfg->tracker;
 	to.log = b->log;
 	to.nbits = s->npages;
+	to.keep_hot = variant != 0;
+	to.hot_after = variant == 2 ? 1 : 0;
 	ret = hm_bitmap_init(&l, s->npages);
 	if (ret < 0)
-		goto fail;
+		return ret;
 	t = hm_tracker_open_remote(&b->caps, &to, s->pid, s->uffd);
 	s->uffd = -1;
 	if (!t) {
 		ret = -errno;
-		goto fail;
+		goto out;
 	}
 	ret = hm_tracker_add_range(t, s->block.host_addr, s->block.len, 0);
 	a = bench_now();
 	if (ret == 0)
 		ret = hm_tracker_start(t);
-	r->tracker_start_ms = (bench_now() - a) * 1000;
+	if (start_ms)
+		*start_ms = (bench_now() - a) * 1000;
 	w0 = guest_writes(s);
+	f0 = guest_minflt(s->pid);
 	a = bench_now();
 	end = a + b->o.window_ms / 1000.0;
 	while (ret == 0 && bench_now() < end) {
@@ -604,25 +636,48 @@ static int tracked_only(struct bench *b, const struct bench_cfg *cfg,
 			ret = (int)h;
 	}
 	w1 = guest_writes(s);
+	f1 = guest_minflt(s->pid);
 	e = bench_now() - a;
+	hm_tracker_get_stats(t, &st);
 	hm_tracker_close(t);
 	if (ret < 0)
-		goto fail;
-	r->wr_tracked = (double)(w1 - w0) / e;
+		goto out;
+	k->wr = (double)(w1 - w0) / e;
+	k->faults_ps = f0 >= 0 && f1 >= f0 ? (f1 - f0) / e : 0;
+	k->harvest_ms = st.harvests ? (double)st.harvest_ns / 1e6 /
+					      (double)st.harvests : 0;
+	k->pages_ph = st.harvests ? (double)st.pages_harvested /
+					    (double)st.harvests : 0;
+out:
 	hm_bitmap_fini(&l);
 	fd = hm_synth_new_uffd(s);
-	if (fd < 0) {
-		snprintf(r->error, sizeof(r->error), "new userfaultfd: %s",
-			 strerror(-fd));
-		return fd;
-	}
+	if (fd < 0)
+		return ret < 0 ? ret : fd;
 	s->uffd = fd;
-	return 0;
-fail:
-	hm_bitmap_fini(&l);
-	snprintf(r->error, sizeof(r->error), "tracker-only measurement: %s",
-		 strerror(-ret));
 	return ret;
+}
+
+/* The tracker's own cost, apart from everything else a migration does:
+ * the guest's write rate under the tracker alone, as the engine runs it
+ * by default and with hot pages kept writable (R11), side by side.
+ * 0 or -errno (r->error says what). */
+static int tracked_only(struct bench *b, const struct bench_cfg *cfg,
+			struct hm_synth *s, struct bench_run *r)
+{
+	int ret = tracked_window(b, cfg, s, 0, &r->trk[0],
+				 &r->tracker_start_ms);
+
+	if (ret == 0)
+		ret = tracked_window(b, cfg, s, 1, &r->trk[1], NULL);
+	if (ret == 0)
+		ret = tracked_window(b, cfg, s, 2, &r->trk[2], NULL);
+	if (ret < 0) {
+		snprintf(r->error, sizeof(r->error),
+			 "tracker-only measurement: %s", strerror(-ret));
+		return ret;
+	}
+	r->wr_tracked = r->trk[0].wr;
+	return 0;
 }
 
 int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
@@ -649,6 +704,7 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 	r->mismatches = -ENOTCONN;
 	r->dest_status = -1;
 	r->wr_before = r->wr_during = r->wr_tracked = -1;
+	r->trk[0].wr = r->trk[1].wr = r->trk[2].wr = -1;
 	r->error[0] = 0;
 	memset(&s, 0, sizeof(s));
 	s.uffd = s.hint_fd = s.ctl_fd = -1;

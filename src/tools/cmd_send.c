@@ -490,6 +490,9 @@ static void send_usage(FILE *f)
 "  --hint-timeout MS       how long a round waits for the guest's hints\n"
 "                          (default 1000)\n"
 "  --tracker auto|sync|async    write tracking mode (default auto)\n"
+"  --keep-hot              pages written in two harvests in a row stay\n"
+"                          writable and are sent every round (R11):\n"
+"                          fewer guest faults, more pages sent\n"
 "  --channels N            parallel streams (default: one per core)\n"
 "  --compress none|zstd    per batch (default none)\n"
 "  --max-bandwidth RATE    bytes/s with K/M/G suffixes, 0 = unlimited\n"
@@ -529,7 +532,7 @@ enum {
 	OPT_TRACKER, OPT_CHANNELS, OPT_COMPRESS, OPT_BW, OPT_DOWNTIME,
 	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
-	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION,
+	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
 };
 
 static int bad(const char *opt, const char *val)
@@ -566,6 +569,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "keep-hot", no_argument, NULL, OPT_KEEP_HOT },
 		{ "qemu", required_argument, NULL, OPT_QEMU },
 		{ "qemu-uri", required_argument, NULL, OPT_QEMU_URI },
 		{ "agent", required_argument, NULL, OPT_AGENT },
@@ -693,6 +697,9 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		case OPT_HELP:
 			send_usage(stdout);
 			return 1;
+		case OPT_KEEP_HOT:
+			o->mp.tracker_keep_hot = true;
+			break;
 		case OPT_VERSION:
 			hm_print_version("hintmig send");
 			return 1;

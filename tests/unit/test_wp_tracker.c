@@ -197,15 +197,20 @@ static void prefill(char *base, size_t len)
 			base[off] = 1;
 }
 
+/* exact: every written page protected again at every harvest (the
+ * default), so that a harvest reports exactly the pages written since the
+ * previous one; otherwise hot pages are kept writable (R11). */
 static struct hm_tracker *open_tracker(const struct hm_caps *caps,
 				       enum hm_tracker_mode mode,
-				       uint64_t nbits, uint64_t disable)
+				       uint64_t nbits, uint64_t disable,
+				       bool exact)
 {
 	struct hm_tracker_opts o = {
 		.mode = mode,
 		.log = { test_log, NULL, HM_LOG_DEBUG },
 		.nbits = nbits,
 		.disable_features = disable,
+		.keep_hot = !exact,
 	};
 	struct hm_tracker *t = hm_tracker_open(caps, &o);
 
@@ -317,7 +322,7 @@ static void test_exact_one(const struct hm_caps *caps,
 	prefill(r.base, r.len);
 	HM_CHECK_OK(hm_bitmap_init(&want, nbits));
 	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
-	t = open_tracker(caps, mode, nbits, disable);
+	t = open_tracker(caps, mode, nbits, disable, true);
 	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, BIT0));
 	HM_CHECK_OK(hm_tracker_start(t));
 	harvest_expect(t, &got, &want, what); /* nothing written yet */
@@ -439,7 +444,7 @@ static void test_split(const struct hm_caps *caps, enum hm_tracker_mode mode)
 	memset(r.base, 3, r.len); /* all populated: every pte counts */
 	HM_CHECK_OK(hm_bitmap_init(&want, nbits));
 	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
-	t = open_tracker(caps, mode, nbits, 0);
+	t = open_tracker(caps, mode, nbits, 0, true);
 	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, BIT0));
 	HM_CHECK_OK(hm_tracker_start(t));
 	wp = pagemap_count_wp(r.base, r.len);
@@ -497,7 +502,7 @@ static void test_thp_granularity(const struct hm_caps *caps,
 	kb = anon_huge_kb();
 	HM_CHECK_OK(hm_bitmap_init(&want, npages + BIT0));
 	HM_CHECK_OK(hm_bitmap_init(&got, npages + BIT0));
-	t = open_tracker(caps, mode, npages + BIT0, 0);
+	t = open_tracker(caps, mode, npages + BIT0, 0, true);
 	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, BIT0));
 	HM_CHECK_OK(hm_tracker_start(t));
 	/* One page in each huge page, at a different offset each. */
@@ -513,6 +518,114 @@ static void test_thp_granularity(const struct hm_caps *caps,
 	unmap_region(&r);
 	printf("ok THP granularity %s: 4 KiB pages reported (AnonHugePages "
 	       "was %ld kB before start)\n", hm_tracker_mode_name(mode), kb);
+}
+
+/* ------------------------------------------------------------------ */
+/* R11: hot pages left writable, reported at every harvest            */
+/* ------------------------------------------------------------------ */
+
+#define HOT_PERIOD 6 /* harvests; the 6th, 12th... protect everything */
+
+/* Pages [from, from + n) of the region (bits BIT0 + from...) protected? */
+static size_t count_wp(const struct region *r, size_t from, size_t n)
+{
+	return pagemap_count_wp(r->base + from * page_size, n * page_size);
+}
+
+static void test_hot(const struct hm_caps *caps, enum hm_tracker_mode mode,
+		     enum kind k)
+{
+	const size_t npages = EXACT_LEN / page_size;
+	const uint64_t nbits = npages + BIT0;
+	struct hm_tracker_opts o = {
+		.mode = mode,
+		.log = { test_log, NULL, HM_LOG_DEBUG },
+		.nbits = nbits,
+		.keep_hot = true,
+		.hot_period = HOT_PERIOD,
+	};
+	struct hm_bitmap hot, cold, both, none, got;
+	struct hm_tracker_stats st0, st1;
+	struct hm_tracker *t;
+	struct region r;
+	char what[96];
+
+	snprintf(what, sizeof(what), "hot %s %s", hm_tracker_mode_name(mode),
+		 kind_names[k]);
+	map_region(&r, k, EXACT_LEN);
+	prefill(r.base, r.len);
+	HM_CHECK_OK(hm_bitmap_init(&hot, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&cold, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&both, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&none, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
+	hm_bitmap_set_range(&hot, BIT0 + 100, 64);	/* pages 100..163 */
+	hm_bitmap_set_range(&cold, BIT0 + 1000, 64);	/* pages 1000..1063 */
+	hm_bitmap_or(&both, &hot);
+	hm_bitmap_or(&both, &cold);
+	t = hm_tracker_open(caps, &o);
+	if (!t)
+		hm_test_fail("%s: open: %s", what, strerror(errno));
+	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, BIT0));
+	HM_CHECK_OK(hm_tracker_start(t));	/* harvest 0 follows */
+	harvest_expect(t, &got, &none, what);
+
+	/* Harvest 1: written once, so protected again. */
+	write_set(&r, &hot, 1);
+	harvest_expect(t, &got, &hot, what);
+	HM_CHECK_EQ(count_wp(&r, 100, 64), 64);
+	/* Harvest 2: written in two intervals in a row: left writable; the
+	 * cold pages, written for the first time, are protected again. */
+	write_set(&r, &both, 2);
+	harvest_expect(t, &got, &both, what);
+	HM_CHECK_EQ(count_wp(&r, 100, 64), 0);
+	HM_CHECK_EQ(count_wp(&r, 1000, 64), 64);
+	/* Harvest 3: hot pages written again, with no fault (sync mode
+	 * counts faults), and reported. */
+	hm_tracker_get_stats(t, &st0);
+	write_set(&r, &hot, 3);
+	hm_tracker_get_stats(t, &st1);
+	HM_CHECK_EQ(st1.faults, st0.faults);
+	harvest_expect(t, &got, &hot, what);
+	/* Harvest 4: not written, reported anyway (the rule's price). */
+	harvest_expect(t, &got, &hot, what);
+	HM_CHECK_EQ(count_wp(&r, 100, 64), 0);
+	/* Harvest 5 (the period's last, the 6th): the same, and then every
+	 * page is protected again. */
+	harvest_expect(t, &got, &hot, what);
+	HM_CHECK_EQ(count_wp(&r, 100, 64), 64);
+	/* Harvest 6: exact again, nothing written. */
+	harvest_expect(t, &got, &none, what);
+	/* A hot page protected again by reprotect() (R4) is tracked anew. */
+	write_set(&r, &hot, 4);
+	harvest_expect(t, &got, &hot, what);
+	write_set(&r, &hot, 5);
+	harvest_expect(t, &got, &hot, what);	/* now hot */
+	HM_CHECK_EQ(count_wp(&r, 100, 64), 0);
+	HM_CHECK_OK(hm_tracker_reprotect(t, BIT0 + 100, 32));
+	HM_CHECK_EQ(count_wp(&r, 100, 32), 32);
+	{
+		struct hm_bitmap rest;
+
+		HM_CHECK_OK(hm_bitmap_init(&rest, nbits));
+		hm_bitmap_set_range(&rest, BIT0 + 132, 32);
+		harvest_expect(t, &got, &rest, what); /* the kept half */
+		hm_bitmap_fini(&rest);
+	}
+	hm_tracker_get_stats(t, &st1);
+	HM_CHECK(st1.pages_kept > 0);
+	HM_CHECK_OK(hm_tracker_stop(t));
+	HM_CHECK(!pagemap_any_wp(getpid(), r.base, r.len));
+	hm_tracker_close(t);
+	hm_bitmap_fini(&hot);
+	hm_bitmap_fini(&cold);
+	hm_bitmap_fini(&both);
+	hm_bitmap_fini(&none);
+	hm_bitmap_fini(&got);
+	unmap_region(&r);
+	printf("ok %s: %" PRIu64 " pages kept writable, %" PRIu64
+	       " protected again\n", what, st1.pages_kept,
+	       st1.pages_reprotected);
 }
 
 /* ------------------------------------------------------------------ */
@@ -634,7 +747,7 @@ static void test_threads_one(const struct hm_caps *caps,
 	HM_CHECK(shadow && truth);
 	HM_CHECK_OK(hm_bitmap_init(&got, npages));
 	HM_CHECK_OK(hm_bitmap_init(&all, npages));
-	t = open_tracker(caps, mode, npages, 0);
+	t = open_tracker(caps, mode, npages, 0, false);
 	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, 0));
 	HM_CHECK_OK(hm_tracker_start(t));
 	/* R1: tracking is on before the first page is read. */
@@ -908,8 +1021,8 @@ static void test_ebusy_einval(const struct hm_caps *caps,
 	struct region r;
 
 	map_region(&r, K_ANON, 4 * MiB);
-	a = open_tracker(caps, mode, 4096, 0);
-	b = open_tracker(caps, mode, 4096, 0);
+	a = open_tracker(caps, mode, 4096, 0, false);
+	b = open_tracker(caps, mode, 4096, 0, false);
 	HM_CHECK_EQ(hm_tracker_add_range(a, (uintptr_t)r.base + 1, page_size, 0),
 		    -EINVAL);
 	HM_CHECK_EQ(hm_tracker_add_range(a, (uintptr_t)r.base, 4 * MiB, 4000),
@@ -935,7 +1048,7 @@ static void test_ebusy_einval(const struct hm_caps *caps,
 	hm_tracker_close(a);
 	hm_tracker_close(b);
 	/* After a's close, the range is free for another tracker. */
-	b = open_tracker(caps, mode, 4096, 0);
+	b = open_tracker(caps, mode, 4096, 0, false);
 	HM_CHECK_OK(hm_tracker_add_range(b, (uintptr_t)r.base, 2 * MiB, 0));
 	HM_CHECK_OK(hm_tracker_start(b));
 	hm_tracker_close(b);
@@ -1166,6 +1279,12 @@ int main(int argc, char **argv)
 			if (caps.thp)
 				test_thp_granularity(&caps, modes[m]);
 			test_split(&caps, modes[m]);
+		}
+		if (want_part(argc, argv, "hot")) {
+			test_hot(&caps, modes[m], K_NOTHP);
+			test_hot(&caps, modes[m], K_THP);
+			if (caps.wp_hugetlbfs_shmem)
+				test_hot(&caps, modes[m], K_MEMFD);
 		}
 		if (want_part(argc, argv, "threads")) {
 			test_threads_one(&caps, modes[m], K_THP, 700);
