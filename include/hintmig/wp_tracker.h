@@ -82,8 +82,9 @@ struct hm_tracker_opts {
 	 * (e.g. without WP_UNPOPULATED, as Debian 12's 6.1) on a new one. */
 	uint64_t disable_features;
 	/* Hot pages (R11, docs/tracker.md), off by default: with keep_hot, a
-	 * page found written by hot_after harvests in a row (0: 2; 1: every
-	 * written page) is not protected again; it stays writable and every
+	 * page found written by two harvests in a row (hot_after 0 or 2;
+	 * larger values act as 2; 1: every written page) is not protected
+	 * again; it stays writable and every
 	 * later harvest reports it written, until every hot_period-th
 	 * harvest (0: 8th) protects all written pages again. Fewer faults,
 	 * more pages sent again. Without it every written page is protected

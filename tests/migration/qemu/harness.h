@@ -124,6 +124,14 @@ struct hm_run_result {
 	int dst_alive;            /* destination guest ran rounds_after rounds */
 	struct hm_proxy_stats proxy;
 	double boot_s, migrate_s, compare_s, after_s, total_s;
+	/* What the migration cost (docs/qemu-tests.md): CPU time of hintmig
+	 * send and recv (their rusage), and of each QEMU apart from its vCPU
+	 * threads, over the migration; the source guest's workload rounds
+	 * per second in the second before it and during it (downtime
+	 * included; from the console, so to a report interval, 200 ms). */
+	double hm_send_cpu_ms, hm_recv_cpu_ms;
+	double src_qemu_cpu_ms, dst_qemu_cpu_ms;
+	double guest_rounds_ps_before, guest_rounds_ps_during;
 	char failure[512];        /* why the run could not go on, or "" */
 };
 

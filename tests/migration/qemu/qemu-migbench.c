@@ -98,6 +98,38 @@ static long long f_hinted(const struct hm_run_result *r)
 	return r->compared ? (long long)r->cmp.zero_on_dst : -1;
 }
 
+/* The source guest's workload pace during the migration over before it,
+ * x1000. */
+static long long f_pace(const struct hm_run_result *r)
+{
+	return r->guest_rounds_ps_before > 0
+		       ? (long long)(r->guest_rounds_ps_during * 1000 /
+				     r->guest_rounds_ps_before)
+		       : -1;
+}
+static long long f_hm_cpu(const struct hm_run_result *r)
+{
+	return r->hm_wall_ms ? (long long)(r->hm_send_cpu_ms +
+					   r->hm_recv_cpu_ms) : -1;
+}
+static long long f_qemu_cpu(const struct hm_run_result *r)
+{
+	return r->src_qemu_cpu_ms >= 0 && r->dst_qemu_cpu_ms >= 0
+		       ? (long long)(r->src_qemu_cpu_ms + r->dst_qemu_cpu_ms)
+		       : -1;
+}
+/* Everything the migration cost in CPU (hintmig and both QEMUs apart
+ * from their vCPUs), per GiB on the wire. */
+static long long f_cpu_gib(const struct hm_run_result *r)
+{
+	long long q = f_qemu_cpu(r), h = f_hm_cpu(r), x = f_xfer_all(r);
+
+	if (q < 0 || x <= 0)
+		return -1;
+	return (long long)((double)(q + (h > 0 ? h : 0)) * (1 << 30) /
+			   (double)x);
+}
+
 static const struct field {
 	const char *name, *unit;
 	long long (*get)(const struct hm_run_result *);
@@ -113,6 +145,10 @@ static const struct field {
 	{ "duplicate", "pages", f_dup, 1 },
 	{ "dirty-sync-count", "", f_syncs, 1 },
 	{ "unsent (dst zero)", "pages", f_hinted, 1 },
+	{ "guest pace", "%", f_pace, 0.1 },
+	{ "hintmig CPU", "ms", f_hm_cpu, 1 },
+	{ "QEMU CPU (no vCPU)", "ms", f_qemu_cpu, 1 },
+	{ "CPU per GiB sent", "ms", f_cpu_gib, 1 },
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
