@@ -746,11 +746,13 @@ static struct hm_tracker *tracker_new(const struct hm_caps *caps,
 	t->keep_hot = opts->keep_hot;
 	t->hot_period = opts->hot_period ? opts->hot_period : 8;
 	t->keep_all = opts->hot_after == 1;
-	ret = hm_bitmap_init(&t->reprot, t->nbits);
-	if (ret == 0 && t->keep_hot)
-		ret = hm_bitmap_init(&t->prev, t->nbits);
-	if (ret < 0)
-		goto fail;
+	if (t->keep_hot) { /* R11's two bitmaps, nothing without it */
+		ret = hm_bitmap_init(&t->reprot, t->nbits);
+		if (ret == 0)
+			ret = hm_bitmap_init(&t->prev, t->nbits);
+		if (ret < 0)
+			goto fail;
+	}
 	if (t->mode == HM_TRACKER_SYNC) {
 		ret = hm_bitmap_init(&t->L, t->nbits);
 		if (ret < 0)
