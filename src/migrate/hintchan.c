@@ -70,6 +70,23 @@ const char *hm_hint_kind_name(unsigned kind)
 	return hint_kind_names[kind];
 }
 
+static const char *const nohint_names[HM_HC_NOHINT_REASON_MAX] = {
+	[HM_HC_NOHINT_UNSPECIFIED] = "unspecified",
+	[HM_HC_NOHINT_NO_MODULE] =
+		"no free-list reader in the guest kernel (module hintmig_free "
+		"not loaded)",
+	[HM_HC_NOHINT_MODULE_VERSION] =
+		"the guest's free-list module is of another version",
+	[HM_HC_NOHINT_MODULE_ERROR] = "the guest's free-list module fails",
+};
+
+const char *hm_hc_nohint_reason_name(unsigned reason)
+{
+	if (reason >= HM_HC_NOHINT_REASON_MAX)
+		return nohint_names[HM_HC_NOHINT_UNSPECIFIED];
+	return nohint_names[reason];
+}
+
 static bool all_zero(const unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -110,9 +127,11 @@ long hm_hc_encode(const struct hm_hc_msg *m, void *buf, size_t cap)
 	switch (m->type) {
 	case HM_HC_HELLO:
 		put16(p, m->u.hello.version);
+		put16(p + 2, m->u.hello.flags);
 		put32(p + 4, m->u.hello.page_size);
 		put32(p + 8, m->u.hello.poison);
 		p[12] = m->u.hello.poison_byte;
+		p[13] = m->u.hello.reason;
 		break;
 	case HM_HC_REQUEST:
 		put32(p, m->u.request.max_ranges);
@@ -208,8 +227,16 @@ long hm_hc_decode(const void *buf, size_t len, struct hm_hc_msg *m,
 		m->u.hello.page_size = get32(p + 4);
 		m->u.hello.poison = get32(p + 8);
 		m->u.hello.poison_byte = p[12];
-		if (get16(p + 2) || !all_zero(p + 13, 7))
+		m->u.hello.flags = get16(p + 2);
+		m->u.hello.reason = p[13];
+		if (!all_zero(p + 14, 6))
 			REJECT("hello: reserved bytes not zero");
+		if (m->u.hello.flags & ~HM_HC_HELLO_NOHINTS)
+			REJECT("hello: unknown flags 0x%x", m->u.hello.flags);
+		if (!(m->u.hello.flags & HM_HC_HELLO_NOHINTS) &&
+		    m->u.hello.reason)
+			REJECT("hello: reason %u without NOHINTS",
+			       m->u.hello.reason);
 		if (m->u.hello.page_size < 4096 ||
 		    m->u.hello.page_size & (m->u.hello.page_size - 1))
 			REJECT("hello: page size %u", m->u.hello.page_size);
@@ -305,6 +332,14 @@ void hm_hc_fini(struct hm_hc *c)
 	free(c->ranges);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
+}
+
+void hm_hc_discard(struct hm_hc *c)
+{
+	c->have = 0;
+	c->rerr = 0;
+	c->serr = 0;
+	c->err[0] = 0;
 }
 
 static int64_t mono_ms(void)

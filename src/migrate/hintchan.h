@@ -10,9 +10,10 @@
  *   epoch u64
  * then payload_len bytes (<= HM_HC_MAX_PAYLOAD).
  *
- *   HELLO   guest->host  version u16, reserved u16, page_size u32,
- *                        poison u32 (enum hm_hc_poison), poison_byte u8,
- *                        reserved u8[7]
+ *   HELLO   guest->host  version u16, flags u16 (HM_HC_HELLO_NOHINTS),
+ *                        page_size u32, poison u32 (enum hm_hc_poison),
+ *                        poison_byte u8, reason u8 (enum
+ *                        hm_hc_nohint_reason, with NOHINTS), reserved u8[6]
  *   REQUEST host->guest  epoch; max_ranges u32, reserved u32
  *   HINTS   guest->host  epoch; kind u32 (FREE/ISOLATED), count u32,
  *                        count x { gpa u64, len u64 } (bytes)
@@ -64,6 +65,21 @@ enum hm_hc_poison {
 				   * (page_poison, init_on_free) (R7) */
 };
 
+/* HELLO flags */
+#define HM_HC_HELLO_NOHINTS 0x1u /* the reporter cannot give hints on this
+				  * guest; reason says why. The host asks for
+				  * none and migrates without them. */
+
+/* Why a reporter cannot hint (HELLO reason, with NOHINTS). */
+enum hm_hc_nohint_reason {
+	HM_HC_NOHINT_UNSPECIFIED = 0,
+	HM_HC_NOHINT_NO_MODULE = 1,	 /* no free-list reader in the guest
+					  * kernel (module not loaded) */
+	HM_HC_NOHINT_MODULE_VERSION = 2, /* reader of another version */
+	HM_HC_NOHINT_MODULE_ERROR = 3,	 /* reader present, but failing */
+	HM_HC_NOHINT_REASON_MAX
+};
+
 struct hm_gpa_range {
 	uint64_t gpa;
 	uint64_t len;
@@ -76,9 +92,11 @@ struct hm_hc_msg {
 	union {
 		struct {
 			uint16_t version;
+			uint16_t flags;		/* HM_HC_HELLO_* */
 			uint32_t page_size;
 			uint32_t poison;
 			uint8_t poison_byte;
+			uint8_t reason;		/* enum hm_hc_nohint_reason */
 		} hello;
 		struct {
 			uint32_t max_ranges;
@@ -139,6 +157,11 @@ long hm_hc_encode(const struct hm_hc_msg *m, void *buf, size_t cap);
 
 /* "hello", "request", ... ; NULL for an unknown value. */
 const char *hm_hc_type_name(unsigned type);
+/* What a HELLO's reason means, for logs ("unspecified" if unknown). */
+const char *hm_hc_nohint_reason_name(unsigned reason);
+/* Drop whatever is buffered for receiving and clear the sticky errors:
+ * a reporter resynchronizes this way after garbage from the host. */
+void hm_hc_discard(struct hm_hc *c);
 /* "free", "isolated"; NULL for an unknown value. */
 const char *hm_hint_kind_name(unsigned kind);
 

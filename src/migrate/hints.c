@@ -629,6 +629,13 @@ int hm_hints_start(struct hm_hints *h, uint64_t timeout_ms)
 		disable(h, r, "no HELLO from the hint source");
 		goto out;
 	}
+	if (hello.u.hello.flags & HM_HC_HELLO_NOHINTS) {
+		r = -ENOTSUP;
+		snprintf(why, sizeof(why), "the guest cannot give hints: %s",
+			 hm_hc_nohint_reason_name(hello.u.hello.reason));
+		disable(h, r, why);
+		goto out;
+	}
 	if (hello.u.hello.page_size != h->guest->page_size) {
 		r = -EPROTO;
 		snprintf(why, sizeof(why), "the guest's page size %u is not "

@@ -1007,6 +1007,10 @@ static void *hint_main(void *arg)
 	hello.u.hello.poison = ch->p.poison ? HM_HC_POISON_PATTERN :
 					      HM_HC_POISON_NONE;
 	hello.u.hello.poison_byte = ch->p.poison ? ch->p.poison_byte : 0;
+	if (ch->p.misbehave & HM_SYNTH_SAY_NOHINTS) {
+		hello.u.hello.flags = HM_HC_HELLO_NOHINTS;
+		hello.u.hello.reason = HM_HC_NOHINT_NO_MODULE;
+	}
 	if (q_msg(ch, &hello) < 0)
 		goto out;
 	for (;;) {

@@ -74,6 +74,8 @@ enum hm_synth_misbehave {
 	HM_SYNTH_LIE_GARBAGE = 1u << 5,		/* malformed frames */
 	HM_SYNTH_LIE_INUSE = 1u << 6,		/* hints pages in use: may
 						 * lose only its own data */
+	HM_SYNTH_SAY_NOHINTS = 1u << 8,		/* HELLO with NOHINTS (an agent
+						 * without its kernel module) */
 	HM_SYNTH_DELAY_HINTS = 1u << 7,		/* report FREE hints late,
 						 * after reusing the pages
 						 * (provokes R2/R3 breaks) */

@@ -33,6 +33,8 @@ static void check_same(const struct hm_hc_msg *a, const struct hm_hc_msg *b)
 		HM_CHECK_EQ(a->u.hello.page_size, b->u.hello.page_size);
 		HM_CHECK_EQ(a->u.hello.poison, b->u.hello.poison);
 		HM_CHECK_EQ(a->u.hello.poison_byte, b->u.hello.poison_byte);
+		HM_CHECK_EQ(a->u.hello.flags, b->u.hello.flags);
+		HM_CHECK_EQ(a->u.hello.reason, b->u.hello.reason);
 		break;
 	case HM_HC_REQUEST:
 		HM_CHECK_EQ(a->u.request.max_ranges, b->u.request.max_ranges);
@@ -96,6 +98,14 @@ static void test_roundtrip(void)
 	m.u.hello.poison_byte = 0;
 	m.u.hello.page_size = 65536;
 	roundtrip(&m);
+	/* an agent that cannot hint says why */
+	m.u.hello.page_size = 4096;
+	m.u.hello.flags = HM_HC_HELLO_NOHINTS;
+	m.u.hello.reason = HM_HC_NOHINT_NO_MODULE;
+	roundtrip(&m);
+	HM_CHECK(strstr(hm_hc_nohint_reason_name(HM_HC_NOHINT_NO_MODULE),
+			"hintmig_free") != NULL);
+	HM_CHECK(strcmp(hm_hc_nohint_reason_name(200), "unspecified") == 0);
 
 	memset(&m, 0, sizeof(m));
 	m.type = HM_HC_REQUEST;
@@ -276,8 +286,13 @@ static void test_decode_rejects(void)
 	expect_reject(&ack, HM_HC_HDR_SIZE + 4, &one, 1, -1, "ack reserved");
 	expect_reject(&req, HM_HC_HDR_SIZE + 7, &one, 1, -1,
 		      "request reserved");
-	expect_reject(&hello, HM_HC_HDR_SIZE + 2, &one, 1, -1,
-		      "hello reserved u16");
+	b4[0] = 2;
+	expect_reject(&hello, HM_HC_HDR_SIZE + 2, b4, 1, -1,
+		      "hello unknown flag");
+	expect_reject(&hello, HM_HC_HDR_SIZE + 13, &one, 1, -1,
+		      "hello reason without NOHINTS");
+	expect_reject(&hello, HM_HC_HDR_SIZE + 14, &one, 1, -1,
+		      "hello reserved head");
 	expect_reject(&hello, HM_HC_HDR_SIZE + 19, &one, 1, -1,
 		      "hello reserved tail");
 	put32(b4, 0);

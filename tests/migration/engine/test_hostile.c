@@ -15,7 +15,8 @@
  *
  * usage: test_hostile MODE [free|isolated]
  *   MODE: out-of-range misaligned overlap flood stale garbage inuse all
- *         poison poison-zero
+ *         poison poison-zero nohints (a reporter that says it cannot
+ *         hint: none asked for, the migration verifies)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +40,7 @@ static const struct {
 	{ "inuse", HM_SYNTH_LIE_INUSE },
 	{ "poison", 0 },
 	{ "poison-zero", 0 },
+	{ "nohints", HM_SYNTH_SAY_NOHINTS },
 	{ "all", HM_SYNTH_LIE_OUT_OF_RANGE | HM_SYNTH_LIE_MISALIGNED |
 		 HM_SYNTH_LIE_OVERLAP | HM_SYNTH_LIE_FLOOD |
 		 HM_SYNTH_LIE_STALE | HM_SYNTH_LIE_INUSE },
@@ -117,6 +119,8 @@ int main(int argc, char **argv)
 	if (mb == HM_SYNTH_LIE_GARBAGE)
 		HM_CHECK_EQ(r.st.hint_applied, 0); /* hinting switched off */
 	if (!strcmp(argv[1], "poison")) /* R7: refused */
+		HM_CHECK(r.st.hint_requested == 0 && r.st.hint_applied == 0);
+	if (mb == HM_SYNTH_SAY_NOHINTS)
 		HM_CHECK(r.st.hint_requested == 0 && r.st.hint_applied == 0);
 	if (!strcmp(argv[1], "poison-zero"))
 		HM_CHECK(r.st.hint_applied > 0);
