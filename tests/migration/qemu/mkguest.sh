@@ -19,6 +19,12 @@
 # HM_GUEST_EXTRA="FILE..." adds programs to the guest's /bin, with the
 # shared libraries ldd lists for them at the same paths (the kernel-tests
 # guest: WORKLOAD is then a busybox script run as init).
+# HM_GUEST_KMOD=DIR builds the hintmig_free module from DIR against the
+# guest kernel's headers (/lib/modules/VER/build: apt-get install
+# linux-headers-amd64) and puts it in the guest; HM_GUEST_AGENT=FILE adds
+# hintmig-agent. /init loads the module unless the kernel command line says
+# hm.agentmod=0, starts the agent with hm.agent=1, and runs
+# /bin/hm-agent-check instead of the workload with hm.check=agent.
 set -eu
 
 die() { echo "mkguest: $*" >&2; exit 1; }
@@ -34,9 +40,13 @@ else
 	[ -f "$workload" ] || die "no workload binary at $workload"
 fi
 extra=${HM_GUEST_EXTRA:-}
+agent=${HM_GUEST_AGENT:-}
+[ -z "$agent" ] || extra="$extra $agent"
+kmod=${HM_GUEST_KMOD:-}
 for f in $extra; do
 	[ -f "$f" ] || die "no extra guest file at $f"
 done
+[ -z "$kmod" ] || [ -f "$kmod/hintmig_free.c" ] || die "no module source in $kmod"
 self=$0
 command -v cpio >/dev/null 2>&1 || die "no cpio: apt-get install cpio"
 
@@ -87,9 +97,18 @@ for m in virtio_pci virtio_balloon virtio_console; do
 	add_mod "$p"
 done
 
+headers=$moddir/build
 if [ $check = 1 ]; then
-	echo "kernel $kernel, busybox $busybox, modules:$order"
+	if [ -f "$headers/Makefile" ]; then
+		hdr="headers $headers"
+	else
+		hdr="no headers for $kver (apt-get install linux-headers-amd64)"
+	fi
+	echo "kernel $kernel, busybox $busybox, modules:$order; $hdr"
 	exit 0
+fi
+if [ -n "$kmod" ] && [ ! -f "$headers/Makefile" ]; then
+	die "no kernel headers for $kver at $headers, needed to build the hintmig_free module: apt-get install linux-headers-amd64"
 fi
 
 # --- cache key -------------------------------------------------------------
@@ -98,6 +117,10 @@ key=$( {
 	sha256sum "$kernel" "$busybox" "$workload" "$self" $extra | cut -d' ' -f1
 	for f in $extra; do ldd "$f" 2>/dev/null; done
 	for p in $order; do echo "$p"; sha256sum "$moddir/$p" | cut -d' ' -f1; done
+	if [ -n "$kmod" ]; then
+		echo "kmod"
+		cat "$kmod"/* | sha256sum | cut -d' ' -f1
+	fi
 } | sha256sum | cut -c1-16)
 dir=$base/guest-$kver-$key
 if [ -f "$dir/complete" ]; then
@@ -135,6 +158,15 @@ for f in $extra; do
 done
 
 : >"$root/modules.list"
+if [ -n "$kmod" ]; then
+	# built in a copy: kbuild writes its objects beside the source
+	mkdir -p "$tmp/kmod" "$root/lib/modules/extra"
+	cp "$kmod"/* "$tmp/kmod/"
+	make -C "$headers" M="$tmp/kmod" modules >"$tmp/kmod.log" 2>&1 ||
+		{ cat "$tmp/kmod.log" >&2; die "building the hintmig_free module for $kver failed"; }
+	cp "$tmp/kmod/hintmig_free.ko" "$root/lib/modules/extra/"
+	rm -rf "$tmp/kmod" "$tmp/kmod.log"
+fi
 for p in $order; do
 	src=$moddir/$p
 	name=${p##*/}
@@ -164,6 +196,24 @@ for d in /sys/bus/virtio/devices/*; do
 	echo "HMW-INIT: virtio ${d##*/} device $(/bin/busybox cat $d/device) features $(/bin/busybox cat $d/features)"
 done
 echo "HMW-INIT: modules loaded: $(/bin/busybox cat /modules.list | /bin/busybox tr '\n' ' ')"
+cmdline=" $(/bin/busybox cat /proc/cmdline) "
+has() { case "$cmdline" in *" $1 "*) return 0 ;; esac; return 1; }
+if [ -f /lib/modules/extra/hintmig_free.ko ] && ! has hm.agentmod=0; then
+	if /bin/busybox insmod /lib/modules/extra/hintmig_free.ko; then
+		echo "HMW-INIT: hintmig_free loaded"
+	else
+		echo "HMW-INIT: ERROR insmod hintmig_free failed"
+	fi
+fi
+if has hm.check=agent; then
+	/bin/hm-agent-check
+	echo "HMW-INIT: hm-agent-check exited $?"
+	while :; do /bin/busybox sleep 3600; done
+fi
+if has hm.agent=1; then
+	/bin/hintmig-agent &
+	echo "HMW-INIT: hintmig-agent started"
+fi
 exec /hm-workload
 EOF
 chmod 755 "$root/init"
