@@ -297,6 +297,11 @@ static int build_guest(char *err, size_t errlen)
 	}
 	if (pid == 0) {
 		dup2(pfd[1], 1);
+		/* the agent, its module and its in-guest check: in every
+		 * guest image, used when the command line asks */
+		setenv("HM_GUEST_AGENT", HM_QEMU_AGENT, 1);
+		setenv("HM_GUEST_KMOD", HM_QEMU_KMOD_DIR, 1);
+		setenv("HM_GUEST_EXTRA", HM_QEMU_AGENT_CHECK, 1);
 		execl("/bin/sh", "sh", HM_QEMU_MKGUEST, HM_QEMU_WORKLOAD, base,
 		      (char *)NULL);
 		_exit(127);
@@ -340,6 +345,8 @@ struct vm_opts {
 	int incoming;
 	int shared_ram;	/* 1: memory-backend-file on /dev/shm, 2: memfd */
 	unsigned hint_mib; /* the workload's hint region; agent port */
+	int agent;	/* hintmig-agent: 1 with its module, 2 without */
+	int check;	/* hm.check=agent: no workload, the agent check */
 	int hm_monitor;	/* a second QMP monitor for hintmig */
 	int direct_disk; /* a virtio-blk disk opened with O_DIRECT */
 	unsigned fill, ws, st, hot, hotreps;
@@ -405,6 +412,14 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 		 "hm.hot=%u hm.hotreps=%u hm.seed=%d hm.hint=%u",
 		 o->fill, o->ws, o->st, o->hot, o->hotreps,
 		 1 + (int)(getpid() % 1000), o->hint_mib);
+	if (o->agent || o->check) {
+		size_t l = strlen(append);
+
+		sfmt(append + l, sizeof(append) - l, "%s%s%s",
+		     o->agent ? " hm.agent=1" : "",
+		     o->agent == 2 ? " hm.agentmod=0" : "",
+		     o->check ? " hm.check=agent" : "");
+	}
 	if (getenv("HM_QEMU_APPEND")) {
 		size_t l = strlen(append);
 
@@ -490,7 +505,7 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 		argv[a++] = "virtio-balloon-pci,id=balloon0,free-page-hint=on,"
 			    "iothread=io0";
 	}
-	if (o->hint_mib) {
+	if (o->hint_mib || o->agent) {
 		/* the hint agent's port: virtio-serial, named as the real
 		 * agent's, its host end a socket hintmig send connects to */
 		sfmt(vm->agent_path, sizeof(vm->agent_path), "%s/%s-agent.sock",
@@ -636,6 +651,15 @@ static void parse_line(struct hm_vm *vm, const char *line)
 
 	if (strstr(line, "HMW: ready"))
 		l->ready = 1;
+	if ((p = strstr(line, "HMC: PASS")) || (p = strstr(line, "HMC: FAIL"))) {
+		l->check = p[5] == 'P' ? 1 : -1;
+		sfmt(l->check_line, sizeof(l->check_line), "%s", p);
+	}
+	if ((p = strstr(line, "hintmig-agent: info: epoch ")) &&
+	    strstr(p, " ranges, ")) {
+		l->agent_epochs++;
+		sfmt(l->agent_last, sizeof(l->agent_last), "%s", p);
+	}
 	if ((p = strstr(line, "HMW: meminfo total_kib=")))
 		sscanf(p, "HMW: meminfo total_kib=%lld free_kib=%lld",
 		       &l->mem_total_kib, &l->mem_free_kib);
@@ -649,6 +673,7 @@ static void parse_line(struct hm_vm *vm, const char *line)
 			l->failed_rounds++;
 	}
 	if (strstr(line, "HMW: ERROR") || strstr(line, "HMW-INIT: ERROR") ||
+	    strstr(line, "HMC: ERROR") ||
 	    strstr(line, "Kernel panic") || strstr(line, "BUG: ") ||
 	    strstr(line, "general protection fault") ||
 	    strstr(line, "Oops")) {
@@ -1600,7 +1625,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	sargs[k++] = "--json";
 	sargs[k++] = json;
 	sargs[k++] = "--verbose";
-	if (s->hm_hint_mib) {
+	if (s->hm_hint_mib || s->hm_agent) {
 		sargs[k++] = "--agent";
 		sargs[k++] = src->agent_path;
 	}
@@ -1664,6 +1689,54 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	return 0;
 }
 
+/* hm.check=agent: one guest, no migration; hm-agent-check's verdict, and
+ * its lines (the figures) echoed. */
+static int guest_check_run(const struct hm_scenario *s,
+			   struct hm_run_result *r, struct vm_opts *o)
+{
+	struct hm_vm *vm = &g_vm[0];
+	char err[768], line[1024];
+	double t = mono_s(), end = t + tmo_ms(900) / 1000.0;
+	FILE *f;
+
+	o->role = "source";
+	if (vm_launch(vm, o, err, sizeof(err)) ||
+	    vm_connect(vm, err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	for (;;) {
+		vm_serial_update(vm);
+		if (vm->log.check)
+			break;
+		if (vm_gone(vm)) {
+			vm_exit_text(vm, err, sizeof(err));
+			fail_set(r, "%s before the agent check ended (%s)", err,
+				 vm->log.errors ? vm->log.first_error
+						: "no guest error");
+			return -1;
+		}
+		if (mono_s() > end) {
+			fail_set(r, "the agent check gave no verdict in %.0f s",
+				 end - t);
+			return -1;
+		}
+		msleep(100);
+	}
+	r->boot_s = mono_s() - t;
+	f = fopen(vm->serial_path, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "HMC: ");
+
+		if (p)
+			printf("# %s", p);
+	}
+	if (f)
+		fclose(f);
+	note("%s: %s (%.1f s)", s->name, vm->log.check_line, r->boot_s);
+	return 0;
+}
+
 static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		     struct hm_proxy **proxyp)
 {
@@ -1684,10 +1757,14 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			     .shared_ram = s->hintmig && !s->private_ram
 						   ? 1 + !!s->hm_memfd : 0,
 			     .hint_mib = s->hm_hint_mib,
+			     .agent = s->hm_agent,
+			     .check = s->guest_check,
 			     .hm_monitor = s->hintmig,
 			     .direct_disk = s->direct_disk };
 
 	sfmt(r->accel, sizeof(r->accel), "%s", g_accel);
+	if (s->guest_check)
+		return guest_check_run(s, r, &o);
 
 	/* destination first: paused (-S), incoming deferred to pick a port */
 	o.role = "destination";
@@ -1842,7 +1919,7 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		}
 		if (hm_ramcmp_files(sp, dp, mem,
 				    s->balloon == HM_BALLOON_HINT ||
-					    s->hm_hint_mib,
+					    s->hm_hint_mib || s->hm_agent == 1,
 				    pat, plen,
 				    &r->cmp, err, sizeof(err))) {
 			fail_set(r, "%s", err);
@@ -1925,6 +2002,15 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 		sfmt(why, len, "%s", r->failure);
 		return -1;
 	}
+	if (s->guest_check) {
+		if (r->src_log.check != 1) {
+			sfmt(why, len, "agent check in the guest: %s",
+			     r->src_log.check_line[0] ? r->src_log.check_line
+						      : "no verdict");
+			return -1;
+		}
+		return 0;
+	}
 	if (s->fault || s->refuse || s->unsafe) {
 		if (!r->fault_recovered) {
 			sfmt(why, len, "source guest not shown intact after "
@@ -1997,6 +2083,39 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 			     r->cmp.zero_on_dst, r->mig.skipped, hint_pages);
 			return -1;
 		}
+	}
+	if (s->hm_agent == 1) {
+		uint64_t fill_pages = ((uint64_t)s->fill_mib << 20) / 4096;
+
+		/* The real agent: pages differ only where the destination
+		 * holds zeros (never sent), no more of them than hintmig
+		 * skipped as hinted, and most of what the guest filled and
+		 * freed among them. */
+		if (!r->compared || r->mig.skipped < 0 ||
+		    r->cmp.zero_on_dst > (uint64_t)r->mig.skipped ||
+		    r->cmp.zero_on_dst < fill_pages / 2) {
+			sfmt(why, len, "agent hints: %" PRIu64 " pages zero on "
+			     "the destination only, %lld skipped as hinted, "
+			     "the guest freed %" PRIu64 " filled pages (want "
+			     "differing <= skipped, differing >= half the "
+			     "freed)", r->cmp.zero_on_dst, r->mig.skipped,
+			     fill_pages);
+			return -1;
+		}
+		if (!r->src_log.agent_epochs) {
+			sfmt(why, len, "the agent logged no answer");
+			return -1;
+		}
+	}
+	if (s->hm_agent == 2 &&
+	    (r->cmp.zero_on_dst || r->mig.skipped != 0 ||
+	     !file_has(g_send_log, "the guest cannot give hints: no "
+		       "free-list reader"))) {
+		sfmt(why, len, "agent without its module: %" PRIu64 " pages "
+		     "differ, %lld skipped as hinted, and hintmig send must "
+		     "say why there are no hints (%s)", r->cmp.zero_on_dst,
+		     r->mig.skipped, g_send_log);
+		return -1;
 	}
 	if (s->expect_hint) {
 		uint64_t fill_pages = ((uint64_t)s->fill_mib << 20) / 4096;

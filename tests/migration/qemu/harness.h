@@ -55,6 +55,13 @@ struct hm_scenario {
 	/* MiB of guest RAM that the workload's stand-in hint reporter
 	 * reports FREE over virtio-serial (hintmig send --agent); 0: none */
 	unsigned hm_hint_mib;
+	/* The real hint agent (hintmig-agent) runs in the guest and
+	 * hintmig send takes its hints: 1 with its kernel module, 2 with the
+	 * module left out (it must say so; no hints, RAM identical). */
+	int hm_agent;
+	/* No migration: boot the guest with hm.check=agent (hm-agent-check
+	 * checks the agent's snapshots inside it) and wait for its verdict. */
+	int guest_check;
 	/* A failure injected into a hintmig migration; the run then checks
 	 * that the source guest runs on intact instead of comparing RAM. */
 	enum hm_fault {
@@ -101,6 +108,10 @@ struct hm_guest_log {
 	long long mem_total_kib, mem_free_kib; /* /proc/meminfo at ready */
 	long long errors;         /* ERROR lines and kernel panics */
 	char first_error[256];
+	int check;                /* hm-agent-check: 1 PASS, -1 FAIL, 0 not yet */
+	char check_line[256];     /* its verdict line */
+	long long agent_epochs;   /* hintmig-agent's answer lines */
+	char agent_last[320];     /* the last of them */
 };
 
 struct hm_run_result {

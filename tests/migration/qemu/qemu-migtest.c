@@ -41,6 +41,10 @@ struct test {
 	const char *unsafe;	/* HINTMIG_TEST_UNSAFE: a rule broken */
 	int tcp;		/* hintmig over TCP */
 	unsigned min_rounds, min_empty_mib, settle, ws_mib;
+	int agent;		/* hintmig-agent: 1 with module, 2 without */
+	int check;		/* the agent check in the guest, no migration */
+	uint64_t mem;		/* guest RAM; 0: the default */
+	unsigned fill_mib;	/* filled and freed by the guest */
 };
 
 static const struct test tests[] = {
@@ -90,6 +94,20 @@ static const struct test tests[] = {
 	  "FREE hints over virtio-serial from the workload's stand-in agent: "
 	  "pages differ only where hinted, guest lives on", 1,
 	  "--hint-timeout 20000", 0, 128 },
+	{ "/hintmig/qemu/agent/guest-check", NORMAL, HM_BALLOON_NONE,
+	  "hintmig-agent's free-list snapshots checked inside the guest: "
+	  "hinted pages free (kpageflags), as many as MemFree, none of a "
+	  "churner's in-use frames", .check = 1 },
+	{ "/hintmig/qemu/precopy/unix/agent", NORMAL, HM_BALLOON_NONE,
+	  "hintmig-agent's hints: a 2 GiB guest with 1.5 GiB of freed "
+	  "non-zero garbage; pages differ only where hinted (zero on the "
+	  "destination), guest lives on", 1, "--hint-timeout 20000",
+	  .agent = 1, .mem = (2ull << 30) + (8u << 10), .fill_mib = 1536 },
+	{ "/hintmig/qemu/precopy/unix/agent-no-module", NORMAL,
+	  HM_BALLOON_NONE,
+	  "hintmig-agent without its kernel module: it says so in its hello, "
+	  "hintmig send migrates without hints, RAM identical", 1,
+	  "--hint-timeout 20000", .agent = 2 },
 	{ "/hintmig/qemu/fault/kill-send-attached", FAULT, HM_BALLOON_NONE,
 	  "hintmig send SIGKILLed after attaching: source guest runs on",
 	  1, NULL, 0, 0, HM_FAULT_KILL_SEND_ATTACHED },
@@ -280,6 +298,12 @@ int main(int argc, char **argv)
 	s.hm_tcp = t->tcp;
 	s.hm_min_rounds = t->min_rounds;
 	s.hm_min_empty_mib = t->min_empty_mib;
+	s.hm_agent = t->agent;
+	s.guest_check = t->check;
+	if (t->mem)
+		s.mem_bytes = t->mem;
+	if (t->fill_mib)
+		s.fill_mib = t->fill_mib;
 	if (t->settle)
 		s.settle_rounds = t->settle;
 	if (t->ws_mib) {
