@@ -48,12 +48,13 @@ enum {
 	EXIT_SETUP = 4,
 };
 
-enum hints_mode { HINTS_NONE, HINTS_FREE, HINTS_ISOLATED };
+enum hints_mode { HINTS_NONE, HINTS_FREE, HINTS_ISOLATED, HINTS_AUTO };
 
 static const char *const hints_names[] = {
 	[HINTS_NONE] = "none",
 	[HINTS_FREE] = "free",
 	[HINTS_ISOLATED] = "isolated",
+	[HINTS_AUTO] = "auto",
 };
 
 static const char *const pattern_names[] = {
@@ -485,8 +486,10 @@ static void send_usage(FILE *f)
 "  --memfd                 RAM is a memfd (MAP_SHARED)\n"
 "  --thp                   transparent huge pages on the guest RAM\n"
 "migration:\n"
-"  --hints none|free|isolated   free page hinting (default none; with\n"
-"                          --agent: the agent's hints unless none)\n"
+"  --hints none|free|isolated|auto   free page hinting (default none;\n"
+"                          with --agent: auto). auto: the agent's hints\n"
+"                          if its socket connects and it answers with\n"
+"                          hints, else none (a warning says why)\n"
 "  --hint-timeout MS       how long a round waits for the guest's hints\n"
 "                          (default 1000)\n"
 "  --tracker auto|sync|async    write tracking mode (default auto)\n"
@@ -931,17 +934,26 @@ int hm_cmd_send(int argc, char **argv)
 				 o.agent);
 			afd = hm_transport_connect(aaddr, 5000);
 
-			if (afd < 0) {
+			if (afd < 0 && o.hints_set && o.hints == HINTS_AUTO) {
+				fprintf(stderr, "hintmig send: warning: --agent "
+					"%s: %s: migrating without hints\n",
+					o.agent, strerror(-afd));
+			} else if (afd < 0) {
 				fprintf(stderr, "hintmig send: --agent %s: "
 					"%s\n", o.agent, strerror(-afd));
 				goto out;
 			}
-			hs = hm_hint_source_channel_new(afd, &log);
-			if (!hs) {
+			if (afd >= 0)
+				hs = hm_hint_source_channel_new(afd, &log);
+			if (afd >= 0 && !hs) {
 				fprintf(stderr, "hintmig send: hint channel: "
 					"%s\n", strerror(errno));
 				goto out;
 			}
+		} else if (!o.agent && o.hints_set && o.hints == HINTS_AUTO) {
+			fprintf(stderr, "hintmig send: --hints auto without "
+				"--agent SOCKET: no hint source, migrating "
+				"without hints\n");
 		}
 	}
 #endif

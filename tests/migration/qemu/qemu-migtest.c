@@ -101,13 +101,13 @@ static const struct test tests[] = {
 	{ "/hintmig/qemu/precopy/unix/agent", NORMAL, HM_BALLOON_NONE,
 	  "hintmig-agent's hints: a 2 GiB guest with 1.5 GiB of freed "
 	  "non-zero garbage; pages differ only where hinted (zero on the "
-	  "destination), guest lives on", 1, "--hint-timeout 20000",
-	  .agent = 1, .mem = (2ull << 30) + (8u << 10), .fill_mib = 1536 },
+	  "destination), guest lives on", 1,
+	  "--hint-timeout 20000 --hints auto", .agent = 1, .mem = (2ull << 30) + (8u << 10), .fill_mib = 1536 },
 	{ "/hintmig/qemu/precopy/unix/agent-no-module", NORMAL,
 	  HM_BALLOON_NONE,
 	  "hintmig-agent without its kernel module: it says so in its hello, "
 	  "hintmig send migrates without hints, RAM identical", 1,
-	  "--hint-timeout 20000", .agent = 2 },
+	  "--hint-timeout 20000 --hints auto", .agent = 2 },
 	{ "/hintmig/qemu/fault/kill-send-attached", FAULT, HM_BALLOON_NONE,
 	  "hintmig send SIGKILLed after attaching: source guest runs on",
 	  1, NULL, 0, 0, HM_FAULT_KILL_SEND_ATTACHED },
