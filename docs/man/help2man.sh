@@ -24,6 +24,6 @@ version=$("$dir/$page" --version | awk 'NR == 1 { print $NF }')
 [ -n "$version" ] || { echo "help2man.sh: $prog $sub --version printed nothing" >&2; exit 1; }
 
 # SOURCE_DATE_EPOCH (set by dpkg-buildpackage) keeps the date reproducible.
-help2man --no-info --section=1 --version-string="$version" \
+help2man --no-info --section="${HM_MAN_SECTION:-1}" --version-string="$version" \
 	--name="$summary" --include="$include" --output="$out.tmp" "$dir/$page"
 mv "$out.tmp" "$out"

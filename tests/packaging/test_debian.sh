@@ -12,7 +12,7 @@ arch=$(dpkg --print-architecture)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 
 missing=()
-for t in dpkg-buildpackage dh lintian help2man man pkg-config cc; do
+for t in dpkg-buildpackage dh lintian help2man man pkg-config cc file; do
 	command -v "$t" >/dev/null || missing+=("$t")
 done
 if ((${#missing[@]})); then
@@ -64,10 +64,10 @@ for d in "${debs[@]}"; do
 done
 # The three packages, each with its automatic -dbgsym package (debug
 # symbols, built by dh_strip).
-for p in hintmig libhintmig0 libhintmig-dev; do
+for p in hintmig hintmig-agent libhintmig0 libhintmig-dev; do
 	[ -e "$work/${p}_${version}_$arch.deb" ] || fail "no $p package"
 done
-[ ${#debs[@]} -le 5 ] || fail "unexpected packages: ${debs[*]##*/}"
+[ ${#debs[@]} -le 7 ] || fail "unexpected packages: ${debs[*]##*/}"
 
 echo "== lintian"
 # Errors and warnings fail; each one we accept is an override in debian/
@@ -119,6 +119,14 @@ for sub in features track-demo send recv; do
 	"$bin/hintmig" "$sub" --version | grep -qx "hintmig $sub ${version%%-*}" ||
 		fail "hintmig $sub --version"
 done
+"$root/usr/sbin/hintmig-agent" --version | grep -qx "hintmig-agent ${version%%-*}" ||
+	fail "hintmig-agent --version"
+file "$root/usr/sbin/hintmig-agent" | grep -q "static-pie linked" ||
+	fail "hintmig-agent is not a static PIE: $(file "$root/usr/sbin/hintmig-agent")"
+for f in hintmig_free.c hintmig_free.h Kbuild dkms.conf; do
+	[ -s "$root/usr/src/hintmig-free-${version%%-*}/$f" ] || fail "module source $f not installed"
+done
+[ -s "$root/usr/lib/systemd/system/hintmig-agent.service" ] || fail "no systemd unit"
 if out=$("$bin/hintmig" features 2>&1); then
 	echo "$out" | sed 's/^/  /'
 	grep -qi userfaultfd <<<"$out" || fail "hintmig features printed no userfaultfd line"
@@ -130,6 +138,8 @@ fi
 echo "== man pages"
 pages=("$root"/usr/share/man/man1/*.1.gz)
 [ ${#pages[@]} -eq 6 ] || fail "expected 6 man pages, found ${#pages[@]}"
+pages+=("$root"/usr/share/man/man8/*.8.gz)
+[ ${#pages[@]} -eq 7 ] || fail "expected 7 man pages with hintmig-agent.8, found ${#pages[@]}"
 for pg in "${pages[@]}"; do
 	warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$pg" 2>&1 >/dev/null)
 	lines=$(LC_ALL=C.UTF-8 MANWIDTH=80 man -E UTF-8 -l "$pg" 2>/dev/null | wc -l)

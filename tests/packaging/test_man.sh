@@ -14,8 +14,8 @@ fi
 fails=0
 fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
-check() { # PAGE PROGRAM...
-	local page=$mandir/$1.1 text warn opt version
+check() { # PAGE PROGRAM... (section 1, or SECTION=N)
+	local page=$mandir/$1.${SECTION:-1} text warn opt version
 	shift
 	[ -s "$page" ] || { fail "$page missing"; return; }
 	warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$page" 2>&1 >/dev/null)
@@ -37,5 +37,6 @@ for sub in features track-demo send recv; do
 	check "hintmig-$sub" "$build/hintmig" "$sub"
 done
 check hintmig-bench "$build/hintmig-bench"
+SECTION=8 check hintmig-agent "$build/src/guest_agent/hintmig-agent"
 [ "$fails" -eq 0 ] || { echo "$fails man page checks failed"; exit 1; }
 echo "PASS man"
