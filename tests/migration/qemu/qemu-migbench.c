@@ -5,7 +5,7 @@
  * hinting) and hintmig's (without hints, with the stand-in agent's hints,
  * with free page reporting), side by side on the same guest.
  *
- *   qemu-migbench [--reps N] [--modes plain,hint,hm,hm-hints,hm-reporting]
+ *   qemu-migbench [--reps N] [--modes plain,hint,hm,hm-hints,hm-reporting,hm-agent]
  *                 [--mem-kib K]
  *                 [--fill MiB] [--ws MiB] [--max-bandwidth BYTES/s]
  *                 [--min-syncs N] [--compare] [--json FILE]
@@ -26,13 +26,14 @@
 #include "harness.h"
 
 #define MAX_REPS 50
-#define MAX_MODES 6
+#define MAX_MODES 7
 
 struct mode {
 	const char *name;
 	enum hm_balloon balloon;
 	int hintmig;		/* hintmig moves the RAM */
 	unsigned hint_mib;	/* the stand-in agent's hint region */
+	int agent;		/* hintmig-agent's hints */
 	struct hm_run_result runs[MAX_REPS];
 	int ok[MAX_REPS];
 	int n;
@@ -163,7 +164,8 @@ static void usage(const char *argv0)
 		"         hm (hintmig, no hints), hm-hints (hintmig, the workload's\n"
 		"         stand-in agent hints a 128 MiB region it never reads\n"
 		"         again), hm-reporting (hintmig, virtio-balloon\n"
-		"         free-page-reporting=on: reported pages are holes)\n",
+		"         free-page-reporting=on: reported pages are holes),\n"
+		"         hm-agent (hintmig, hints from hintmig-agent in the guest)\n",
 		argv0);
 	exit(2);
 }
@@ -254,6 +256,10 @@ int main(int argc, char **argv)
 				m->name = "hm-hints";
 				m->hintmig = 1;
 				m->hint_mib = 128;
+			} else if (!strcmp(t, "hm-agent")) {
+				m->name = "hm-agent";
+				m->hintmig = 1;
+				m->agent = 1;
 			} else if (!strcmp(t, "hm-reporting")) {
 				m->name = "hm-reporting";
 				m->hintmig = 1;
@@ -289,11 +295,13 @@ int main(int argc, char **argv)
 			s.balloon = m->balloon;
 			s.hintmig = m->hintmig;
 			s.hm_hint_mib = m->hint_mib;
+			s.hm_agent = m->agent;
 			/* the same link for everyone: QEMU's max-bandwidth
 			 * for hintmig too */
 			snprintf(hmargs, sizeof(hmargs), "--max-bandwidth %"
 				 PRIu64 "%s", base.max_bandwidth,
-				 m->hint_mib ? " --hint-timeout 20000" : "");
+				 m->hint_mib || m->agent
+					 ? " --hint-timeout 20000" : "");
 			s.hm_args = hmargs;
 			if (m->balloon == HM_BALLOON_REPORTING)
 				s.settle_rounds = 25; /* reporting waits 2 s */
@@ -328,11 +336,11 @@ int main(int argc, char **argv)
 	 * QEMU's hinting over plain when no hintmig mode ran. */
 	int num = -1, den = -1;
 	char rname[40];
-	static const char *const nums[] = { "hm-reporting", "hm-hints", "hm",
-					    "hint" };
+	static const char *const nums[] = { "hm-agent", "hm-reporting",
+					    "hm-hints", "hm", "hint" };
 	static const char *const dens[] = { "hint", "plain", "balloon" };
 
-	for (size_t i = 0; i < 4 && num < 0; i++)
+	for (size_t i = 0; i < 5 && num < 0; i++)
 		for (int k = 0; k < nmodes; k++)
 			if (!strcmp(modes[k].name, nums[i]))
 				num = k;
