@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agentprobe.h"
 #include "migrate/qmp.h"
 
 #ifndef HM_QEMU_BINARY
@@ -345,8 +346,10 @@ struct vm_opts {
 	int incoming;
 	int shared_ram;	/* 1: memory-backend-file on /dev/shm, 2: memfd */
 	unsigned hint_mib; /* the workload's hint region; agent port */
-	int agent;	/* hintmig-agent: 1 with its module, 2 without */
+	int agent;	/* hintmig-agent: 1 with its module, 2 without, 3 with
+			 * --drop-caches */
 	int check;	/* hm.check=agent: no workload, the agent check */
+	int hint_lie;	/* hm.hintlie=N: the stand-in lies */
 	int hm_monitor;	/* a second QMP monitor for hintmig */
 	int direct_disk; /* a virtio-blk disk opened with O_DIRECT */
 	unsigned fill, ws, st, hot, hotreps;
@@ -412,12 +415,19 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 		 "hm.hot=%u hm.hotreps=%u hm.seed=%d hm.hint=%u",
 		 o->fill, o->ws, o->st, o->hot, o->hotreps,
 		 1 + (int)(getpid() % 1000), o->hint_mib);
+	if (o->hint_lie) {
+		size_t l = strlen(append);
+
+		sfmt(append + l, sizeof(append) - l, " hm.hintlie=%d",
+		     o->hint_lie);
+	}
 	if (o->agent || o->check) {
 		size_t l = strlen(append);
 
 		sfmt(append + l, sizeof(append) - l, "%s%s%s",
 		     o->agent ? " hm.agent=1" : "",
-		     o->agent == 2 ? " hm.agentmod=0" : "",
+		     o->agent == 2 ? " hm.agentmod=0" :
+		     o->agent == 3 ? " hm.agentdrop=1" : "",
 		     o->check ? " hm.check=agent" : "");
 	}
 	if (getenv("HM_QEMU_APPEND")) {
@@ -655,6 +665,8 @@ static void parse_line(struct hm_vm *vm, const char *line)
 		l->check = p[5] == 'P' ? 1 : -1;
 		sfmt(l->check_line, sizeof(l->check_line), "%s", p);
 	}
+	if (strstr(line, "HMW: ERROR hint region page "))
+		l->lost_hint_lines++;
 	if ((p = strstr(line, "hintmig-agent: info: epoch ")) &&
 	    strstr(p, " ranges, ")) {
 		l->agent_epochs++;
@@ -673,6 +685,7 @@ static void parse_line(struct hm_vm *vm, const char *line)
 			l->failed_rounds++;
 	}
 	if (strstr(line, "HMW: ERROR") || strstr(line, "HMW-INIT: ERROR") ||
+	    strstr(line, "hintmig-agent: error:") ||
 	    strstr(line, "HMC: ERROR") ||
 	    strstr(line, "Kernel panic") || strstr(line, "BUG: ") ||
 	    strstr(line, "general protection fault") ||
@@ -1672,6 +1685,10 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	read_stats(j, &r->mig);
 	ram = hm_json_obj(j, "ram");
 	r->mig.skipped = hm_json_int(ram, "skipped-hinted", -1);
+	r->mig.hint_rejected = hm_json_int(hm_json_obj(j, "hints"), "rejected",
+					   -1);
+	r->mig.hint_stale = hm_json_int(hm_json_obj(j, "hints"),
+					"dropped-stale", -1);
 	r->hm_skipped_empty = hm_json_int(ram, "skipped-empty", -1);
 	r->hm_rounds = hm_json_int(j, "rounds", -1);
 	r->hm_qemu_downtime_ms = hm_json_int(hm_json_obj(j, "qemu"),
@@ -1689,6 +1706,56 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	return 0;
 }
 
+/* The running agent (hm.agent=1), the test as its host (agentprobe.c):
+ * answers, garbage, STOP, BYE, a second host; then the agent's log must
+ * show the resync and the guest must have reported no error. */
+static int agent_daemon_run(const struct hm_scenario *s,
+			    struct hm_run_result *r, struct hm_vm *vm)
+{
+	struct hm_agent_probe st;
+	char err[512];
+	double t = mono_s();
+
+	if (wait_rounds(vm, 1, 2, 240, err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
+	r->boot_s = mono_s() - t;
+	if (hm_agent_probe(vm->agent_path, &st, err, sizeof(err))) {
+		vm->log.check = -1;
+		sfmt(vm->log.check_line, sizeof(vm->log.check_line),
+		     "the agent as a host sees it: %s", err);
+		return 0;
+	}
+	msleep(500);
+	vm_serial_update(vm);
+	printf("# agent: epoch 1 %" PRIu64 " ranges %" PRIu64 " MiB; after "
+	       "garbage HELLO in %" PRId64 " ms, %" PRIu64 " ranges; second "
+	       "host HELLO in %" PRId64 " ms, %" PRIu64 " ranges\n",
+	       st.ranges, st.bytes >> 20, st.resync_ms, st.ranges2,
+	       st.reconnect_ms, st.ranges3);
+	if (vm->log.errors || vm_gone(vm) ||
+	    !file_has(vm->serial_path, "resynchronized") ||
+	    !file_has(vm->serial_path, "--drop-caches: clean page cache "
+		      "dropped") ||
+	    vm->log.agent_epochs < 4) {
+		vm->log.check = -1;
+		sfmt(vm->log.check_line, sizeof(vm->log.check_line),
+		     "guest errors %lld (%s), agent answers logged %lld (want "
+		     ">= 4), resync logged %d, cache drop logged %d",
+		     vm->log.errors, vm->log.first_error,
+		     vm->log.agent_epochs,
+		     file_has(vm->serial_path, "resynchronized"),
+		     file_has(vm->serial_path, "--drop-caches: clean page "
+			      "cache dropped"));
+		return 0;
+	}
+	vm->log.check = 1;
+	sfmt(vm->log.check_line, sizeof(vm->log.check_line), "agent daemon ok");
+	note("%s: %s", s->name, vm->log.check_line);
+	return 0;
+}
+
 /* hm.check=agent: one guest, no migration; hm-agent-check's verdict, and
  * its lines (the figures) echoed. */
 static int guest_check_run(const struct hm_scenario *s,
@@ -1700,11 +1767,17 @@ static int guest_check_run(const struct hm_scenario *s,
 	FILE *f;
 
 	o->role = "source";
+	if (s->guest_check == 2) {
+		o->check = 0;
+		o->agent = 3; /* with --drop-caches */
+	}
 	if (vm_launch(vm, o, err, sizeof(err)) ||
 	    vm_connect(vm, err, sizeof(err))) {
 		fail_set(r, "%s", err);
 		return -1;
 	}
+	if (s->guest_check == 2)
+		return agent_daemon_run(s, r, vm);
 	for (;;) {
 		vm_serial_update(vm);
 		if (vm->log.check)
@@ -1758,6 +1831,7 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 						   ? 1 + !!s->hm_memfd : 0,
 			     .hint_mib = s->hm_hint_mib,
 			     .agent = s->hm_agent,
+			     .hint_lie = s->hm_hint_lie,
 			     .check = s->guest_check,
 			     .hm_monitor = s->hintmig,
 			     .direct_disk = s->direct_disk };
@@ -2043,9 +2117,45 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 			 r->src_log.first_error);
 		return -1;
 	}
-	if (r->dst_log.errors || r->dst_log.failed_rounds) {
+	if (s->hm_hint_lie == 3) {
+		uint64_t hint_pages = ((uint64_t)s->hm_hint_mib << 20) / 4096;
+
+		/* The broken agent hinted pages in use: exactly those are
+		 * lost (zero on the destination), the destination guest says
+		 * so, and nothing else goes wrong. */
+		if (!r->compared || r->cmp.zero_on_dst != hint_pages ||
+		    !r->dst_log.lost_hint_lines ||
+		    r->dst_log.errors != r->dst_log.lost_hint_lines) {
+			sfmt(why, len, "in-use pages hinted free: %" PRIu64
+			     " pages zero on the destination (the region has %"
+			     PRIu64 "), destination reported %lld lost-page "
+			     "lines among %lld errors (first: %s)",
+			     r->cmp.zero_on_dst, hint_pages,
+			     r->dst_log.lost_hint_lines, r->dst_log.errors,
+			     r->dst_log.first_error);
+			return -1;
+		}
+	} else if (r->dst_log.errors || r->dst_log.failed_rounds) {
 		sfmt(why, len, "destination guest reported: %s",
 			 r->dst_log.first_error);
+		return -1;
+	}
+	if (s->hm_hint_lie == 1 &&
+	    (r->mig.hint_rejected <= 0 || r->cmp.zero_on_dst > 1)) {
+		sfmt(why, len, "lying agent: %lld hint ranges rejected (want > "
+		     "0), %lld stale dropped, %" PRIu64 " pages zero on the "
+		     "destination (at most the one flooded page)",
+		     r->mig.hint_rejected, r->mig.hint_stale,
+		     r->cmp.zero_on_dst);
+		return -1;
+	}
+	if (s->hm_hint_lie == 2 &&
+	    (r->cmp.zero_on_dst || r->mig.skipped != 0 ||
+	     !file_has(g_send_log, "malformed"))) {
+		sfmt(why, len, "garbage from the agent: %" PRIu64 " pages "
+		     "differ, %lld skipped as hinted, and hintmig send must "
+		     "log the malformed frame (%s)", r->cmp.zero_on_dst,
+		     r->mig.skipped, g_send_log);
 		return -1;
 	}
 	if (!r->dst_alive) {
@@ -2065,7 +2175,7 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 		     "RAM file?", r->hm_skipped_empty, s->hm_min_empty_mib);
 		return -1;
 	}
-	if (s->hm_hint_mib) {
+	if (s->hm_hint_mib && !s->hm_hint_lie) {
 		uint64_t hint_pages = ((uint64_t)s->hm_hint_mib << 20) / 4096;
 
 		/* Only the stand-in agent's region is hinted: it holds data

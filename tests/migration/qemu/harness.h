@@ -59,8 +59,14 @@ struct hm_scenario {
 	 * hintmig send takes its hints: 1 with its kernel module, 2 with the
 	 * module left out (it must say so; no hints, RAM identical). */
 	int hm_agent;
-	/* No migration: boot the guest with hm.check=agent (hm-agent-check
-	 * checks the agent's snapshots inside it) and wait for its verdict. */
+	/* The stand-in as the test's broken agent (hm.hintlie=N, see
+	 * hm-workload.c): 1 lies (stale, out of range, misaligned, flood),
+	 * 2 garbage, 3 hints pages the workload still uses. */
+	int hm_hint_lie;
+	/* No migration. 1: boot the guest with hm.check=agent
+	 * (hm-agent-check checks the agent's snapshots inside it) and wait
+	 * for its verdict; 2: boot it with the agent running and talk to the
+	 * agent as its host (agentprobe.h). */
 	int guest_check;
 	/* A failure injected into a hintmig migration; the run then checks
 	 * that the source guest runs on intact instead of comparing RAM. */
@@ -97,6 +103,7 @@ struct hm_mig_stats {
 	long long total_ms, downtime_ms, setup_ms;
 	long long transferred, total_ram, duplicate, normal, normal_bytes;
 	long long dirty_sync_count, skipped;
+	long long hint_rejected, hint_stale; /* hintmig's hints counters */
 	double mbps;
 };
 
@@ -111,6 +118,7 @@ struct hm_guest_log {
 	int check;                /* hm-agent-check: 1 PASS, -1 FAIL, 0 not yet */
 	char check_line[256];     /* its verdict line */
 	long long agent_epochs;   /* hintmig-agent's answer lines */
+	long long lost_hint_lines; /* "ERROR hint region page" lines */
 	char agent_last[320];     /* the last of them */
 };
 

@@ -23,7 +23,8 @@
 # guest kernel's headers (/lib/modules/VER/build: apt-get install
 # linux-headers-amd64) and puts it in the guest; HM_GUEST_AGENT=FILE adds
 # hintmig-agent. /init loads the module unless the kernel command line says
-# hm.agentmod=0, starts the agent with hm.agent=1, and runs
+# hm.agentmod=0, starts the agent with hm.agent=1 (hm.agentdrop=1 adds
+# --drop-caches), and runs
 # /bin/hm-agent-check instead of the workload with hm.check=agent.
 set -eu
 
@@ -211,7 +212,9 @@ if has hm.check=agent; then
 	while :; do /bin/busybox sleep 3600; done
 fi
 if has hm.agent=1; then
-	/bin/hintmig-agent &
+	args=""
+	! has hm.agentdrop=1 || args=--drop-caches
+	/bin/hintmig-agent $args &
 	echo "HMW-INIT: hintmig-agent started"
 fi
 exec /hm-workload

@@ -45,6 +45,7 @@ struct test {
 	int check;		/* the agent check in the guest, no migration */
 	uint64_t mem;		/* guest RAM; 0: the default */
 	unsigned fill_mib;	/* filled and freed by the guest */
+	int lie;		/* the stand-in as a broken agent */
 };
 
 static const struct test tests[] = {
@@ -98,6 +99,10 @@ static const struct test tests[] = {
 	  "hintmig-agent's free-list snapshots checked inside the guest: "
 	  "hinted pages free (kpageflags), as many as MemFree, none of a "
 	  "churner's in-use frames", .check = 1 },
+	{ "/hintmig/qemu/agent/daemon", NORMAL, HM_BALLOON_NONE,
+	  "the running hintmig-agent, the test as its host: HELLO, answers, "
+	  "garbage (resync, new HELLO), a STOP behind a REQUEST (nothing "
+	  "stale after it), BYE and a second host", .check = 2 },
 	{ "/hintmig/qemu/precopy/unix/agent", NORMAL, HM_BALLOON_NONE,
 	  "hintmig-agent's hints: a 2 GiB guest with 1.5 GiB of freed "
 	  "non-zero garbage; pages differ only where hinted (zero on the "
@@ -108,6 +113,19 @@ static const struct test tests[] = {
 	  "hintmig-agent without its kernel module: it says so in its hello, "
 	  "hintmig send migrates without hints, RAM identical", 1,
 	  "--hint-timeout 20000 --hints auto", .agent = 2 },
+	{ "/hintmig/qemu/hostile-agent/lies", NORMAL, HM_BALLOON_NONE,
+	  "a broken agent in the guest: stale epochs, ranges past RAM, "
+	  "misaligned and empty ranges, a flood: rejected and counted, the "
+	  "migration completes, RAM identical but for one flooded page", 1,
+	  "--hint-timeout 20000", 0, 128, .lie = 1 },
+	{ "/hintmig/qemu/hostile-agent/garbage", NORMAL, HM_BALLOON_NONE,
+	  "an agent that sends garbage: hintmig stops reading it and "
+	  "migrates without hints, RAM identical", 1, "--hint-timeout 20000",
+	  0, 128, .lie = 2 },
+	{ "/hintmig/qemu/hostile-agent/in-use", NORMAL, HM_BALLOON_NONE,
+	  "an agent that hints pages the guest still uses: exactly those are "
+	  "lost and the guest sees it, nothing else; source intact", 1,
+	  "--hint-timeout 20000", 0, 128, .lie = 3 },
 	{ "/hintmig/qemu/fault/kill-send-attached", FAULT, HM_BALLOON_NONE,
 	  "hintmig send SIGKILLed after attaching: source guest runs on",
 	  1, NULL, 0, 0, HM_FAULT_KILL_SEND_ATTACHED },
@@ -299,6 +317,7 @@ int main(int argc, char **argv)
 	s.hm_min_rounds = t->min_rounds;
 	s.hm_min_empty_mib = t->min_empty_mib;
 	s.hm_agent = t->agent;
+	s.hm_hint_lie = t->lie;
 	s.guest_check = t->check;
 	if (t->mem)
 		s.mem_bytes = t->mem;

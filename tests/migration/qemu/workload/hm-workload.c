@@ -37,6 +37,15 @@
  *    checks that only such pages differ. "HMW: hint region ..." gives its
  *    size and how many guest-physical ranges it spans.
  *
+ *    hm.hintlie=N makes the stand-in the test's broken agent:
+ *      1 lies: per request, hints of the previous epoch, ranges past the
+ *        end of RAM and misaligned ones, then a flood of 16 full HINTS
+ *        messages of the region's pages (past the host's limit per epoch);
+ *      2 garbage: bytes that are no frame, at the first request;
+ *      3 in use: the region is hinted as usual, but the workload keeps
+ *        checking it every round (pages it uses, hinted free): the
+ *        destination must report exactly those as lost, nothing else.
+ *
  * Nothing here allocates after the start; the regions are mlocked so the
  * guest kernel does not move them (compaction) behind our back.
  */
@@ -79,6 +88,7 @@ static unsigned long opt_fill = 256, opt_ws = 32, opt_static = 4;
 static unsigned long opt_hot_kib = 0, opt_hot_reps = 64;
 static uint64_t opt_seed = 1;
 static unsigned long opt_hint = 0;
+static unsigned long opt_hintlie = 0;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -184,6 +194,8 @@ static void parse_cmdline(void)
 			opt_seed = strtoull(tok + 8, NULL, 0);
 		else if (!strncmp(tok, "hm.hint=", 8))
 			opt_hint = strtoul(tok + 8, NULL, 0);
+		else if (!strncmp(tok, "hm.hintlie=", 11))
+			opt_hintlie = strtoul(tok + 11, NULL, 0);
 	}
 }
 
@@ -460,6 +472,49 @@ static int open_agent_port(void)
 	return fd;
 }
 
+static int send_hints(int fd, uint64_t epoch, const uint64_t *r, uint32_t cnt,
+		      unsigned char *buf)
+{
+	uint32_t kind = HC_FREE;
+
+	memcpy(buf, &kind, 4);
+	memcpy(buf + 4, &cnt, 4);
+	memcpy(buf + 8, r, 16u * cnt);
+	return hc_send(fd, HC_HINTS, epoch, buf, 8 + 16 * cnt);
+}
+
+/* hm.hintlie=1: everything a broken agent can say wrong about epoch e,
+ * and no true hint. */
+static void lie(int fd, uint64_t epoch, const char *base, size_t pages,
+		uint64_t *ranges, unsigned char *buf)
+{
+	size_t n = region_ranges(base, pages, ranges, HC_MAX_RANGES);
+	uint64_t bad[6] = {
+		1ull << 50, PAGE,		/* far past the end of RAM */
+		0, 0,				/* misaligned (below) */
+		0, 0,				/* empty */
+	};
+	uint64_t flood[2 * HC_MAX_RANGES];
+
+	if (!n)
+		return;
+	if (epoch > 1)
+		send_hints(fd, epoch - 1, ranges, (uint32_t)n, buf);
+	bad[2] = ranges[0] + 100;
+	bad[3] = PAGE;
+	bad[4] = ranges[0];
+	send_hints(fd, epoch, bad, 3, buf);
+	/* the flood: the first region page over and over, 16 x 4096 ranges */
+	for (size_t i = 0; i < HC_MAX_RANGES; i++) {
+		flood[2 * i] = ranges[0];
+		flood[2 * i + 1] = PAGE;
+	}
+	for (int k = 0; k < 16; k++)
+		if (send_hints(fd, epoch, flood, HC_MAX_RANGES, buf))
+			break;
+	hc_send(fd, HC_DONE, epoch, NULL, 0);
+}
+
 /* The child: wait for the host end of the port, say HELLO, answer every
  * REQUEST with the region's ranges as FREE hints and DONE. */
 static void hint_reporter(const char *base, size_t pages)
@@ -500,6 +555,17 @@ static void hint_reporter(const char *base, size_t pages)
 				break;
 			if (h.type != HC_REQUEST)
 				continue;
+			if (opt_hintlie == 2) {
+				static const unsigned char junk[100] = {
+					0xff, 0xfe, 0xfd, 0xfc };
+
+				write_all(fd, junk, sizeof(junk));
+				continue;
+			}
+			if (opt_hintlie == 1) {
+				lie(fd, h.epoch, base, pages, ranges, buf);
+				continue;
+			}
 			{
 				uint32_t max = 0, k, cnt;
 				size_t n = region_ranges(base, pages, ranges,
@@ -527,6 +593,31 @@ static void hint_reporter(const char *base, size_t pages)
 		/* the host went away: wait for the next one */
 		usleep(100000);
 	}
+}
+
+static const char *g_hint_base;	/* hm.hintlie=3: checked every round */
+static size_t g_hint_pages;
+
+/* hm.hintlie=3: the hint region is in use after all; a page that does not
+ * hold what was written is lost. */
+static uint64_t hint_region_check(uint64_t so_far)
+{
+	uint64_t bad = 0;
+
+	for (size_t i = 0; i < g_hint_pages; i++) {
+		const unsigned char *p = (const unsigned char *)g_hint_base +
+					 i * PAGE;
+		unsigned char want = (unsigned char)(0xa5 ^ (int)(i & 0x3f));
+
+		if (p[0] == want && p[PAGE / 2] == want && p[PAGE - 1] == want)
+			continue;
+		if (so_far + bad < 8)
+			say("ERROR hint region page %zu lost (in use, hinted "
+			    "free by the broken agent): 0x%02x, want 0x%02x",
+			    i, p[0], want);
+		bad++;
+	}
+	return bad;
 }
 
 static void hint_region_start(void)
@@ -558,7 +649,11 @@ static void hint_region_start(void)
 		say("warning: mlock of the hint region failed: %s",
 		    strerror(errno));
 	n = region_ranges(base, pages, ranges, HC_MAX_RANGES);
-	say("hint region pages=%zu ranges=%zu", pages, n);
+	say("hint region pages=%zu ranges=%zu lie=%lu", pages, n, opt_hintlie);
+	if (opt_hintlie == 3) {
+		g_hint_base = base;
+		g_hint_pages = pages;
+	}
 	pid = fork();
 	if (pid == 0) {
 		hint_reporter(base, pages);
@@ -639,6 +734,8 @@ int main(void)
 			round_err += region_pass(&hot, round_err);
 		round_err += region_pass(&ws, round_err);
 		round_err += static_check(st, st_pages, round_err);
+		if (g_hint_base)
+			round_err += hint_region_check(round_err);
 		round++;
 		errors += round_err;
 		if (round_err) {
