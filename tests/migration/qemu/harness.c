@@ -667,6 +667,11 @@ static void parse_line(struct hm_vm *vm, const char *line)
 	}
 	if (strstr(line, "HMW: ERROR hint region page "))
 		l->lost_hint_lines++;
+	if (strstr(line, "hintmig-agent: info: resynchronized"))
+		l->agent_resyncs++;
+	if (strstr(line, "hintmig-agent: info: --drop-caches: clean page "
+			 "cache dropped"))
+		l->agent_drops++;
 	if ((p = strstr(line, "hintmig-agent: info: epoch ")) &&
 	    strstr(p, " ranges, ")) {
 		l->agent_epochs++;
@@ -1735,19 +1740,15 @@ static int agent_daemon_run(const struct hm_scenario *s,
 	       st.ranges, st.bytes >> 20, st.resync_ms, st.ranges2,
 	       st.reconnect_ms, st.ranges3);
 	if (vm->log.errors || vm_gone(vm) ||
-	    !file_has(vm->serial_path, "resynchronized") ||
-	    !file_has(vm->serial_path, "--drop-caches: clean page cache "
-		      "dropped") ||
+	    !vm->log.agent_resyncs || !vm->log.agent_drops ||
 	    vm->log.agent_epochs < 4) {
 		vm->log.check = -1;
 		sfmt(vm->log.check_line, sizeof(vm->log.check_line),
 		     "guest errors %lld (%s), agent answers logged %lld (want "
-		     ">= 4), resync logged %d, cache drop logged %d",
+		     ">= 4), resyncs logged %lld, cache drops logged %lld",
 		     vm->log.errors, vm->log.first_error,
-		     vm->log.agent_epochs,
-		     file_has(vm->serial_path, "resynchronized"),
-		     file_has(vm->serial_path, "--drop-caches: clean page "
-			      "cache dropped"));
+		     vm->log.agent_epochs, vm->log.agent_resyncs,
+		     vm->log.agent_drops);
 		return 0;
 	}
 	vm->log.check = 1;

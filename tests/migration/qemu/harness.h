@@ -119,6 +119,7 @@ struct hm_guest_log {
 	char check_line[256];     /* its verdict line */
 	long long agent_epochs;   /* hintmig-agent's answer lines */
 	long long lost_hint_lines; /* "ERROR hint region page" lines */
+	long long agent_resyncs, agent_drops; /* agent: resync, cache drop */
 	char agent_last[320];     /* the last of them */
 };
 
