@@ -38,6 +38,10 @@
 #include "hintmig_free.h"
 
 #define HMF_PIECE_MAX 16384u
+/* The number of buddy orders: MAX_ORDER in 6.1, NR_PAGE_ORDERS since 6.8
+ * (where MAX_ORDER was renamed and changed meaning); the array says it in
+ * every version. */
+#define HMF_ORDERS ((u32)ARRAY_SIZE(((struct zone *)NULL)->free_area))
 
 static unsigned int piece = 1024;
 module_param(piece, uint, 0644);
@@ -59,7 +63,7 @@ static unsigned int hmf_piece(void)
  * caller that stops early has the biggest blocks. */
 static unsigned int oi_order(u32 oi)
 {
-	return MAX_ORDER - 1 - oi;
+	return HMF_ORDERS - 1 - oi;
 }
 
 static bool is_list_head(struct free_area *area, struct list_head *pos)
@@ -111,7 +115,7 @@ static u32 walk_piece(struct zone *zone, struct hmf_walk *w,
 
 	spin_lock_irqsave(&zone->lock, flags);
 	t0 = ktime_get_ns();
-	while (w->order < MAX_ORDER && visited < lim && n < max) {
+	while (w->order < HMF_ORDERS && visited < lim && n < max) {
 		unsigned int order = oi_order(w->order);
 		struct free_area *area = &zone->free_area[order];
 		struct list_head *pos = NULL;
@@ -187,7 +191,7 @@ static long hmf_ioc_walk(struct hmf_file *hf, struct hmf_walk __user *uw)
 
 	if (copy_from_user(&w, uw, sizeof(w)))
 		return -EFAULT;
-	if (!w.cap || w.order > MAX_ORDER || w.mt >= MIGRATE_TYPES ||
+	if (!w.cap || w.order > HMF_ORDERS || w.mt >= MIGRATE_TYPES ||
 	    (w.flags & ~(HMF_WALK_DONE | HMF_WALK_INLIST)))
 		return -EINVAL;
 	ubuf = u64_to_user_ptr(w.buf);
@@ -212,7 +216,7 @@ static long hmf_ioc_walk(struct hmf_file *hf, struct hmf_walk __user *uw)
 			w.flags |= HMF_WALK_DONE;
 			break;
 		}
-		if (w.order >= MAX_ORDER) {
+		if (w.order >= HMF_ORDERS) {
 			/* this zone is done: the next one, from its top */
 			w.zid++;
 			w.order = w.mt = 0;
@@ -248,7 +252,7 @@ static long hmf_ioc_info(struct hmf_info __user *ui)
 	memset(&in, 0, sizeof(in));
 	in.version = HMF_VERSION;
 	in.page_shift = PAGE_SHIFT;
-	in.orders = MAX_ORDER;
+	in.orders = HMF_ORDERS;
 	in.migrate_types = MIGRATE_TYPES;
 	in.piece = hmf_piece();
 	/* page_poison takes precedence over init_on_free (mm init) */
@@ -317,7 +321,7 @@ static const struct file_operations hmf_fops = {
 	.release = hmf_release,
 	.unlocked_ioctl = hmf_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
-	.llseek = no_llseek,
+	/* no llseek: nonseekable_open makes lseek fail with ESPIPE */
 };
 
 static struct miscdevice hmf_dev = {

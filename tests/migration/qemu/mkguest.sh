@@ -94,6 +94,11 @@ add_mod() { # path: its dependencies (deepest last in the list) first
 }
 for m in virtio_pci virtio_balloon virtio_console; do
 	p=$(modpath $m)
+	# built into the kernel (Debian's 6.12 builds virtio_pci and
+	# virtio_console in): nothing to load
+	if [ -z "$p" ] && grep -q "/$m\.ko\$" "$moddir/modules.builtin" 2>/dev/null; then
+		continue
+	fi
 	[ -n "$p" ] || die "module $m not in $moddir/modules.dep"
 	add_mod "$p"
 done
