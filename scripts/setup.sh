@@ -14,6 +14,7 @@ PKGS=(
   help2man man-db bash-completion     # man pages, their test, completion test
   debhelper dpkg-dev lintian file     # the Debian packages and their test
   linux-headers-amd64                 # the agent's module, built for the test guest
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev  # two libvirtd in the libvirt tests
 )
 
 missing=()

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# virsh migrate between two libvirtd 9.0 on this machine (libvirtd-pair.sh):
+# the QEMU suite's Debian guest in a TCG domain whose RAM is shared memfd
+# and which has hintmig-agent's channel, i.e. a domain set up for hintmig
+# (docs/libvirt.md), migrated by plain `virsh migrate --live` A to B and
+# back: hintmig's setup must not break a normal migration. The workload
+# verifies its memory every round and must go on, without an error, on
+# each destination. Then a fault: the destination libvirtd is killed in the
+# middle of a migration; the migration fails and the source domain runs on.
+#
+#   test_virsh_migrate.sh MKGUEST WORKLOAD CACHE
+# (the environment of the QEMU suite's guest: HM_GUEST_AGENT, HM_GUEST_KMOD,
+# HM_GUEST_EXTRA, so that the cached image is shared)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/libvirtd-pair.sh"
+mkguest=$1 workload=$2 cache=$3
+
+skip() {
+	echo "SKIP: $*"
+	[ "${HINTMIG_TEST_STRICT:-}" = 1 ] && { echo "strict: this is a failure"; exit 1; }
+	exit 77
+}
+[ "$(id -u)" = 0 ] || skip "needs root (libvirtd in system mode, mount namespaces)"
+for t in libvirtd virsh unshare qemu-system-x86_64; do
+	command -v "$t" >/dev/null ||
+		skip "$t is absent (apt-get install libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86)"
+done
+
+fails=0
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+
+tmp=$(mktemp -d /tmp/hm-libvirt.XXXXXX)
+cleanup() { lv_stop_all; rm -rf "$tmp"; }
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+guest=$(sh "$mkguest" "$workload" "$cache") || lv_die "cannot build the guest"
+echo "guest: $guest"
+lv_start "$tmp" A 6a1d0a00-0000-4000-8000-00000000000a
+lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b
+
+serial=$tmp/serial.log
+dom=hm-virsh
+cat > "$tmp/dom.xml" <<XML
+<domain type='qemu'>
+  <name>$dom</name>
+  <memory unit='KiB'>524296</memory>
+  <vcpu>1</vcpu>
+  <memoryBacking>
+    <source type='memfd'/>
+    <access mode='shared'/>
+  </memoryBacking>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$guest/vmlinuz</kernel>
+    <initrd>$guest/initramfs.cpio</initrd>
+    <cmdline>console=ttyS0 panic=-1 init_on_alloc=0 init_on_free=0 transparent_hugepage=never hm.fill=128 hm.ws=16 hm.static=4 hm.hot=0 hm.hotreps=64 hm.seed=11 hm.agent=1</cmdline>
+  </os>
+  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>$(command -v qemu-system-x86_64)</emulator>
+    <serial type='file'><source path='$serial' append='on'/><target port='0'/></serial>
+    <console type='file'><source path='$serial' append='on'/><target type='serial' port='0'/></console>
+    <channel type='unix'><source mode='bind' path='$tmp/agent.sock'/><target type='virtio' name='org.hintmig.agent.0'/></channel>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+
+rounds() { local n; n=$(grep -ac 'HMW: round .* ok' "$serial" 2>/dev/null); echo "${n:-0}"; }
+last_round() { local n; n=$(grep -ao 'HMW: round [0-9]*' "$serial" 2>/dev/null | tail -1 | awk '{ print $3 }'); echo "${n:-0}"; }
+errors() { local n; n=$(grep -ac 'HMW: ERROR\|FAILED\|Kernel panic' "$serial" 2>/dev/null); echo "${n:-0}"; }
+wait_rounds() { # N more round lines within 120 s
+	local want=$(( $(rounds) + $1 ))
+	for _ in $(seq 1 600); do
+		[ "$(rounds)" -ge "$want" ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+state() { virsh -q -c "$1" domstate "$dom" 2>/dev/null | head -1; }
+
+virsh -q -c "$LV_URI_A" create "$tmp/dom.xml" || lv_die "virsh create failed"
+wait_rounds 5 || { tail -20 "$serial"; lv_die "the guest did not start its rounds"; }
+echo "guest running on A: round $(last_round)"
+
+migrate() { # FROM TO NAME
+	local from=$1 to=$2 t0 t1 r0
+	r0=$(last_round)
+	t0=$(date +%s%N)
+	if ! virsh -q -c "$from" migrate --live --verbose "$dom" "$to" > "$tmp/migrate.log" 2>&1; then
+		cat "$tmp/migrate.log"
+		fail "$3: virsh migrate failed"
+		return
+	fi
+	t1=$(date +%s%N)
+	echo "$3: virsh migrate --live in $(( (t1 - t0) / 1000000 )) ms"
+	# the destination keeps the statistics of the incoming migration
+	virsh -c "$to" domjobinfo --completed "$dom" 2>/dev/null |
+		grep -E 'Time elapsed|Total downtime|Memory processed|Data processed' |
+		sed "s/^/  $3: /"
+	[ "$(state "$to")" = running ] || fail "$3: the domain is not running on the destination ($(state "$to"))"
+	[ -z "$(state "$from")" ] || fail "$3: the domain is still on the source ($(state "$from"))"
+	wait_rounds 5 || fail "$3: the guest made no progress on the destination"
+	[ "$(last_round)" -gt "$r0" ] || fail "$3: rounds did not go on"
+	echo "$3: guest on the destination at round $(last_round), $(errors) error line(s)"
+}
+migrate "$LV_URI_A" "$LV_URI_B" "A to B"
+migrate "$LV_URI_B" "$LV_URI_A" "B to A"
+
+# Fault: the destination libvirtd dies in the middle of a migration
+# (throttled to 1 MiB/s so that it is still running): virsh migrate fails,
+# the source domain runs on.
+virsh -q -c "$LV_URI_A" migrate --live --bandwidth 1 "$dom" "$LV_URI_B" > "$tmp/fault.log" 2>&1 &
+mpid=$!
+sleep 3
+bpid=$(cat "$tmp/B/libvirtd.pid")
+for f in "$tmp"/B/run/qemu/*.pid; do
+	[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+done
+kill -9 "$bpid"
+wait "$mpid" && fail "fault: virsh migrate succeeded with the destination killed"
+sed 's/^/  fault: /' "$tmp/fault.log"
+for _ in $(seq 1 100); do
+	[ "$(state "$LV_URI_A")" = running ] && break
+	sleep 0.2
+done
+[ "$(state "$LV_URI_A")" = running ] || fail "fault: the source domain is $(state "$LV_URI_A"), not running"
+wait_rounds 5 || fail "fault: the source guest made no progress after the failed migration"
+echo "fault: source domain $(state "$LV_URI_A"), guest at round $(last_round)"
+
+n=$(errors)
+[ "$n" = 0 ] || { grep -a 'HMW: ERROR\|FAILED\|Kernel panic' "$serial" | head -5; fail "$n guest error line(s)"; }
+virsh -q -c "$LV_URI_A" destroy "$dom" >/dev/null 2>&1
+[ "$fails" = 0 ] || { echo "$fails libvirt checks failed"; exit 1; }
+echo "PASS virsh migrate: A to B, B to A, destination killed mid-migration"
