@@ -10,6 +10,8 @@
 #
 #   lv_start DIR NAME UUID    start one; sets LV_URI_<NAME>
 #   lv_stop_all               stop every one started, kill their QEMUs
+# LV_LOG_LEVEL=1 LV_LOG_FILTERS="1:qemu 3:*" log the QEMU driver's
+# monitor traffic (libvirtd.log of each).
 #
 # Needs root (namespaces, bind mounts, libvirtd system mode).
 
@@ -28,7 +30,8 @@ lv_start() { # DIR NAME UUID
 	auth_unix_rw = "none"
 	auth_unix_ro = "none"
 	host_uuid = "$uuid"
-	log_outputs = "3:file:$base/log/libvirtd.log"
+	log_outputs = "${LV_LOG_LEVEL:-3}:file:$base/log/libvirtd.log"
+	log_filters = "${LV_LOG_FILTERS:-}"
 	EOF
 	# stdio_handler file: no virtlogd; no cgroups (none delegated here);
 	# QEMU as root without a security driver or private namespaces, so

@@ -9,6 +9,10 @@
 # each destination. Then a fault: the destination libvirtd is killed in the
 # middle of a migration; the migration fails and the source domain runs on.
 #
+# HM_LIBVIRT_TRACE=1 also prints, for the first migration, the QMP
+# commands and events libvirt exchanged with both QEMUs and the hook calls,
+# with times (the measurements in docs/libvirt.md).
+#
 #   test_virsh_migrate.sh MKGUEST WORKLOAD CACHE
 # (the environment of the QEMU suite's guest: HM_GUEST_AGENT, HM_GUEST_KMOD,
 # HM_GUEST_EXTRA, so that the cached image is shared)
@@ -37,7 +41,27 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 guest=$(sh "$mkguest" "$workload" "$cache") || lv_die "cannot build the guest"
+guest=$(cd "$guest" && pwd)
 echo "guest: $guest"
+trace=${HM_LIBVIRT_TRACE:-0}
+if [ "$trace" = 1 ]; then
+	export LV_LOG_LEVEL=1 LV_LOG_FILTERS="1:qemu 3:*"
+	for n in A B; do # a hook that logs its calls
+		mkdir -p "$tmp/$n/etc/hooks"
+		printf '#!/bin/sh\necho "$(date +%%T.%%N) hook %s: $*" >> %s\ncat > /dev/null\n' \
+			"$n" "$tmp/hooks.log" > "$tmp/$n/etc/hooks/qemu"
+		chmod +x "$tmp/$n/etc/hooks/qemu"
+	done
+fi
+timeline() { # the QMP traffic of libvirtd NAME about migration, with times
+	grep -a "QEMU_MONITOR_SEND_MSG\|qemuProcessHandleStop\|qemuProcessHandleMigrationStatus" \
+		"$tmp/$1/log/libvirtd.log" |
+		sed 's/+0000: [0-9]*: [a-z]* : / /' |
+		grep -o '^[0-9-]* [0-9:.]* [A-Za-z]*\|"execute":"[a-z-]*"\|changed state to [a-z-]*\|"capability":"[a-z-]*","state":true' |
+		paste -sd' ' | sed 's/ \(20[0-9][0-9]-\)/\n\1/g' |
+		grep -E 'migrate|HandleStop|changed state|"cont"' | grep -v '"query-migrate' |
+		cut -d' ' -f2- | sed "s/^/  trace $1: /"
+}
 lv_start "$tmp" A 6a1d0a00-0000-4000-8000-00000000000a
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b
 
@@ -109,6 +133,11 @@ migrate() { # FROM TO NAME
 	echo "$3: guest on the destination at round $(last_round), $(errors) error line(s)"
 }
 migrate "$LV_URI_A" "$LV_URI_B" "A to B"
+if [ "$trace" = 1 ]; then
+	timeline A
+	timeline B
+	sed 's/^/  trace /' "$tmp/hooks.log"
+fi
 migrate "$LV_URI_B" "$LV_URI_A" "B to A"
 
 # Fault: the destination libvirtd dies in the middle of a migration
