@@ -6,6 +6,7 @@
 #include <hintmig/hintmig.h>
 
 #include "cmd.h"
+#include "hm_config.h"
 
 static const struct hm_cmd commands[] = {
 	{ "features", "print the kernel capabilities and the tracker mode",
@@ -15,6 +16,10 @@ static const struct hm_cmd commands[] = {
 	{ "send", "migrate a running guest (QEMU or synthetic) to a hintmig recv",
 	  hm_cmd_send },
 	{ "recv", "receive one migration (the destination)", hm_cmd_recv },
+#if HM_HAVE_LIBVIRT
+	{ "libvirt", "check a libvirt domain's setup for hintmig (check DOMAIN)",
+	  hm_cmd_libvirt },
+#endif
 };
 
 static void usage(FILE *f)

@@ -45,7 +45,11 @@ expect() { # LINE EXPECTED
 	fi
 }
 
-expect "hintmig " "--help --version features recv send track-demo"
+if "$build/hintmig" --help | grep -q '^  libvirt'; then
+	expect "hintmig " "--help --version features libvirt recv send track-demo"
+else
+	expect "hintmig " "--help --version features recv send track-demo"
+fi
 expect "hintmig se" "send"
 expect "hintmig send --hin" "--hint-timeout --hints"
 expect "hintmig send --tracker " "async auto sync"

@@ -115,7 +115,7 @@ echo "== the installed programs"
 bin=$root/usr/bin
 "$bin/hintmig" --version | grep -qx "hintmig ${version%%-*}" || fail "hintmig --version"
 "$bin/hintmig-bench" --version | grep -qx "hintmig-bench ${version%%-*}" || fail "hintmig-bench --version"
-for sub in features track-demo send recv; do
+for sub in features track-demo send recv libvirt; do
 	"$bin/hintmig" "$sub" --version | grep -qx "hintmig $sub ${version%%-*}" ||
 		fail "hintmig $sub --version"
 done
@@ -137,9 +137,9 @@ fi
 
 echo "== man pages"
 pages=("$root"/usr/share/man/man1/*.1.gz)
-[ ${#pages[@]} -eq 6 ] || fail "expected 6 man pages, found ${#pages[@]}"
+[ ${#pages[@]} -eq 7 ] || fail "expected 7 man pages, found ${#pages[@]}"
 pages+=("$root"/usr/share/man/man8/*.8.gz)
-[ ${#pages[@]} -eq 7 ] || fail "expected 7 man pages with hintmig-agent.8, found ${#pages[@]}"
+[ ${#pages[@]} -eq 8 ] || fail "expected 8 man pages with hintmig-agent.8, found ${#pages[@]}"
 for pg in "${pages[@]}"; do
 	warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$pg" 2>&1 >/dev/null)
 	lines=$(LC_ALL=C.UTF-8 MANWIDTH=80 man -E UTF-8 -l "$pg" 2>/dev/null | wc -l)

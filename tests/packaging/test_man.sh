@@ -36,6 +36,9 @@ check hintmig "$build/hintmig"
 for sub in features track-demo send recv; do
 	check "hintmig-$sub" "$build/hintmig" "$sub"
 done
+if "$build/hintmig" --help | grep -q '^  libvirt'; then
+	check hintmig-libvirt "$build/hintmig" libvirt
+fi
 check hintmig-bench "$build/hintmig-bench"
 SECTION=8 check hintmig-agent "$build/src/guest_agent/hintmig-agent"
 [ "$fails" -eq 0 ] || { echo "$fails man page checks failed"; exit 1; }
