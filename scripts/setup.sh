@@ -12,7 +12,7 @@ PKGS=(
   clang libclang-rt-14-dev            # libFuzzer target of the wire decoder
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils zstd kmod
   help2man man-db bash-completion     # man pages, their test, completion test
-  debhelper dpkg-dev lintian file     # the Debian packages and their test
+  debhelper dpkg-dev lintian file dh-dkms dkms  # the Debian packages and their test
   linux-headers-amd64                 # the agent's module, built for the test guest
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev  # two libvirtd in the libvirt tests
 )

@@ -67,7 +67,16 @@ done
 for p in hintmig hintmig-agent libhintmig0 libhintmig-dev; do
 	[ -e "$work/${p}_${version}_$arch.deb" ] || fail "no $p package"
 done
-[ ${#debs[@]} -le 7 ] || fail "unexpected packages: ${debs[*]##*/}"
+dkmsdeb=$work/hintmig-free-dkms_${version}_all.deb
+[ -e "$dkmsdeb" ] || fail "no hintmig-free-dkms package"
+[ ${#debs[@]} -le 8 ] || fail "unexpected packages: ${debs[*]##*/}"
+# The DKMS package builds a module on the machine it is installed on (its
+# postinst runs dkms): it is installed for real below, not in the scratch
+# root.
+scratch=()
+for d in "${debs[@]}"; do
+	[ "$d" = "$dkmsdeb" ] || scratch+=("$d")
+done
 
 echo "== lintian"
 # Errors and warnings fail; each one we accept is an override in debian/
@@ -92,11 +101,11 @@ mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
 touch "$root/var/lib/dpkg/status"
 dpkgr=(dpkg --root="$root" --log=/dev/null --force-not-root --force-depends
        --force-script-chrootless)
-"${dpkgr[@]}" -i "${debs[@]}" > "$work/dpkg.log" 2>&1 ||
+"${dpkgr[@]}" -i "${scratch[@]}" > "$work/dpkg.log" 2>&1 ||
 	{ cat "$work/dpkg.log"; die "dpkg -i into the scratch root failed"; }
 
 pkgs=()
-for d in "${debs[@]}"; do
+for d in "${scratch[@]}"; do
 	p=$(dpkg-deb -f "$d" Package)
 	pkgs+=("$p")
 	# Each file the package lists is installed, and its md5sum verifies.
@@ -123,9 +132,6 @@ done
 	fail "hintmig-agent --version"
 file "$root/usr/sbin/hintmig-agent" | grep -q "static-pie linked" ||
 	fail "hintmig-agent is not a static PIE: $(file "$root/usr/sbin/hintmig-agent")"
-for f in hintmig_free.c hintmig_free.h Kbuild dkms.conf; do
-	[ -s "$root/usr/src/hintmig-free-${version%%-*}/$f" ] || fail "module source $f not installed"
-done
 [ -s "$root/usr/lib/systemd/system/hintmig-agent.service" ] || fail "no systemd unit"
 if out=$("$bin/hintmig" features 2>&1); then
 	echo "$out" | sed 's/^/  /'
@@ -176,6 +182,40 @@ if flags=$(PKG_CONFIG_PATH=$pcdir pkg-config --define-variable=prefix="$root/usr
 else
 	cat "$work/cc.log"
 	fail "building against libhintmig-dev failed (pkg-config: ${flags:-})"
+fi
+
+echo "== hintmig-free-dkms: installed on this machine, DKMS builds the module, purged"
+kver=""
+for b in /lib/modules/*/build; do
+	[ -f "$b/Makefile" ] && kver=$(basename "$(dirname "$b")")
+done
+if ! command -v dkms >/dev/null || [ -z "$kver" ]; then
+	echo "  SKIP: needs dkms and the headers of a kernel (apt-get install dkms linux-headers-amd64)"
+	[ "${HINTMIG_TEST_STRICT:-}" = 1 ] && fail "dkms or kernel headers absent under HINTMIG_TEST_STRICT"
+elif [ "$(id -u)" != 0 ]; then
+	echo "  SKIP: installing a DKMS package needs root"
+	[ "${HINTMIG_TEST_STRICT:-}" = 1 ] && fail "not root under HINTMIG_TEST_STRICT"
+else
+	mv_ver=${version%%-*}
+	dpkg -P hintmig-free-dkms > /dev/null 2>&1 # a leftover of an interrupted run
+	if dpkg -i "$dkmsdeb" > "$work/dkms.log" 2>&1; then
+		st=$(dkms status "hintmig-free/$mv_ver" 2>&1)
+		echo "  dkms status: $st"
+		grep -q "$kver.*installed" <<<"$st" || fail "dkms did not install hintmig_free for $kver"
+		ko=$(modinfo -k "$kver" -F filename hintmig_free 2>/dev/null)
+		[ -n "$ko" ] && [ -e "$ko" ] || fail "modinfo -k $kver finds no hintmig_free"
+		[ -n "$ko" ] && echo "  $ko: $(modinfo -F description "$ko")"
+		for f in hintmig_free.c hintmig_free.h Kbuild dkms.conf; do
+			[ -s "/usr/src/hintmig-free-$mv_ver/$f" ] || fail "module source $f not installed"
+		done
+	else
+		cat "$work/dkms.log"
+		fail "dpkg -i hintmig-free-dkms failed"
+	fi
+	dpkg -P hintmig-free-dkms >> "$work/dkms.log" 2>&1 || fail "dpkg -P hintmig-free-dkms failed"
+	[ -z "$(dkms status "hintmig-free/$mv_ver" 2>&1)" ] || fail "dkms still lists hintmig-free after the purge"
+	[ -z "${ko:-}" ] || [ ! -e "$ko" ] || fail "$ko left after the purge"
+	[ ! -e "/usr/src/hintmig-free-$mv_ver" ] || fail "/usr/src/hintmig-free-$mv_ver left after the purge"
 fi
 
 echo "== purge"
