@@ -347,7 +347,7 @@ struct vm_opts {
 	int shared_ram;	/* 1: memory-backend-file on /dev/shm, 2: memfd */
 	unsigned hint_mib; /* the workload's hint region; agent port */
 	int agent;	/* hintmig-agent: 1 with its module, 2 without, 3 with
-			 * --drop-caches */
+			 * --drop-caches, 4 page_poison=1, 5 init_on_free=1 */
 	int check;	/* hm.check=agent: no workload, the agent check */
 	int hint_lie;	/* hm.hintlie=N: the stand-in lies */
 	int hm_monitor;	/* a second QMP monitor for hintmig */
@@ -427,7 +427,9 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 		sfmt(append + l, sizeof(append) - l, "%s%s%s",
 		     o->agent ? " hm.agent=1" : "",
 		     o->agent == 2 ? " hm.agentmod=0" :
-		     o->agent == 3 ? " hm.agentdrop=1" : "",
+		     o->agent == 3 ? " hm.agentdrop=1" :
+		     o->agent == 4 ? " page_poison=1" :
+		     o->agent == 5 ? " init_on_free=1" : "",
 		     o->check ? " hm.check=agent" : "");
 	}
 	if (getenv("HM_QEMU_APPEND")) {
@@ -2215,6 +2217,31 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 		}
 		if (!r->src_log.agent_epochs) {
 			sfmt(why, len, "the agent logged no answer");
+			return -1;
+		}
+	}
+	if (s->hm_agent == 4 &&
+	    (r->cmp.zero_on_dst || r->mig.skipped != 0 ||
+	     !file_has(g_send_log, "poisons free pages (pattern, byte 0xaa), "
+		       "R7 refuses hints"))) {
+		sfmt(why, len, "guest with page_poison=1: %" PRIu64 " pages "
+		     "differ, %lld skipped as hinted; hintmig send must refuse "
+		     "the agent's hints under R7 and say so (%s)",
+		     r->cmp.zero_on_dst, r->mig.skipped, g_send_log);
+		return -1;
+	}
+	if (s->hm_agent == 5) {
+		uint64_t fill_pages = ((uint64_t)s->fill_mib << 20) / 4096;
+
+		/* init_on_free: free pages hold zeros, hints are taken (the
+		 * destination's fresh memory is zero too), and RAM compares
+		 * identical, the hinted pages included (R7). */
+		if (!r->compared || r->cmp.zero_on_dst || r->mig.skipped < 0 ||
+		    (uint64_t)r->mig.skipped < fill_pages / 2) {
+			sfmt(why, len, "guest with init_on_free=1: %lld pages "
+			     "skipped as hinted (want >= %" PRIu64 "), %" PRIu64
+			     " pages differ (want 0)", r->mig.skipped,
+			     fill_pages / 2, r->cmp.zero_on_dst);
 			return -1;
 		}
 	}

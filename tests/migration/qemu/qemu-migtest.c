@@ -126,6 +126,17 @@ static const struct test tests[] = {
 	  "an agent that hints pages the guest still uses: exactly those are "
 	  "lost and the guest sees it, nothing else; source intact", 1,
 	  "--hint-timeout 20000", 0, 128, .lie = 3 },
+	{ "/hintmig/qemu/precopy/unix/agent-page-poison", NORMAL,
+	  HM_BALLOON_NONE,
+	  "a guest booted with page_poison=1: the agent reports the 0xaa "
+	  "pattern, hintmig refuses its hints (R7), RAM identical", 1,
+	  "--hint-timeout 20000 --hints auto", .agent = 4 },
+	{ "/hintmig/qemu/precopy/unix/agent-init-on-free", NORMAL,
+	  HM_BALLOON_NONE,
+	  "a guest booted with init_on_free=1: the agent reports the zero "
+	  "pattern, hintmig takes its hints, RAM identical hinted pages "
+	  "included (R7)", 1, "--hint-timeout 20000 --hints auto",
+	  .agent = 5 },
 	{ "/hintmig/qemu/fault/kill-send-attached", FAULT, HM_BALLOON_NONE,
 	  "hintmig send SIGKILLed after attaching: source guest runs on",
 	  1, NULL, 0, 0, HM_FAULT_KILL_SEND_ATTACHED },
