@@ -346,8 +346,7 @@ struct vm_opts {
 	int incoming;
 	int shared_ram;	/* 1: memory-backend-file on /dev/shm, 2: memfd */
 	unsigned hint_mib; /* the workload's hint region; agent port */
-	int agent;	/* hintmig-agent: 1 with its module, 2 without, 3 with
-			 * --drop-caches, 4 page_poison=1, 5 init_on_free=1 */
+	enum hm_agent_mode agent; /* hintmig-agent in the guest */
 	int check;	/* hm.check=agent: no workload, the agent check */
 	int hint_lie;	/* hm.hintlie=N: the stand-in lies */
 	int hm_monitor;	/* a second QMP monitor for hintmig */
@@ -426,10 +425,10 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 
 		sfmt(append + l, sizeof(append) - l, "%s%s%s",
 		     o->agent ? " hm.agent=1" : "",
-		     o->agent == 2 ? " hm.agentmod=0" :
-		     o->agent == 3 ? " hm.agentdrop=1" :
-		     o->agent == 4 ? " page_poison=1" :
-		     o->agent == 5 ? " init_on_free=1" : "",
+		     o->agent == HM_AGENT_NO_MODULE ? " hm.agentmod=0" :
+		     o->agent == HM_AGENT_DROP_CACHES ? " hm.agentdrop=1" :
+		     o->agent == HM_AGENT_PAGE_POISON ? " page_poison=1" :
+		     o->agent == HM_AGENT_INIT_ON_FREE ? " init_on_free=1" : "",
 		     o->check ? " hm.check=agent" : "");
 	}
 	if (getenv("HM_QEMU_APPEND")) {
@@ -1269,18 +1268,37 @@ static double qemu_cpu_ms(pid_t pid)
 
 static char g_send_log[PATH_MAX], g_recv_log[PATH_MAX];
 
+/* Does the file hold text anywhere? (Read in pieces that overlap by the
+ * text's length, so a match across two reads is found.) */
 static int file_has(const char *path, const char *text)
 {
 	char buf[16384];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	size_t tl = strlen(text), keep = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), found = 0;
 
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
+	if (fd < 0 || !tl || tl >= sizeof(buf) / 2) {
+		if (fd >= 0)
+			close(fd);
 		return 0;
-	buf[n] = 0;
-	return strstr(buf, text) != NULL;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + keep, sizeof(buf) - 1 - keep);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		n += (ssize_t)keep;
+		buf[n] = 0;
+		if (memmem(buf, (size_t)n, text, tl)) {
+			found = 1;
+			break;
+		}
+		keep = (size_t)n < tl - 1 ? (size_t)n : tl - 1;
+		memmove(buf, buf + n - keep, keep);
+	}
+	close(fd);
+	return found;
 }
 
 /* A TCP port p on 127.0.0.1 with p and p + 1 free just now, or -1. */
@@ -1772,7 +1790,7 @@ static int guest_check_run(const struct hm_scenario *s,
 	o->role = "source";
 	if (s->guest_check == 2) {
 		o->check = 0;
-		o->agent = 3; /* with --drop-caches */
+		o->agent = HM_AGENT_DROP_CACHES;
 	}
 	if (vm_launch(vm, o, err, sizeof(err)) ||
 	    vm_connect(vm, err, sizeof(err))) {
@@ -1996,7 +2014,8 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		}
 		if (hm_ramcmp_files(sp, dp, mem,
 				    s->balloon == HM_BALLOON_HINT ||
-					    s->hm_hint_mib || s->hm_agent == 1,
+					    s->hm_hint_mib ||
+						    s->hm_agent == HM_AGENT_ON,
 				    pat, plen,
 				    &r->cmp, err, sizeof(err))) {
 			fail_set(r, "%s", err);
@@ -2070,6 +2089,20 @@ int hm_run(const struct hm_scenario *s, struct hm_run_result *r)
 	unlink(g_dump_dst);
 	r->total_s = mono_s() - t0;
 	return r->failure[0] ? -1 : rc;
+}
+
+/* An agent whose hints must not be used: nothing skipped as hinted, RAM
+ * identical, and hintmig send's log gives the reason (said). */
+static int no_hints_verdict(const struct hm_run_result *r, const char *what,
+			    const char *said, char *why, size_t len)
+{
+	if (!r->cmp.zero_on_dst && r->mig.skipped == 0 &&
+	    file_has(g_send_log, said))
+		return 0;
+	sfmt(why, len, "%s: %" PRIu64 " pages differ, %lld skipped as "
+	     "hinted; hintmig send must use no hints and log \"%s\" (%s)",
+	     what, r->cmp.zero_on_dst, r->mig.skipped, said, g_send_log);
+	return -1;
 }
 
 int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
@@ -2197,7 +2230,7 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 			return -1;
 		}
 	}
-	if (s->hm_agent == 1) {
+	if (s->hm_agent == HM_AGENT_ON) {
 		uint64_t fill_pages = ((uint64_t)s->fill_mib << 20) / 4096;
 
 		/* The real agent: pages differ only where the destination
@@ -2220,17 +2253,16 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 			return -1;
 		}
 	}
-	if (s->hm_agent == 4 &&
-	    (r->cmp.zero_on_dst || r->mig.skipped != 0 ||
-	     !file_has(g_send_log, "poisons free pages (pattern, byte 0xaa), "
-		       "R7 refuses hints"))) {
-		sfmt(why, len, "guest with page_poison=1: %" PRIu64 " pages "
-		     "differ, %lld skipped as hinted; hintmig send must refuse "
-		     "the agent's hints under R7 and say so (%s)",
-		     r->cmp.zero_on_dst, r->mig.skipped, g_send_log);
+	if (s->hm_agent == HM_AGENT_PAGE_POISON &&
+	    no_hints_verdict(r, "guest with page_poison=1", "poisons free "
+			     "pages (pattern, byte 0xaa), R7 refuses hints",
+			     why, len))
 		return -1;
-	}
-	if (s->hm_agent == 5) {
+	if (s->hm_agent == HM_AGENT_NO_MODULE &&
+	    no_hints_verdict(r, "agent without its module", "the guest cannot "
+			     "give hints: no free-list reader", why, len))
+		return -1;
+	if (s->hm_agent == HM_AGENT_INIT_ON_FREE) {
 		uint64_t fill_pages = ((uint64_t)s->fill_mib << 20) / 4096;
 
 		/* init_on_free: free pages hold zeros, hints are taken (the
@@ -2244,16 +2276,6 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 			     fill_pages / 2, r->cmp.zero_on_dst);
 			return -1;
 		}
-	}
-	if (s->hm_agent == 2 &&
-	    (r->cmp.zero_on_dst || r->mig.skipped != 0 ||
-	     !file_has(g_send_log, "the guest cannot give hints: no "
-		       "free-list reader"))) {
-		sfmt(why, len, "agent without its module: %" PRIu64 " pages "
-		     "differ, %lld skipped as hinted, and hintmig send must "
-		     "say why there are no hints (%s)", r->cmp.zero_on_dst,
-		     r->mig.skipped, g_send_log);
-		return -1;
 	}
 	if (s->expect_hint) {
 		uint64_t fill_pages = ((uint64_t)s->fill_mib << 20) / 4096;

@@ -56,9 +56,16 @@ struct hm_scenario {
 	 * reports FREE over virtio-serial (hintmig send --agent); 0: none */
 	unsigned hm_hint_mib;
 	/* The real hint agent (hintmig-agent) runs in the guest and
-	 * hintmig send takes its hints: 1 with its kernel module, 2 with the
-	 * module left out (it must say so; no hints, RAM identical). */
-	int hm_agent;
+	 * hintmig send takes its hints (enum hm_agent_mode). */
+	enum hm_agent_mode {
+		HM_AGENT_NONE,
+		HM_AGENT_ON,		/* with its module: hints */
+		HM_AGENT_NO_MODULE,	/* module left out: NOHINTS, no hints,
+					 * RAM identical */
+		HM_AGENT_DROP_CACHES,	/* with --drop-caches (daemon test) */
+		HM_AGENT_PAGE_POISON,	/* guest page_poison=1: R7 refuses */
+		HM_AGENT_INIT_ON_FREE,	/* guest init_on_free=1: hints taken */
+	} hm_agent;
 	/* The stand-in as the test's broken agent (hm.hintlie=N, see
 	 * hm-workload.c): 1 lies (stale, out of range, misaligned, flood),
 	 * 2 garbage, 3 hints pages the workload still uses. */

@@ -33,7 +33,7 @@ struct mode {
 	enum hm_balloon balloon;
 	int hintmig;		/* hintmig moves the RAM */
 	unsigned hint_mib;	/* the stand-in agent's hint region */
-	int agent;		/* hintmig-agent's hints */
+	enum hm_agent_mode agent; /* hintmig-agent's hints */
 	struct hm_run_result runs[MAX_REPS];
 	int ok[MAX_REPS];
 	int n;
@@ -259,7 +259,7 @@ int main(int argc, char **argv)
 			} else if (!strcmp(t, "hm-agent")) {
 				m->name = "hm-agent";
 				m->hintmig = 1;
-				m->agent = 1;
+				m->agent = HM_AGENT_ON;
 			} else if (!strcmp(t, "hm-reporting")) {
 				m->name = "hm-reporting";
 				m->hintmig = 1;

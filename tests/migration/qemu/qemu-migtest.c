@@ -41,7 +41,7 @@ struct test {
 	const char *unsafe;	/* HINTMIG_TEST_UNSAFE: a rule broken */
 	int tcp;		/* hintmig over TCP */
 	unsigned min_rounds, min_empty_mib, settle, ws_mib;
-	int agent;		/* hintmig-agent: 1 with module, 2 without */
+	enum hm_agent_mode agent; /* hintmig-agent in the guest */
 	int check;		/* the agent check in the guest, no migration */
 	uint64_t mem;		/* guest RAM; 0: the default */
 	unsigned fill_mib;	/* filled and freed by the guest */
@@ -107,12 +107,12 @@ static const struct test tests[] = {
 	  "hintmig-agent's hints: a 2 GiB guest with 1.5 GiB of freed "
 	  "non-zero garbage; pages differ only where hinted (zero on the "
 	  "destination), guest lives on", 1,
-	  "--hint-timeout 20000 --hints auto", .agent = 1, .mem = (2ull << 30) + (8u << 10), .fill_mib = 1536 },
+	  "--hint-timeout 20000 --hints auto", .agent = HM_AGENT_ON, .mem = (2ull << 30) + (8u << 10), .fill_mib = 1536 },
 	{ "/hintmig/qemu/precopy/unix/agent-no-module", NORMAL,
 	  HM_BALLOON_NONE,
 	  "hintmig-agent without its kernel module: it says so in its hello, "
 	  "hintmig send migrates without hints, RAM identical", 1,
-	  "--hint-timeout 20000 --hints auto", .agent = 2 },
+	  "--hint-timeout 20000 --hints auto", .agent = HM_AGENT_NO_MODULE },
 	{ "/hintmig/qemu/hostile-agent/lies", NORMAL, HM_BALLOON_NONE,
 	  "a broken agent in the guest: stale epochs, ranges past RAM, "
 	  "misaligned and empty ranges, a flood: rejected and counted, the "
@@ -130,13 +130,14 @@ static const struct test tests[] = {
 	  HM_BALLOON_NONE,
 	  "a guest booted with page_poison=1: the agent reports the 0xaa "
 	  "pattern, hintmig refuses its hints (R7), RAM identical", 1,
-	  "--hint-timeout 20000 --hints auto", .agent = 4 },
+	  "--hint-timeout 20000 --hints auto",
+	  .agent = HM_AGENT_PAGE_POISON },
 	{ "/hintmig/qemu/precopy/unix/agent-init-on-free", NORMAL,
 	  HM_BALLOON_NONE,
 	  "a guest booted with init_on_free=1: the agent reports the zero "
 	  "pattern, hintmig takes its hints, RAM identical hinted pages "
 	  "included (R7)", 1, "--hint-timeout 20000 --hints auto",
-	  .agent = 5 },
+	  .agent = HM_AGENT_INIT_ON_FREE },
 	{ "/hintmig/qemu/fault/kill-send-attached", FAULT, HM_BALLOON_NONE,
 	  "hintmig send SIGKILLed after attaching: source guest runs on",
 	  1, NULL, 0, 0, HM_FAULT_KILL_SEND_ATTACHED },
