@@ -24,11 +24,12 @@ build/hintmig send --to "unix:$sock" --guest-ram 1G --used 25% \
 wait $recv_pid
 echo "summary: build/demo-send.json"
 
-echo "== hintmig send/recv --qemu: a running QEMU guest (Debian's kernel, a checksumming"
-echo "   workload, free page hints from a stand-in agent over virtio-serial) migrated"
-echo "   by hintmig, QEMU moving only the device state; RAM files compared page by page,"
+echo "== hintmig send/recv --qemu: a running 2 GiB QEMU guest (Debian's kernel, a"
+echo "   checksumming workload, 1.5 GiB of freed garbage) migrated by hintmig with free"
+echo "   page hints from hintmig-agent in the guest (its kernel module reading the free"
+echo "   lists), QEMU moving only the device state; RAM files compared page by page,"
 echo "   the destination resumed and its workload verifying"
-HM_QEMU_VERBOSE=1 build/tests/migration/qemu/qemu-migtest /hintmig/qemu/precopy/unix/agent-hints
+HM_QEMU_VERBOSE=1 build/tests/migration/qemu/qemu-migtest /hintmig/qemu/precopy/unix/agent
 
 echo "== hintmig-bench --preset quick"
 build/hintmig-bench --preset quick --json build/bench-quick.json \
