@@ -115,6 +115,10 @@ struct hm_migrate_params {
 	unsigned unsafe;		/* enum hm_unsafe, tests only */
 	uint64_t connect_timeout_ms;	/* default 10000 */
 	uint64_t io_timeout_ms;		/* default 30000 */
+	/* The destination may not listen yet (it is being started, as by
+	 * libvirt's migration): retry a refused first connection until
+	 * connect_timeout_ms. */
+	bool connect_wait;
 };
 
 void hm_migrate_params_default(struct hm_migrate_params *p);

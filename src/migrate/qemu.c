@@ -57,6 +57,8 @@ struct hm_qemu {
 	size_t nblocks;
 	bool caps_on;		/* we turned capabilities on */
 	bool unsafe_continue_early, continued;
+	bool libvirt;		/* hm_qemu_opts.libvirt */
+	bool stopped;		/* we sent `stop` (libvirt mode) */
 	bool migrating;		/* `migrate` sent, not ended */
 	pid_t guardian;
 	int guard_fd;		/* write end: 'D' = done, EOF = we died */
@@ -121,7 +123,7 @@ static int set_caps(struct hm_qemu *q, bool on)
 {
 	const char *b = on ? "true" : "false";
 
-	if (q->source)
+	if (q->source && !q->libvirt)
 		return hm_qmp_run(q->qmp, (int)q->tmo,
 				  "migrate-set-capabilities",
 				  "{\"capabilities\": ["
@@ -162,6 +164,47 @@ static void wait_ended(struct hm_qemu *q, unsigned ms)
  * the capabilities off. It is forked before the userfaultfd exists, so
  * that it never holds the tracking alive: when this process dies the
  * kernel releases the tracking at once (R9). */
+/* libvirt mode: libvirt, not hintmig, migrates the device state and
+ * resumes the source when its migration fails. x-ignore-shared must stay
+ * on for as long as libvirt may still send `migrate` after a final round
+ * the destination acknowledged; it goes off once the guest runs again with
+ * no migration active (libvirt gave up and resumed it) and is moot when
+ * QEMU is gone (migrated). */
+static void guardian_watch_libvirt(struct hm_qemu *q)
+{
+	for (unsigned fails = 0;;) {
+		struct json_object *r = hm_qmp_exec(q->qmp, "query-status",
+						    NULL, 10000);
+		const char *st, *ms;
+		bool running;
+
+		if (!r) {
+			/* QEMU gone (migrated or killed), or its monitor */
+			if ((kill(q->pid, 0) < 0 && errno == ESRCH) ||
+			    ++fails > 50)
+				_exit(0);
+			sleep_ms(200);
+			continue;
+		}
+		st = hm_json_str(r, "status", "?");
+		running = !strcmp(st, "running");
+		json_object_put(r);
+		if (running) {
+			ms = migrate_status(q, &r);
+			running = ms && !status_active(ms);
+			json_object_put(r);
+		}
+		if (running) {
+			if (set_caps(q, false) == 0)
+				hm_logf(&q->log, HM_LOG_INFO, "guardian: QEMU "
+					"%d runs again, x-ignore-shared off",
+					(int)q->pid);
+			_exit(0);
+		}
+		sleep_ms(200);
+	}
+}
+
 static void guardian_main(struct hm_qemu *q, int rfd)
 {
 	char c = 0;
@@ -177,6 +220,15 @@ static void guardian_main(struct hm_qemu *q, int rfd)
 	if (n == 1 && c == 'D')
 		_exit(0);
 	hm_qmp_forget(q->qmp, GUARDIAN_ID_BASE);
+	if (q->libvirt) {
+		if (n == 1 && c == 'L')
+			guardian_watch_libvirt(q); /* a normal end */
+		hm_logf(&q->log, HM_LOG_WARN, "guardian: hintmig ended during "
+			"the migration of QEMU %d: libvirt's migration fails "
+			"and libvirt resumes the guest; x-ignore-shared goes "
+			"off when it runs again", (int)q->pid);
+		guardian_watch_libvirt(q);
+	}
 	hm_logf(&q->log, HM_LOG_WARN,
 		"guardian: hintmig ended during the migration of QEMU %d: "
 		"cancelling QEMU's migration, restoring its capabilities",
@@ -226,13 +278,16 @@ static int guardian_start(struct hm_qemu *q)
 static void guardian_stop(struct hm_qemu *q)
 {
 	if (q->guard_fd >= 0) {
-		if (write(q->guard_fd, "D", 1) != 1)
+		/* libvirt mode: the guardian stays and watches (above) */
+		if (write(q->guard_fd, q->libvirt ? "L" : "D", 1) != 1)
 			hm_logf(&q->log, HM_LOG_DEBUG, "guardian: %s",
 				strerror(errno));
 		close(q->guard_fd);
 		q->guard_fd = -1;
 	}
-	if (q->guardian > 0) {
+	if (q->guardian > 0 && q->libvirt) {
+		q->guardian = 0; /* it outlives us, reaped by init */
+	} else if (q->guardian > 0) {
 		while (waitpid(q->guardian, NULL, 0) < 0 && errno == EINTR)
 			;
 		q->guardian = 0;
@@ -741,8 +796,8 @@ struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 	char err[512];
 	int ret;
 
-	if (!o || !o->qmp_path || !o->qemu_uri ||
-	    strlen(o->qemu_uri) >= sizeof(q->uri)) {
+	if (!o || !o->qmp_path || (!o->qemu_uri && !o->libvirt) ||
+	    (o->qemu_uri && strlen(o->qemu_uri) >= sizeof(q->uri))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -755,10 +810,12 @@ struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 		q->log = *log;
 	q->source = o->source;
 	q->unsafe_continue_early = o->unsafe_continue_early;
+	q->libvirt = o->libvirt;
 	q->ram_fd = -1;
 	q->guard_fd = -1;
 	q->tmo = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
-	snprintf(q->uri, sizeof(q->uri), "%s", o->qemu_uri);
+	snprintf(q->uri, sizeof(q->uri), "%s",
+		 o->qemu_uri ? o->qemu_uri : "");
 	q->qmp = hm_qmp_connect(o->qmp_path, 2000, err, sizeof(err));
 	if (!q->qmp) {
 		ret = qfail(q, -ECONNREFUSED, "%s QEMU: QMP socket %s: %s",
@@ -792,7 +849,9 @@ void hm_qemu_detach(struct hm_qemu *q)
 {
 	if (!q)
 		return;
-	if (q->qmp && q->caps_on) {
+	/* libvirt mode, source: libvirt may still migrate the guest with
+	 * x-ignore-shared; the guardian turns it off when that is safe */
+	if (q->qmp && q->caps_on && !(q->libvirt && q->source)) {
 		/* Capabilities cannot change while a migration runs. */
 		wait_ended(q, q->tmo);
 		if (set_caps(q, false) < 0)
@@ -907,10 +966,51 @@ static int wait_status(struct hm_qemu *q, const char *want, unsigned ms)
 	}
 }
 
+/* libvirt mode: stop the vCPUs through our own monitor. libvirt sees the
+ * STOP event during its migration job (paused, reason "migration") and
+ * resumes the guest itself if its migration fails. */
+static int libvirt_pause(struct hm_qemu *q)
+{
+	int ret = set_caps(q, true);
+	uint64_t end;
+
+	if (ret < 0)
+		return qfail(q, ret, "QEMU %d: migrate-set-capabilities: %s",
+			     (int)q->pid, hm_qmp_error(q->qmp));
+	q->caps_on = true;
+	if (hm_qmp_run(q->qmp, (int)q->tmo, "stop", NULL))
+		return qfail(q, -EIO, "QEMU %d: stop: %s", (int)q->pid,
+			     hm_qmp_error(q->qmp));
+	q->stopped = true;
+	q->pre_switchover_ms = now_ms();
+	end = now_ms() + q->tmo;
+	for (;;) {
+		struct json_object *r = hm_qmp_exec(q->qmp, "query-status",
+						    NULL, (int)q->tmo);
+		bool paused = r && !json_object_get_boolean(
+					json_object_object_get(r, "running"));
+
+		json_object_put(r);
+		if (paused)
+			break;
+		if (!r || now_ms() > end)
+			return qfail(q, -EIO, "QEMU %d: the vCPUs did not stop",
+				     (int)q->pid);
+		sleep_ms(POLL_MS);
+	}
+	hm_logf(&q->log, HM_LOG_INFO, "QEMU %d: vCPUs stopped (libvirt "
+		"migrates the device state after the final round)",
+		(int)q->pid);
+	return 0;
+}
+
 static int qemu_pause(void *opaque)
 {
 	struct hm_qemu *q = opaque;
 	int ret;
+
+	if (q->libvirt)
+		return libvirt_pause(q);
 
 	ret = set_caps(q, true);
 	if (ret < 0)
@@ -958,6 +1058,9 @@ static int qemu_resume(void *opaque)
 	struct hm_qemu *q = opaque;
 	struct json_object *r;
 
+	if (q->libvirt && q->stopped)
+		hm_logf(&q->log, HM_LOG_INFO, "QEMU %d: left paused: libvirt "
+			"resumes it when its migration fails", (int)q->pid);
 	if (!q->migrating)
 		return 0;
 	r = hm_qmp_exec(q->qmp, "migrate_cancel", NULL, (int)q->tmo);
@@ -1034,6 +1137,8 @@ int hm_qemu_incoming(struct hm_qemu *q)
 			     "migrate-set-capabilities: %s", (int)q->pid,
 			     hm_qmp_error(q->qmp));
 	q->caps_on = true;
+	if (q->libvirt)
+		return 0;	/* libvirt sent migrate-incoming */
 	if (hm_qmp_run(q->qmp, (int)q->tmo, "migrate-incoming",
 		       "{\"uri\": \"%s\"}", q->uri))
 		return qfail(q, -EIO, "destination QEMU %d: migrate-incoming "

@@ -38,6 +38,18 @@ struct hm_qemu_opts {
 	 * reaches pre-switchover, before the final round), so that the test
 	 * can show the destination's check catches it. */
 	bool unsafe_continue_early;
+	/* libvirt owns QEMU's monitor and migrates the device state itself
+	 * (hintmig migrate, docs/libvirt.md): hintmig talks to a second QMP
+	 * monitor. Source: pause = QMP stop (x-ignore-shared set first,
+	 * pause-before-switchover left to libvirt), resume does nothing
+	 * (libvirt resumes the source when its migration fails: resuming it
+	 * ourselves after the final round could let the guest write RAM the
+	 * destination will never get), no switchover; x-ignore-shared is
+	 * turned off again by the guardian once the guest runs again with no
+	 * migration active, never while libvirt may still migrate it.
+	 * Destination: hm_qemu_incoming() only sets x-ignore-shared (libvirt
+	 * has sent migrate-incoming); qemu_uri is not used. */
+	bool libvirt;
 };
 
 /* QEMU's figures of its own migration (query-migrate on the source). */
@@ -81,7 +93,8 @@ struct hm_guest *hm_qemu_guest(struct hm_qemu *q, const struct hm_log *log);
  * failed: QEMU resumes the source guest itself). */
 int hm_qemu_switchover(struct hm_qemu *q);
 
-/* Destination: x-ignore-shared on, migrate-incoming on qemu_uri. */
+/* Destination: x-ignore-shared on, migrate-incoming on qemu_uri (libvirt
+ * mode: x-ignore-shared only). */
 int hm_qemu_incoming(struct hm_qemu *q);
 /* Destination, after the RAM arrived: wait until QEMU has loaded the
  * device state (its incoming migration completed). 0 or -errno. */

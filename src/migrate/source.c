@@ -985,6 +985,31 @@ static void chan_free(struct tx_chan *c)
 #endif
 }
 
+/* Channel i's connection. With connect_wait the first one is retried
+ * while the destination is not listening yet (refused, or its unix socket
+ * not there), until connect_timeout_ms. */
+static int connect_chan(struct hm_migration *m, const char *addr, unsigned i)
+{
+	uint64_t t0 = now_ns();
+	bool said = false;
+
+	for (;;) {
+		int fd = hm_transport_connect(addr, m->p.connect_timeout_ms);
+		uint64_t spent = (now_ns() - t0) / 1000000;
+
+		if (fd >= 0 || i || !m->p.connect_wait ||
+		    (fd != -ECONNREFUSED && fd != -ENOENT) ||
+		    spent >= m->p.connect_timeout_ms)
+			return fd;
+		if (!said)
+			hm_logf(&m->log, HM_LOG_INFO, "%s: not listening yet, "
+				"retrying for up to %" PRIu64 " ms", addr,
+				m->p.connect_timeout_ms);
+		said = true;
+		usleep(100 * 1000);
+	}
+}
+
 static void fill_geometry(struct hm_migration *m)
 {
 	struct hm_wire_geometry *geo = &m->geo;
@@ -1078,7 +1103,7 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 		r = chan_alloc(c);
 		if (r < 0)
 			goto out;
-		fd = hm_transport_connect(addr, m->p.connect_timeout_ms);
+		fd = connect_chan(m, addr, i);
 		if (fd < 0) {
 			r = fd;
 			hm_logf(&m->log, HM_LOG_ERROR,

@@ -3,16 +3,31 @@
  * hintmig libvirt check DOMAIN: is this libvirt domain set up for hintmig?
  * Reads the domain's XML through libvirt's C API (read-only connection)
  * and checks what docs/libvirt.md asks for: shared RAM that hintmig can
- * read and fill, hintmig-agent's channel, and nothing that writes guest RAM
+ * read and fill, hintmig's second QMP monitor (the hintmig-qemu emulator
+ * wrapper), hintmig-agent's channel, and nothing that writes guest RAM
  * behind the tracker's back (R10). Says what to add where something is
  * missing.
+ *
+ * hintmig libvirt hook NAME OP SUBOP EXTRA: libvirt's qemu hook (installed
+ * as /etc/libvirt/hooks/qemu.d/50-hintmig). On "started" of a domain whose
+ * XML carries hintmig migrate's metadata and whose QEMU waits for an
+ * incoming migration, it runs hintmig recv --libvirt into that QEMU and
+ * returns when the RAM is complete: libvirt runs this hook synchronously
+ * after migrate-incoming and before the source's `migrate`
+ * (docs/libvirt.md). Everything else: exit 0 at once.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <glob.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -20,6 +35,7 @@
 #include <libxml/xpath.h>
 
 #include "cmd.h"
+#include "libvirt_dom.h"
 #include "parse.h"
 
 #define AGENT_PORT "org.hintmig.agent.0"
@@ -29,14 +45,20 @@ enum { EXIT_READY = 0, EXIT_NOT_READY = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 static void usage(FILE *f)
 {
 	fputs("Usage: hintmig libvirt check [--connect URI] DOMAIN\n"
-"Checks that a libvirt domain is set up for hintmig (docs/libvirt.md):\n"
-"shared RAM (memfd or file), hintmig-agent's channel, and no device that\n"
-"writes guest RAM behind hintmig's back. Prints what to add if not.\n"
+"   or: hintmig libvirt hook NAME OP SUBOP EXTRA < DOMAIN_XML\n"
+"check: is a libvirt domain set up for hintmig migrate (docs/libvirt.md):\n"
+"shared RAM (memfd or file), hintmig's QMP monitor (the emulator wrapper\n"
+"hintmig-qemu), hintmig-agent's channel, and no device that writes guest\n"
+"RAM behind hintmig's back. Prints what to add if not.\n"
+"hook: libvirt's qemu hook (/etc/libvirt/hooks/qemu.d/50-hintmig): on the\n"
+"destination of hintmig migrate, receives the guest RAM into the new QEMU\n"
+"before libvirt lets the source send the device state.\n"
 "  -c, --connect URI  the libvirt connection (default: libvirt's default)\n"
 "  --version          the version\n"
 "  -h, --help         this text\n"
-"Exit status: 0 ready, 1 not ready (the reasons are printed), 2 usage,\n"
-"3 libvirt or XML error.\n", f);
+"Exit status (check): 0 ready, 1 not ready (the reasons are printed),\n"
+"2 usage, 3 libvirt or XML error. hook: 0, or the receiver's failure.\n",
+	      f);
 }
 
 /* The string value of an XPath expression, or NULL (caller frees). */
@@ -66,21 +88,24 @@ struct verdict {
 	int notes;
 };
 
-static void ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void ok(const char *fmt, ...)
+static void ok(FILE *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void ok(FILE *f, const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("ok       ", stdout);
+	fputs("ok       ", f);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vfprintf(f, fmt, ap);
 	va_end(ap);
-	putchar('\n');
+	fputc('\n', f);
 }
 
 /* Check the domain XML. */
-static void check_xml(xmlXPathContextPtr x, struct verdict *v)
+static void check_xml(xmlXPathContextPtr x, struct verdict *v, FILE *f)
 {
+	char *emu = xp_str(x, "string(/domain/devices/emulator)");
+	const char *base = emu ? strrchr(emu, '/') : NULL;
 	char *src = xp_str(x, "string(/domain/memoryBacking/source/@type)");
 	char *acc = xp_str(x, "string(/domain/memoryBacking/access/@mode)");
 	char *sock;
@@ -90,11 +115,11 @@ static void check_xml(xmlXPathContextPtr x, struct verdict *v)
 	/* RAM */
 	if (acc && !strcmp(acc, "shared") &&
 	    ((src && (!strcmp(src, "memfd") || !strcmp(src, "file"))) || huge)) {
-		ok("RAM: shared (%s): hintmig can read and fill it",
+		ok(f, "RAM: shared (%s): hintmig can read and fill it",
 		   huge ? "hugepages" : src);
 	} else {
 		v->missing++;
-		printf("MISSING  RAM that hintmig can read and fill: add to "
+		fprintf(f, "MISSING  RAM that hintmig can read and fill: add to "
 		       "<domain>\n"
 		       "           <memoryBacking>\n"
 		       "             <source type='memfd'/>\n"
@@ -106,16 +131,30 @@ static void check_xml(xmlXPathContextPtr x, struct verdict *v)
 	free(src);
 	free(acc);
 
+	/* hintmig's own QMP monitor, beside libvirt's */
+	base = base ? base + 1 : emu;
+	if (base && !strcmp(base, HM_LV_WRAPPER)) {
+		ok(f, "emulator %s: QEMU gets hintmig's QMP monitor", emu);
+	} else {
+		v->missing++;
+		fprintf(f, "MISSING  hintmig's QMP monitor (libvirt holds "
+			"QEMU's own): in <devices> set\n"
+			"           <emulator>" HM_LV_WRAPPER_PATH "</emulator>\n"
+			"         (it runs %s with one more -qmp socket), then "
+			"restart the domain\n", emu ? emu : "QEMU");
+	}
+	free(emu);
+
 	/* the agent's channel */
 	sock = xp_str(x, "string(/domain/devices/channel[@type='unix']"
 			 "[target/@type='virtio'][target/@name='" AGENT_PORT
 			 "']/source/@path)");
 	if (sock) {
-		ok("hint agent channel " AGENT_PORT ": hintmig send --agent %s",
+		ok(f, "hint agent channel " AGENT_PORT ": hintmig send --agent %s",
 		   sock);
 	} else {
 		v->notes++;
-		printf("note     no hint agent channel: the migration will send "
+		fprintf(f, "note     no hint agent channel: the migration will send "
 		       "every page (no hints). Add to <devices>\n"
 		       "           <channel type='unix'>\n"
 		       "             <source mode='bind' path='/run/hintmig/"
@@ -132,20 +171,20 @@ static void check_xml(xmlXPathContextPtr x, struct verdict *v)
 	n = xp_num(x, "count(/domain/devices/hostdev[@type='pci'])");
 	if (n > 0) {
 		v->refused++;
-		printf("REFUSED  %.0f PCI host device(s) (VFIO): device DMA "
+		fprintf(f, "REFUSED  %.0f PCI host device(s) (VFIO): device DMA "
 		       "writes guest RAM without write faults (R10)\n", n);
 	}
 	n = xp_num(x, "count(/domain/devices/interface[@type='vhostuser'])");
 	if (n > 0) {
 		v->refused++;
-		printf("REFUSED  %.0f vhost-user interface(s): another process "
+		fprintf(f, "REFUSED  %.0f vhost-user interface(s): another process "
 		       "writes guest RAM (R10)\n", n);
 	}
 	n = xp_num(x, "count(/domain/devices/disk/driver[@cache='none' or "
 		      "@cache='directsync' or @io='native'])");
 	if (n > 0) {
 		v->refused++;
-		printf("REFUSED  %.0f disk(s) opened with O_DIRECT (cache='none' "
+		fprintf(f, "REFUSED  %.0f disk(s) opened with O_DIRECT (cache='none' "
 		       "or 'directsync', or io='native'): their reads land in "
 		       "guest RAM by DMA-like I/O the tracker does not see "
 		       "(R10); use cache='writeback'\n", n);
@@ -156,17 +195,104 @@ static void check_xml(xmlXPathContextPtr x, struct verdict *v)
 		      "@value='on'])");
 	if (n > 0) {
 		v->refused++;
-		printf("REFUSED  virtio-balloon free-page-hint (through "
+		fprintf(f, "REFUSED  virtio-balloon free-page-hint (through "
 		       "<qemu:override> or <qemu:commandline>): it cannot be "
 		       "combined with x-ignore-shared\n");
 	}
 	if (xp_num(x, "count(/domain/devices/memballoon"
 		      "[@freePageReporting='on'])") > 0)
-		ok("virtio-balloon free page reporting: reported pages are "
+		ok(f, "virtio-balloon free page reporting: reported pages are "
 		   "holes in the RAM, skipped as empty (R6)");
 }
 
-int hm_cmd_libvirt(int argc, char **argv)
+/* ---- shared with hintmig migrate (libvirt_dom.h) ------------------------- */
+
+int hm_lv_dom_read(const char *xml, FILE *report, struct hm_lv_dom *d)
+{
+	xmlDocPtr doc;
+	xmlXPathContextPtr x;
+	struct verdict v = { 0 };
+	FILE *f = report;
+	char *id;
+
+	memset(d, 0, sizeof(*d));
+	d->id = -1;
+	doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+			    XML_PARSE_NONET | XML_PARSE_NOERROR |
+			    XML_PARSE_NOWARNING);
+	x = doc ? xmlXPathNewContext(doc) : NULL;
+	if (!x) {
+		if (doc)
+			xmlFreeDoc(doc);
+		return -EINVAL;
+	}
+	if (!f)
+		f = fopen("/dev/null", "w");
+	if (f)
+		check_xml(x, &v, f);
+	if (f && f != report)
+		fclose(f);
+	d->missing = v.missing;
+	d->refused = v.refused;
+	d->notes = v.notes;
+	id = xp_str(x, "string(/domain/@id)");
+	if (id)
+		d->id = atoi(id);
+	free(id);
+	d->name = xp_str(x, "string(/domain/name)");
+	d->agent_sock = xp_str(x, "string(/domain/devices/channel"
+				  "[@type='unix'][target/@type='virtio']"
+				  "[target/@name='" AGENT_PORT "']"
+				  "/source/@path)");
+	d->mig_listen = xp_str(x, "string(/domain/metadata/*[local-name()="
+				  "'migration'][namespace-uri()='" HM_LV_NS
+				  "']/@listen)");
+	d->mig_timeout_s = (unsigned)xp_num(x, "number(/domain/metadata/*"
+				  "[local-name()='migration'][namespace-uri()"
+				  "='" HM_LV_NS "']/@timeout)");
+	d->mig_expires = (long long)xp_num(x, "number(/domain/metadata/*"
+				  "[local-name()='migration'][namespace-uri()"
+				  "='" HM_LV_NS "']/@expires)");
+	xmlXPathFreeContext(x);
+	xmlFreeDoc(doc);
+	return 0;
+}
+
+void hm_lv_dom_fini(struct hm_lv_dom *d)
+{
+	free(d->name);
+	free(d->agent_sock);
+	free(d->mig_listen);
+	memset(d, 0, sizeof(*d));
+}
+
+int hm_lv_qmp_path(int id, char *out, size_t len)
+{
+	char pat[128];
+	glob_t g;
+	int ret = -ENOENT;
+
+	if (id < 0)
+		return -ESRCH;
+	/* libvirt's per-domain directory, QEMU's HOME: the wrapper puts the
+	 * socket there (libvirt 9.0: cfg->libDir/domain-ID-NAME) */
+	snprintf(pat, sizeof(pat), HM_LV_LIBDIR "/domain-%d-*/" HM_LV_QMP_NAME,
+		 id);
+	if (glob(pat, 0, NULL, &g) == 0) {
+		if (g.gl_pathc == 1 && strlen(g.gl_pathv[0]) < len) {
+			strcpy(out, g.gl_pathv[0]);
+			ret = 0;
+		} else {
+			ret = -EEXIST;
+		}
+	}
+	globfree(&g);
+	return ret;
+}
+
+/* ---- hintmig libvirt check ---------------------------------------------- */
+
+static int lv_check(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "connect", required_argument, NULL, 'c' },
@@ -175,28 +301,13 @@ int hm_cmd_libvirt(int argc, char **argv)
 		{ 0 }
 	};
 	const char *uri = NULL;
-	struct verdict v = { 0 };
+	struct hm_lv_dom d = { 0 };
 	virConnectPtr conn = NULL;
 	virDomainPtr dom = NULL;
-	xmlDocPtr doc = NULL;
-	xmlXPathContextPtr x = NULL;
-	char *xml = NULL;
+	char *xml = NULL, qmp[512];
 	unsigned long ver = 0;
 	int c, rc = EXIT_ERROR;
 
-	/* argv[0] is "libvirt"; the action comes next */
-	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		usage(stdout);
-		return 0;
-	}
-	if (argc >= 2 && !strcmp(argv[1], "--version"))
-		return hm_print_version("hintmig libvirt");
-	if (argc < 2 || strcmp(argv[1], "check")) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	argc--;
-	argv++;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
 		switch (c) {
@@ -225,37 +336,160 @@ int hm_cmd_libvirt(int argc, char **argv)
 			argv[optind], virGetLastErrorMessage());
 		goto out;
 	}
+	if (virConnectGetVersion(conn, &ver) == 0 && ver)
+		printf("domain %s, QEMU %lu.%lu.%lu\n", argv[optind],
+		       ver / 1000000, ver / 1000 % 1000, ver % 1000);
 	xml = virDomainGetXMLDesc(dom, 0);
-	doc = xml ? xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
-				  XML_PARSE_NONET | XML_PARSE_NOERROR) : NULL;
-	x = doc ? xmlXPathNewContext(doc) : NULL;
-	if (!x) {
+	if (!xml || hm_lv_dom_read(xml, stdout, &d) < 0) {
 		fprintf(stderr, "hintmig libvirt: cannot read the XML of %s\n",
 			argv[optind]);
 		goto out;
 	}
-	if (virConnectGetVersion(conn, &ver) == 0 && ver)
-		printf("domain %s, QEMU %lu.%lu.%lu\n", argv[optind],
-		       ver / 1000000, ver / 1000 % 1000, ver % 1000);
-	check_xml(x, &v);
-	if (v.missing || v.refused) {
+	if (d.id >= 0 && hm_lv_qmp_path(d.id, qmp, sizeof(qmp)) == 0)
+		printf("ok       running, hintmig's monitor at %s\n", qmp);
+	else if (d.id >= 0)
+		printf("note     running, but hintmig's monitor is not in "
+		       HM_LV_LIBDIR "/domain-%d-*/ (started before the "
+		       "emulator was hintmig-qemu? restart it; or "
+		       "hintmig runs in another mount namespace)\n", d.id);
+	if (d.missing || d.refused) {
 		printf("not ready for hintmig: %d missing, %d refused\n",
-		       v.missing, v.refused);
+		       d.missing, d.refused);
 		rc = EXIT_NOT_READY;
 	} else {
 		printf("ready for hintmig%s\n",
-		       v.notes ? " (without hints: see the note)" : "");
+		       d.notes ? " (without hints: see the note)" : "");
 		rc = EXIT_READY;
 	}
 out:
-	if (x)
-		xmlXPathFreeContext(x);
-	if (doc)
-		xmlFreeDoc(doc);
+	hm_lv_dom_fini(&d);
 	free(xml);
 	if (dom)
 		virDomainFree(dom);
 	if (conn)
 		virConnectClose(conn);
 	return rc;
+}
+
+/* ---- hintmig libvirt hook ------------------------------------------------ */
+
+static char *read_all(FILE *f)
+{
+	size_t cap = 65536, n = 0, r;
+	char *buf = malloc(cap + 1);
+
+	while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2 + 1);
+
+			if (!nb) {
+				free(buf);
+				return NULL;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (buf)
+		buf[n] = 0;
+	return buf;
+}
+
+/* The receiver: hintmig recv --libvirt into the QEMU at qmp, its output
+ * appended to log (libvirt's per-domain log directory). Its exit status. */
+static int run_recv(const char *qmp, const struct hm_lv_dom *d,
+		    const char *log)
+{
+	char tmo[32], self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int st, fd;
+	pid_t pid;
+
+	if (n <= 0)
+		return 4;
+	self[n] = 0;
+	snprintf(tmo, sizeof(tmo), "%u",
+		 (d->mig_timeout_s ? d->mig_timeout_s : 60) * 1000);
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	pid = fork();
+	if (pid < 0) {
+		if (fd >= 0)
+			close(fd);
+		return 4;
+	}
+	if (pid == 0) {
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(self, "hintmig", "recv", "--qemu", qmp, "--listen",
+		      d->mig_listen, "--libvirt", "--accept-timeout", tmo,
+		      "--io-timeout", tmo, (char *)NULL);
+		_exit(127);
+	}
+	if (fd >= 0)
+		close(fd);
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return 4;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 3;
+}
+
+static int lv_hook(int argc, char **argv)
+{
+	struct hm_lv_dom d = { 0 };
+	char *xml, qmp[512], log[512];
+	int rc = 0;
+
+	/* NAME OP SUBOP EXTRA, the domain XML on stdin */
+	if (argc != 5) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	xml = read_all(stdin);
+	if (strcmp(argv[2], "started"))
+		goto out;	/* not ours: libvirt goes on */
+	if (!xml || hm_lv_dom_read(xml, NULL, &d) < 0 || !d.mig_listen)
+		goto out;	/* not a migration by hintmig migrate */
+	if (d.mig_expires && d.mig_expires < (long long)time(NULL)) {
+		fprintf(stderr, "hintmig libvirt hook: %s: ignoring stale "
+			"migration metadata (expired)\n", argv[1]);
+		goto out;
+	}
+	if (hm_lv_qmp_path(d.id, qmp, sizeof(qmp)) < 0) {
+		/* asked to receive and cannot: fail the migration cleanly
+		 * (libvirt stops this QEMU, the source runs on) */
+		fprintf(stderr, "hintmig: domain %s (id %d) has no hintmig "
+			"monitor on this host (emulator not hintmig-qemu?)\n",
+			argv[1], d.id);
+		rc = 4;
+		goto out;
+	}
+	snprintf(log, sizeof(log), HM_LV_LOGDIR "/%s-hintmig.log", argv[1]);
+	rc = run_recv(qmp, &d, log);
+	if (rc)
+		fprintf(stderr, "hintmig: receiving the RAM of %s failed "
+			"(exit %d; see %s)\n", argv[1], rc, log);
+out:
+	hm_lv_dom_fini(&d);
+	free(xml);
+	return rc;
+}
+
+int hm_cmd_libvirt(int argc, char **argv)
+{
+	/* argv[0] is "libvirt"; the action comes next */
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "--version"))
+		return hm_print_version("hintmig libvirt");
+	if (argc >= 2 && !strcmp(argv[1], "check"))
+		return lv_check(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "hook"))
+		return lv_hook(argc - 1, argv + 1);
+	usage(stderr);
+	return EXIT_USAGE;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <hintmig/hintmig.h>
@@ -35,7 +36,7 @@ static void recv_usage(FILE *f)
 		"[--fill auto|uffd|write] [--io-timeout MS] [--quiet] "
 		"[--verbose]\n"
 		"   or: hintmig recv --qemu QMP_SOCKET --listen ADDR "
-		"[--qemu-uri URI] [options]\n"
+		"[--qemu-uri URI | --libvirt] [options]\n"
 		"  --listen ADDR    where the source connects: unix:PATH or "
 		"tcp:HOST:PORT\n"
 		"  --qemu QMP_SOCKET  receive into the guest RAM of this QEMU "
@@ -46,6 +47,14 @@ static void recv_usage(FILE *f)
 		"QEMU's device state\n"
 		"                   (default: ADDR's port + 1, or its path + "
 		"\".qemu\")\n"
+		"  --libvirt        libvirt migrates the device state (the "
+		"started hook of\n"
+		"                   hintmig migrate, docs/libvirt.md): exit "
+		"once the RAM is\n"
+		"                   acknowledged, a child turns x-ignore-shared "
+		"off afterwards\n"
+		"  --accept-timeout MS  give up when no source connects for "
+		"this long\n"
 		"  --ram-file PATH  receive into this file (created, sized to "
 		"the guest RAM)\n"
 		"  --fill MODE      how pages land in fresh memory: uffd "
@@ -63,6 +72,41 @@ static void recv_usage(FILE *f)
 		"4 setup error\n");
 }
 
+#if HM_HAVE_JSONC
+/* libvirt mode: a child in a session of its own, its output to stderr's
+ * file only if that is not a pipe (libvirt reads a hook's output until
+ * EOF: a child holding the pipe would hold the hook), waits until QEMU
+ * has loaded the device state (or the migration ended otherwise) and
+ * detaches, which turns x-ignore-shared off. 0 or -errno. */
+static int watch_incoming(struct hm_qemu *q, bool quiet)
+{
+	struct stat st;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		return 0;
+	setsid();
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			continue;
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		if (nul >= 0) {
+			dup2(nul, fd);
+			close(nul);
+		}
+	}
+	if (hm_qemu_wait_incoming(q, 600000) == 0 && !quiet)
+		printf("destination QEMU %d: migration completed\n",
+		       (int)hm_qemu_pid(q));
+	fflush(NULL);
+	hm_qemu_detach(q);
+	_exit(0);
+}
+#endif
+
 int hm_cmd_recv(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -76,6 +120,8 @@ int hm_cmd_recv(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ "qemu", required_argument, NULL, 'Q' },
 		{ "qemu-uri", required_argument, NULL, 'U' },
+		{ "libvirt", no_argument, NULL, 'L' },
+		{ "accept-timeout", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hm_log log = { .fn = hm_log_stderr,
@@ -89,7 +135,7 @@ int hm_cmd_recv(int argc, char **argv)
 	struct hm_qemu *q = NULL;
 	char quri[300];
 #endif
-	bool quiet = false;
+	bool quiet = false, libvirt = false;
 	int ram_fd = -1, ret = 2, c, r;
 
 	memset(&p, 0, sizeof(p));
@@ -134,6 +180,18 @@ int hm_cmd_recv(int argc, char **argv)
 		case 'U':
 			qemu_uri = optarg;
 			break;
+		case 'L':
+			libvirt = true;
+			break;
+		case 'A':
+			if (hm_parse_uint(optarg, UINT64_MAX,
+					  &p.accept_timeout_ms) ||
+			    !p.accept_timeout_ms) {
+				fprintf(stderr, "hintmig recv: bad "
+					"--accept-timeout '%s'\n", optarg);
+				goto out;
+			}
+			break;
 		case 'v':
 			log.max_level = HM_LOG_DEBUG;
 			break;
@@ -153,9 +211,11 @@ int hm_cmd_recv(int argc, char **argv)
 		recv_usage(stderr);
 		goto out;
 	}
-	if ((qemu && ram_file) || (qemu_uri && !qemu)) {
+	if ((qemu && ram_file) || ((qemu_uri || libvirt) && !qemu) ||
+	    (qemu_uri && libvirt)) {
 		fprintf(stderr, "hintmig recv: --qemu receives into QEMU's own "
-			"RAM (no --ram-file); --qemu-uri goes with --qemu\n");
+			"RAM (no --ram-file); --qemu-uri and --libvirt go "
+			"with --qemu, not together\n");
 		goto out;
 	}
 	if (quiet)
@@ -166,9 +226,10 @@ int hm_cmd_recv(int argc, char **argv)
 	if (qemu) {
 #if HM_HAVE_JSONC
 		struct hm_qemu_opts qo = { .qmp_path = qemu, .source = false,
-					   .qemu_uri = qemu_uri };
+					   .qemu_uri = qemu_uri,
+					   .libvirt = libvirt };
 
-		if (!qo.qemu_uri) {
+		if (!qo.qemu_uri && !libvirt) {
 			if (hm_qemu_default_uri(listen, quri, sizeof(quri))) {
 				fprintf(stderr, "hintmig recv: no default "
 					"--qemu-uri for %s\n", listen);
@@ -190,8 +251,9 @@ int hm_cmd_recv(int argc, char **argv)
 		p.before_ack_opaque = q;
 		if (!quiet)
 			fprintf(stderr, "hintmig recv: QEMU %d waits for its "
-				"device state on %s\n", (int)hm_qemu_pid(q),
-				qo.qemu_uri);
+				"device state %s%s\n", (int)hm_qemu_pid(q),
+				libvirt ? "from libvirt" : "on ",
+				libvirt ? "" : qo.qemu_uri);
 #else
 		fprintf(stderr, "hintmig recv: --qemu: built without json-c "
 			"(QMP)\n");
@@ -232,6 +294,22 @@ int hm_cmd_recv(int argc, char **argv)
 		       st.fill == HM_DEST_FILL_UFFD ? "uffd" : "write",
 		       st.placed_pages);
 #if HM_HAVE_JSONC
+	if (q && libvirt) {
+		/* libvirt's started hook waits for this process: return now,
+		 * so that the source's libvirt sends `migrate`; a child
+		 * waits for QEMU to load the device state and turns
+		 * x-ignore-shared off again. */
+		fflush(NULL);
+		hm_dest_free(d);
+		d = NULL;
+		if (watch_incoming(q, quiet) < 0)
+			fprintf(stderr, "hintmig recv: cannot fork the "
+				"watcher: x-ignore-shared stays on in QEMU "
+				"%d\n", (int)hm_qemu_pid(q));
+		q = NULL;	/* the watcher's now */
+		ret = 0;
+		goto out;
+	}
 	/* The RAM is complete and acknowledged (R8) and nothing of ours
 	 * writes it any more: QEMU loads the device state now. */
 	if (q && hm_qemu_wait_incoming(q, 300000) < 0) {

@@ -476,6 +476,12 @@ static void send_usage(FILE *f)
 "                          port + 1, or its path + \".qemu\"; as hintmig recv)\n"
 "  --agent SOCKET          free page hints from the guest's hint agent: the\n"
 "                          QEMU chardev socket of its virtio-serial port\n"
+"  --libvirt               libvirt migrates the device state (used by\n"
+"                          hintmig migrate, docs/libvirt.md): QMP_SOCKET is\n"
+"                          a second monitor; hintmig stops the vCPUs for the\n"
+"                          final round and leaves the guest paused\n"
+"  --connect-timeout MS    wait this long for ADDR to listen (default: fail\n"
+"                          at once if nothing listens; connecting: 10000)\n"
 "guest (synthetic, without --qemu):\n"
 "  --guest-ram SIZE        RAM size, K/M/G suffixes (default 1G)\n"
 "  --used FRAC             fraction in use, 25%% or 0.25 (default 25%%)\n"
@@ -523,7 +529,7 @@ struct send_opts {
 	const char *to;
 	const char *qemu, *qemu_uri, *agent;
 	const char *json;
-	bool verify, quiet, raw, hints_set;
+	bool verify, quiet, raw, hints_set, libvirt;
 	int verbose;
 	enum hints_mode hints;
 	struct hm_synth_params sp;
@@ -536,6 +542,7 @@ enum {
 	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
 	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
+	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT,
 };
 
 static int bad(const char *opt, const char *val)
@@ -577,6 +584,9 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "qemu-uri", required_argument, NULL, OPT_QEMU_URI },
 		{ "agent", required_argument, NULL, OPT_AGENT },
 		{ "hint-timeout", required_argument, NULL, OPT_HINT_TIMEOUT },
+		{ "libvirt", no_argument, NULL, OPT_LIBVIRT },
+		{ "connect-timeout", required_argument, NULL,
+		  OPT_CONNECT_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t u;
@@ -703,6 +713,15 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		case OPT_KEEP_HOT:
 			o->mp.tracker_keep_hot = true;
 			break;
+		case OPT_LIBVIRT:
+			o->libvirt = true;
+			break;
+		case OPT_CONNECT_TIMEOUT:
+			if (hm_parse_uint(optarg, 3600000, &u) || !u)
+				return bad("connect-timeout", optarg);
+			o->mp.connect_timeout_ms = u;
+			o->mp.connect_wait = true;
+			break;
 		case OPT_VERSION:
 			hm_print_version("hintmig send");
 			return 1;
@@ -744,9 +763,9 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		return -EINVAL;
 	}
 #endif
-	if (!o->qemu && (o->qemu_uri || o->agent)) {
-		fprintf(stderr, "hintmig send: --qemu-uri and --agent go with "
-				"--qemu\n");
+	if (!o->qemu && (o->qemu_uri || o->agent || o->libvirt)) {
+		fprintf(stderr, "hintmig send: --qemu-uri, --agent and "
+				"--libvirt go with --qemu\n");
 		return -EINVAL;
 	}
 	if (o->qemu && (o->verify || o->raw)) {
@@ -762,14 +781,14 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 
 /* Test hook of the QEMU suite's fault tests (docs/qemu-tests.md):
  * HINTMIG_TEST_DIE_AT=pre-switchover kills this process, as any SIGKILL
- * would, the moment QEMU reports its vCPUs stopped at pre-switchover (the
+ * would, the moment QEMU's vCPUs are stopped for the final round (the
  * backend's log line, INFO: the suite runs with --verbose), before the
  * final harvest. */
 static void log_with_hook(void *opaque, enum hm_log_level level,
 			  const char *msg)
 {
 	hm_log_stderr(opaque, level, msg);
-	if (opaque && strstr(msg, "vCPUs stopped at pre-switchover"))
+	if (opaque && strstr(msg, "vCPUs stopped"))
 		raise(SIGKILL);
 }
 
@@ -827,7 +846,8 @@ int hm_cmd_send(int argc, char **argv)
 #if HM_HAVE_JSONC
 	if (o.qemu) {
 		struct hm_qemu_opts qo = { .qmp_path = o.qemu, .source = true,
-					   .qemu_uri = o.qemu_uri };
+					   .qemu_uri = o.qemu_uri,
+					   .libvirt = o.libvirt };
 		const char *unsafe = getenv("HINTMIG_TEST_UNSAFE");
 
 		/* test hook: break R8 so that the QEMU suite can show that
@@ -835,7 +855,7 @@ int hm_cmd_send(int argc, char **argv)
 		qo.unsafe_continue_early = unsafe &&
 					   !strcmp(unsafe, "r8-continue-early");
 
-		if (!qo.qemu_uri) {
+		if (!qo.qemu_uri && !o.libvirt) {
 			r = hm_qemu_default_uri(o.to, quri, sizeof(quri));
 			if (r < 0) {
 				fprintf(stderr, "hintmig send: no default "
@@ -868,7 +888,10 @@ int hm_cmd_send(int argc, char **argv)
 			for (size_t i = 0; i < nb; i++)
 				guest_ram += b[i].len;
 		}
-		if (!o.quiet)
+		if (!o.quiet && o.libvirt)
+			fprintf(stderr, "hintmig send: QEMU %d, device state "
+				"by libvirt\n", (int)hm_qemu_pid(q));
+		else if (!o.quiet)
 			fprintf(stderr, "hintmig send: QEMU %d, device state "
 				"to %s\n", (int)hm_qemu_pid(q), qo.qemu_uri);
 	}
@@ -988,7 +1011,13 @@ int hm_cmd_send(int argc, char **argv)
 #if HM_HAVE_JSONC
 	/* R8: the destination has acknowledged all RAM; only now may QEMU
 	 * send the device state. */
-	if (r == 0 && q) {
+	if (r == 0 && q && o.libvirt) {
+		/* libvirt sends `migrate` once the destination's started hook
+		 * (hintmig recv --libvirt) returns: after this ack */
+		if (!o.quiet)
+			fprintf(stderr, "hintmig send: RAM acknowledged, guest "
+				"paused; libvirt migrates the device state\n");
+	} else if (r == 0 && q) {
 		r = hm_qemu_switchover(q);
 		hm_qemu_get_stats(q, &sum.qst);
 		if (r < 0)

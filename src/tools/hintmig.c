@@ -17,8 +17,12 @@ static const struct hm_cmd commands[] = {
 	  hm_cmd_send },
 	{ "recv", "receive one migration (the destination)", hm_cmd_recv },
 #if HM_HAVE_LIBVIRT
-	{ "libvirt", "check a libvirt domain's setup for hintmig (check DOMAIN)",
-	  hm_cmd_libvirt },
+	{ "libvirt", "a libvirt domain's setup for hintmig (check DOMAIN; "
+	  "hook)", hm_cmd_libvirt },
+#endif
+#if HM_HAVE_LIBVIRT && HM_HAVE_JSONC
+	{ "migrate", "migrate a running libvirt domain (DOMAIN DEST_URI)",
+	  hm_cmd_migrate },
 #endif
 };
 

@@ -16,13 +16,27 @@
 # `hintmig libvirt check` is run on that domain (ready) and on a defined
 # domain with private RAM and an O_DIRECT disk (not ready, both named).
 #
-#   test_virsh_migrate.sh MKGUEST WORKLOAD CACHE [HINTMIG]
+# hintmig migrate (docs/libvirt.md): the same domain migrated by hintmig
+# with hintmig-agent's hints A to B, and without hints B to A; at the
+# destination's started hook, right after hintmig's own (RAM complete,
+# source paused, device state not yet sent), the test's hook compares the
+# two QEMUs' RAM page by page (hm-ramcmp); the workload verifies on each
+# destination. Faults: hintmig's sender killed the moment it stops the
+# vCPUs (the migration fails, libvirt resumes the source); a plain virsh
+# migrate afterwards works (hintmig left no capability behind);
+# hintmig migrate of a domain not set up is refused.
+#
+#   test_virsh_migrate.sh MKGUEST WORKLOAD CACHE [HINTMIG [HM_RAMCMP]]
 # (the environment of the QEMU suite's guest: HM_GUEST_AGENT, HM_GUEST_KMOD,
 # HM_GUEST_EXTRA, so that the cached image is shared)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/libvirtd-pair.sh"
-mkguest=$1 workload=$2 cache=$3 hintmig=${4:-}
+mkguest=$1 workload=$2 cache=$3 hintmig=${4:-} ramcmp=${5:-}
+# hintmig migrate needs the wrapper and hook built beside hintmig
+hmq=${hintmig:+$(dirname "$hintmig")/src/tools/hintmig-qemu}
+have_migrate=0
+[ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  migrate' && have_migrate=1
 
 skip() {
 	echo "SKIP: $*"
@@ -47,6 +61,7 @@ guest=$(sh "$mkguest" "$workload" "$cache") || lv_die "cannot build the guest"
 guest=$(cd "$guest" && pwd)
 echo "guest: $guest"
 trace=${HM_LIBVIRT_TRACE:-0}
+dom=hm-virsh
 if [ "$trace" = 1 ]; then
 	export LV_LOG_LEVEL=1 LV_LOG_FILTERS="1:qemu 3:*"
 	for n in A B; do # a hook that logs its calls
@@ -54,6 +69,37 @@ if [ "$trace" = 1 ]; then
 		printf '#!/bin/sh\necho "$(date +%%T.%%N) hook %s: $*" >> %s\ncat > /dev/null\n' \
 			"$n" "$tmp/hooks.log" > "$tmp/$n/etc/hooks/qemu"
 		chmod +x "$tmp/$n/etc/hooks/qemu"
+	done
+fi
+qemu=$(command -v qemu-system-x86_64)
+if [ "$have_migrate" = 1 ]; then
+	# the emulator wrapper (executable copy: meson's configure_file
+	# keeps no mode)
+	cp "$hmq" "$tmp/hintmig-qemu" && chmod 755 "$tmp/hintmig-qemu"
+	qemu=$tmp/hintmig-qemu
+	for n in A B; do
+		o=B; [ $n = B ] && o=A
+		mkdir -p "$tmp/$n/etc/hooks/qemu.d"
+		# hintmig's hook, as installed in /etc/libvirt/hooks/qemu.d
+		printf '#!/bin/sh\nexec %s libvirt hook "$@"\n' "$hintmig" \
+			> "$tmp/$n/etc/hooks/qemu.d/50-hintmig"
+		# the test's, after it: with $tmp/compare set, compare the
+		# RAM of the paused source (the other instance's QEMU) and
+		# this new QEMU, page by page, before libvirt goes on
+		cat > "$tmp/$n/etc/hooks/qemu.d/90-hm-compare" <<-EOF
+		#!/bin/bash
+		cat > /dev/null
+		[ "\$2" = started ] && [ -f $tmp/compare ] || exit 0
+		memfd() { local f; for f in /proc/\$1/fd/*; do
+			case \$(readlink "\$f") in */memfd:memory-backend-memfd*) echo "\$f"; return;; esac
+		done; }
+		src=\$(memfd \$(cat $tmp/$o/run/qemu/$dom.pid)) dst=\$(memfd \$(cat /run/libvirt/qemu/$dom.pid))
+		echo "compare $o to $n: \$src \$dst" >> $tmp/compare.log
+		$ramcmp \$(cat $tmp/compare) "\$src" "\$dst" >> $tmp/compare.log 2>&1
+		echo "ramcmp exit \$?" >> $tmp/compare.log
+		exit 0
+		EOF
+		chmod +x "$tmp/$n/etc/hooks/qemu.d/"*
 	done
 fi
 timeline() { # the QMP traffic of libvirtd NAME about migration, with times
@@ -69,7 +115,9 @@ lv_start "$tmp" A 6a1d0a00-0000-4000-8000-00000000000a
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b
 
 serial=$tmp/serial.log
-dom=hm-virsh
+# the agent's socket: each instance's own /run/libvirt (two hosts, one
+# /tmp: a shared path would be unlinked by the QEMU that migrated away)
+agent_sock=/run/libvirt/qemu/$dom-agent.sock
 cat > "$tmp/dom.xml" <<XML
 <domain type='qemu'>
   <name>$dom</name>
@@ -88,10 +136,10 @@ cat > "$tmp/dom.xml" <<XML
   <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
   <on_crash>destroy</on_crash>
   <devices>
-    <emulator>$(command -v qemu-system-x86_64)</emulator>
+    <emulator>$qemu</emulator>
     <serial type='file'><source path='$serial' append='on'/><target port='0'/></serial>
     <console type='file'><source path='$serial' append='on'/><target type='serial' port='0'/></console>
-    <channel type='unix'><source mode='bind' path='$tmp/agent.sock'/><target type='virtio' name='org.hintmig.agent.0'/></channel>
+    <channel type='unix'><source mode='bind' path='$agent_sock'/><target type='virtio' name='org.hintmig.agent.0'/></channel>
     <memballoon model='none'/>
   </devices>
 </domain>
@@ -119,7 +167,7 @@ if [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  libvirt'; then
 	echo "$out" | sed 's/^/  check: /'
 	[ $rc = 0 ] || fail "hintmig libvirt check: exit $rc on a domain set up for hintmig"
 	grep -q "^ok       RAM: shared (memfd)" <<<"$out" || fail "check: shared RAM not seen"
-	grep -q "hintmig send --agent $tmp/agent.sock" <<<"$out" || fail "check: agent socket not named"
+	grep -q "hintmig send --agent $agent_sock" <<<"$out" || fail "check: agent socket not named"
 elif [ -n "$hintmig" ]; then
 	fail "$hintmig has no libvirt command (built without libvirt-dev?)"
 fi
@@ -157,6 +205,83 @@ if [ "$trace" = 1 ]; then
 	sed 's/^/  trace /' "$tmp/hooks.log"
 fi
 migrate "$LV_URI_B" "$LV_URI_A" "B to A"
+
+# hintmig migrate, checked page by page at the destination's started hook
+hm_migrate() { # FROM TO NAME HINTS(auto|none) [RAMCMP_FLAGS]
+	local from=$1 to=$2 name=$3 hints=$4 r0 rc port ns furi turi
+	eval "furi=\$LV_URI_$from turi=\$LV_URI_$to"
+	r0=$(last_round)
+	port=$((20000 + RANDOM % 20000))
+	ns=$(cat "$tmp/$from/libvirtd.pid")
+	echo "${5:-}" > "$tmp/compare"
+	: > "$tmp/compare.log"
+	# in the source libvirtd's mount namespace: the source host's view
+	# (/var/lib/libvirt, where hintmig's monitor socket is)
+	nsenter -m -t "$ns" "$hintmig" migrate --verbose -c "$furi" \
+		--hintmig-uri "tcp:127.0.0.1:$port" --hints "$hints" \
+		--json "$tmp/hm.json" "$dom" "$turi" > "$tmp/hm.log" 2>&1
+	rc=$?
+	rm -f "$tmp/compare"
+	grep -v '^\[' "$tmp/hm.log" | sed "s/^/  $name: /" | tail -30
+	sed "s/^/  $name: /" "$tmp/compare.log"
+	cat "$tmp/$to/log/qemu/$dom-hintmig.log" 2>/dev/null | sed "s/^/  $name recv: /" | tail -8
+	[ $rc = 0 ] || { fail "$name: hintmig migrate exit $rc"; return; }
+	grep -q "ramcmp exit 0" "$tmp/compare.log" ||
+		fail "$name: the RAM of source and destination differ (or were not compared)"
+	grep -q "page compare: [1-9][0-9]* pages" "$tmp/compare.log" ||
+		fail "$name: no page compared"
+	[ "$(state "$turi")" = running ] ||
+		fail "$name: the domain is not running on the destination ($(state "$turi"))"
+	[ -z "$(state "$furi")" ] ||
+		fail "$name: the domain is still on the source ($(state "$furi"))"
+	wait_rounds 5 || fail "$name: the guest made no progress on the destination"
+	[ "$(last_round)" -gt "$r0" ] || fail "$name: rounds did not go on"
+	echo "$name: guest on the destination at round $(last_round), $(errors) error line(s)"
+}
+if [ "$have_migrate" = 1 ]; then
+	[ -x "$ramcmp" ] || lv_die "hm-ramcmp not given"
+	hm_migrate A B "hintmig A to B (agent hints)" auto --allow-dst-zero
+	hinted=$(grep -o '"skipped-hinted": *[0-9]*' "$tmp/hm.json" | grep -o '[0-9]*$')
+	echo "hintmig A to B: ${hinted:-?} hinted pages not sent"
+	[ "${hinted:-0}" -gt 0 ] || fail "hintmig A to B: no page was hinted"
+	hm_migrate B A "hintmig B to A (no hints)" none
+
+	# Fault: the sender dies the moment it has stopped the vCPUs; the
+	# receiver sees the connection end, the hook fails, libvirt fails the
+	# migration and resumes the source itself.
+	port=$((20000 + RANDOM % 20000))
+	HINTMIG_TEST_DIE_AT=pre-switchover nsenter -m -t "$(cat "$tmp/A/libvirtd.pid")" \
+		"$hintmig" migrate --verbose -c "$LV_URI_A" --hintmig-uri "tcp:127.0.0.1:$port" \
+		"$dom" "$LV_URI_B" > "$tmp/hmfault.log" 2>&1
+	rc=$?
+	grep -v '^\[' "$tmp/hmfault.log" | tail -6 | sed 's/^/  hintmig killed: /'
+	[ $rc = 3 ] || fail "hintmig killed: hintmig migrate exit $rc, want 3 (failed)"
+	for _ in $(seq 1 100); do
+		[ "$(state "$LV_URI_A")" = running ] && break
+		sleep 0.2
+	done
+	[ "$(state "$LV_URI_A")" = running ] || fail "hintmig killed: the source domain is $(state "$LV_URI_A"), not running"
+	[ -z "$(state "$LV_URI_B")" ] || fail "hintmig killed: a domain was left on the destination"
+	wait_rounds 5 || fail "hintmig killed: the source guest made no progress"
+	echo "hintmig killed: source domain $(state "$LV_URI_A"), guest at round $(last_round)"
+
+	# hintmig left nothing behind: x-ignore-shared is off again on the
+	# source of the failed migration (the guardian) and on the
+	# destinations of the hintmig migrations (the receiver's watcher),
+	# else plain virsh migrate would fail ("Capability x-ignore-shared")
+	migrate "$LV_URI_A" "$LV_URI_B" "plain A to B after hintmig"
+	migrate "$LV_URI_B" "$LV_URI_A" "plain B to A after hintmig"
+
+	# a domain not set up for hintmig is refused, nothing done
+	sed -e "s|<name>$dom</name>|<name>hm-norun</name>|" \
+	    -e "/<memoryBacking>/,/<\/memoryBacking>/d" "$tmp/dom.xml" > "$tmp/norun.xml"
+	virsh -q -c "$LV_URI_A" define "$tmp/norun.xml" >/dev/null || fail "virsh define hm-norun"
+	out=$("$hintmig" migrate -c "$LV_URI_A" hm-norun "$LV_URI_B" 2>&1); rc=$?
+	echo "$out" | grep -v '^ok' | sed 's/^/  refused: /'
+	[ $rc = 1 ] || fail "hintmig migrate of a domain with private RAM: exit $rc, want 1"
+	grep -q "is not set up for hintmig" <<<"$out" || fail "refusal not explained"
+	virsh -q -c "$LV_URI_A" undefine hm-norun >/dev/null
+fi
 
 # Fault: the destination libvirtd dies in the middle of a migration
 # (throttled to 1 MiB/s so that it is still running): virsh migrate fails,

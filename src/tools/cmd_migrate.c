@@ -1,0 +1,613 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hintmig migrate DOMAIN DEST_URI: migrate a running libvirt domain with
+ * hintmig moving its RAM (free page hints from hintmig-agent) and libvirt
+ * moving everything else, in an order neither can break (R8,
+ * docs/libvirt.md "hintmig migrate"):
+ *
+ *  1. here: the domain is checked (hintmig libvirt check) and a sender,
+ *     hintmig send --libvirt, attaches to hintmig's own QMP monitor of the
+ *     source QEMU (the hintmig-qemu emulator wrapper) and waits for the
+ *     destination;
+ *  2. libvirt's migration starts with a destination XML that carries
+ *     hintmig's metadata; libvirt 9.0 starts the destination QEMU, sends it
+ *     migrate-incoming and runs the `started` hook synchronously, before
+ *     the source's `migrate`;
+ *  3. the hook (hintmig libvirt hook) runs hintmig recv --libvirt into the
+ *     new QEMU; the sender tracks and copies the RAM while the guest runs,
+ *     stops the vCPUs through its monitor (libvirt records "paused:
+ *     migration"), sends the final round and gets it acknowledged;
+ *  4. the hook returns, and only then does libvirt send `migrate` (device
+ *     state only: x-ignore-shared on both ends), resume the destination and
+ *     kill the source.
+ * Any failure before 4 fails libvirt's migration (the hook's exit status)
+ * and libvirt resumes the source guest itself.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/uri.h>
+
+#include "cmd.h"
+#include "libvirt_dom.h"
+#include "parse.h"
+
+enum { EXIT_OK = 0, EXIT_NOT_READY = 1, EXIT_USAGE = 2, EXIT_FAILED = 3,
+       EXIT_SETUP = 4 };
+
+#define DEFAULT_PORT 49200
+#define DEFAULT_TIMEOUT_S 60
+
+static void usage(FILE *f)
+{
+	fputs(
+"Usage: hintmig migrate [options] DOMAIN DEST_URI\n"
+"Migrates a running libvirt domain to DEST_URI (a libvirt URI, as for\n"
+"virsh migrate): hintmig moves the guest RAM, with the free page hints of\n"
+"hintmig-agent, and libvirt the rest; the domain needs the setup of\n"
+"docs/libvirt.md (hintmig libvirt check DOMAIN) and the destination host\n"
+"hintmig's libvirt hook.\n"
+"virsh migrate's options:\n"
+"  -c, --connect URI       the source's libvirt (default: libvirt's default)\n"
+"  --live                  accepted: hintmig always copies RAM live\n"
+"  --p2p                   peer-to-peer (the source libvirtd drives it)\n"
+"  --persistent            define the domain on the destination\n"
+"  --undefinesource        undefine it on the source\n"
+"  --bandwidth MIB         MiB/s, for hintmig's RAM and libvirt's stream\n"
+"  --migrateuri URI        QEMU's device-state stream (libvirt's default)\n"
+"  --verbose               progress and hintmig's log\n"
+"hintmig's own:\n"
+"  --hintmig-uri tcp:HOST:PORT   where the source's hintmig connects\n"
+"                          (default: DEST_URI's host, port 49200)\n"
+"  --hintmig-listen ADDR   where the destination listens (default:\n"
+"                          tcp:0.0.0.0:PORT of --hintmig-uri)\n"
+"  --hints auto|none       hints from the domain's agent channel (auto)\n"
+"  --timeout S             how long either side waits for the other (60)\n"
+"  --json FILE             hintmig send's summary (query-migrate shaped)\n"
+"  --help, --version\n"
+"Exit status: 0 migrated, 1 domain not set up for hintmig (nothing done),\n"
+"2 usage, 3 migration failed (the source domain runs on), 4 setup error.\n",
+	      f);
+}
+
+struct mig_opts {
+	const char *src_uri, *dom, *dest_uri, *hm_uri, *hm_listen, *json;
+	const char *migrateuri;
+	unsigned long flags;
+	unsigned long bandwidth;	/* MiB/s, 0 = libvirt's default */
+	unsigned timeout_s;
+	bool hints, verbose;
+};
+
+static int parse(int argc, char **argv, struct mig_opts *o)
+{
+	enum { O_LIVE = 256, O_P2P, O_PERSIST, O_UNDEF, O_BW, O_MURI, O_VERB,
+	       O_HMURI, O_HMLISTEN, O_HINTS, O_TMO, O_JSON, O_VER, O_HELP };
+	static const struct option lo[] = {
+		{ "connect", required_argument, NULL, 'c' },
+		{ "live", no_argument, NULL, O_LIVE },
+		{ "p2p", no_argument, NULL, O_P2P },
+		{ "persistent", no_argument, NULL, O_PERSIST },
+		{ "undefinesource", no_argument, NULL, O_UNDEF },
+		{ "bandwidth", required_argument, NULL, O_BW },
+		{ "migrateuri", required_argument, NULL, O_MURI },
+		{ "verbose", no_argument, NULL, O_VERB },
+		{ "hintmig-uri", required_argument, NULL, O_HMURI },
+		{ "hintmig-listen", required_argument, NULL, O_HMLISTEN },
+		{ "hints", required_argument, NULL, O_HINTS },
+		{ "timeout", required_argument, NULL, O_TMO },
+		{ "json", required_argument, NULL, O_JSON },
+		{ "version", no_argument, NULL, O_VER },
+		{ "help", no_argument, NULL, O_HELP },
+		{ 0 }
+	};
+	uint64_t u;
+	int c;
+
+	o->hints = true;
+	o->timeout_s = DEFAULT_TIMEOUT_S;
+	o->flags = VIR_MIGRATE_LIVE;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c': o->src_uri = optarg; break;
+		case O_LIVE: break;
+		case O_P2P: o->flags |= VIR_MIGRATE_PEER2PEER; break;
+		case O_PERSIST: o->flags |= VIR_MIGRATE_PERSIST_DEST; break;
+		case O_UNDEF: o->flags |= VIR_MIGRATE_UNDEFINE_SOURCE; break;
+		case O_MURI: o->migrateuri = optarg; break;
+		case O_VERB: o->verbose = true; break;
+		case O_HMURI: o->hm_uri = optarg; break;
+		case O_HMLISTEN: o->hm_listen = optarg; break;
+		case O_JSON: o->json = optarg; break;
+		case O_BW:
+			if (hm_parse_uint(optarg, 1u << 20, &u) || !u) {
+				fprintf(stderr, "hintmig migrate: bad "
+					"--bandwidth '%s' (MiB/s)\n", optarg);
+				return -1;
+			}
+			o->bandwidth = (unsigned long)u;
+			break;
+		case O_HINTS:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "none")) {
+				fprintf(stderr, "hintmig migrate: --hints auto "
+					"or none\n");
+				return -1;
+			}
+			o->hints = !strcmp(optarg, "auto");
+			break;
+		case O_TMO:
+			if (hm_parse_uint(optarg, 3600, &u) || !u) {
+				fprintf(stderr, "hintmig migrate: bad "
+					"--timeout '%s'\n", optarg);
+				return -1;
+			}
+			o->timeout_s = (unsigned)u;
+			break;
+		case O_VER: hm_print_version("hintmig migrate"); return 1;
+		case 'h': case O_HELP: usage(stdout); return 1;
+		default: usage(stderr); return -1;
+		}
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return -1;
+	}
+	o->dom = argv[optind];
+	o->dest_uri = argv[optind + 1];
+	return 0;
+}
+
+/* --hintmig-uri's default: the destination's host from DEST_URI (this
+ * host when it names none, as qemu:///system does), port DEFAULT_PORT. */
+static int default_hm_uri(const char *dest_uri, char *out, size_t len)
+{
+	xmlURIPtr u = xmlParseURI(dest_uri);
+	const char *host = u && u->server && u->server[0] ? u->server
+							  : "127.0.0.1";
+	int n;
+
+	if (strchr(host, ':'))
+		n = snprintf(out, len, "tcp:[%s]:%d", host, DEFAULT_PORT);
+	else
+		n = snprintf(out, len, "tcp:%s:%d", host, DEFAULT_PORT);
+	if (u)
+		xmlFreeURI(u);
+	return n > 0 && (size_t)n < len ? 0 : -EINVAL;
+}
+
+/* The destination's XML: the domain's migratable XML plus hintmig's
+ * metadata telling the destination's hook where to listen. NULL on error
+ * (malloc'ed otherwise). */
+static char *dest_xml(virDomainPtr dom, const char *listen, unsigned tmo_s)
+{
+	char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_MIGRATABLE |
+					VIR_DOMAIN_XML_SECURE);
+	xmlDocPtr doc = xml ? xmlReadMemory(xml, (int)strlen(xml), "dom.xml",
+					    NULL, XML_PARSE_NONET) : NULL;
+	xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL, md = NULL;
+	xmlNodePtr n;
+	xmlNsPtr ns;
+	xmlChar *out = NULL;
+	char buf[64], *ret = NULL;
+	int len = 0;
+
+	if (!root)
+		goto out;
+	for (n = root->children; n; n = n->next)
+		if (n->type == XML_ELEMENT_NODE &&
+		    !xmlStrcmp(n->name, (const xmlChar *)"metadata"))
+			md = n;
+	if (!md)
+		md = xmlNewChild(root, NULL, (const xmlChar *)"metadata",
+				 NULL);
+	n = md ? xmlNewChild(md, NULL, (const xmlChar *)"migration", NULL)
+	       : NULL;
+	ns = n ? xmlNewNs(n, (const xmlChar *)HM_LV_NS,
+			  (const xmlChar *)"hintmig") : NULL;
+	if (!ns)
+		goto out;
+	xmlSetNs(n, ns);
+	xmlNewProp(n, (const xmlChar *)"listen", (const xmlChar *)listen);
+	snprintf(buf, sizeof(buf), "%u", tmo_s);
+	xmlNewProp(n, (const xmlChar *)"timeout", (const xmlChar *)buf);
+	/* a metadata left behind (hintmig migrate killed) must not make a
+	 * later start or plain migration wait for a sender */
+	snprintf(buf, sizeof(buf), "%lld",
+		 (long long)time(NULL) + 2 * tmo_s + 60);
+	xmlNewProp(n, (const xmlChar *)"expires", (const xmlChar *)buf);
+	xmlDocDumpMemory(doc, &out, &len);
+	if (out)
+		ret = strdup((const char *)out);
+out:
+	xmlFree(out);
+	if (doc)
+		xmlFreeDoc(doc);
+	free(xml);
+	return ret;
+}
+
+/* ---- libvirt's migration, in a thread ------------------------------------ */
+
+struct lv_mig {
+	const struct mig_opts *o;
+	virDomainPtr dom;
+	virConnectPtr dconn;	/* NULL with --p2p */
+	const char *dxml;
+	virDomainPtr ddom;	/* result (not with --p2p) */
+	int rc;			/* 0 or -1 */
+	char err[1024];
+	atomic_bool done;
+};
+
+static void *lv_mig_thread(void *arg)
+{
+	struct lv_mig *lm = arg;
+	virTypedParameterPtr p = NULL;
+	int np = 0, maxp = 0;
+
+	virTypedParamsAddString(&p, &np, &maxp, VIR_MIGRATE_PARAM_DEST_XML,
+				lm->dxml);
+	if (lm->o->bandwidth)
+		virTypedParamsAddULLong(&p, &np, &maxp,
+					VIR_MIGRATE_PARAM_BANDWIDTH,
+					lm->o->bandwidth);
+	if (lm->o->migrateuri)
+		virTypedParamsAddString(&p, &np, &maxp, VIR_MIGRATE_PARAM_URI,
+					lm->o->migrateuri);
+	if (lm->o->flags & VIR_MIGRATE_PEER2PEER) {
+		lm->rc = virDomainMigrateToURI3(lm->dom, lm->o->dest_uri, p,
+						(unsigned)np,
+						(unsigned)lm->o->flags);
+	} else {
+		lm->ddom = virDomainMigrate3(lm->dom, lm->dconn, p,
+					     (unsigned)np,
+					     (unsigned)lm->o->flags);
+		lm->rc = lm->ddom ? 0 : -1;
+	}
+	if (lm->rc < 0)
+		snprintf(lm->err, sizeof(lm->err), "%s",
+			 virGetLastErrorMessage());
+	virTypedParamsFree(p, np);
+	atomic_store(&lm->done, true);
+	return NULL;
+}
+
+/* ---- the sender -------------------------------------------------------- */
+
+static pid_t start_sender(const struct mig_opts *o, const char *qmp,
+			  const char *agent, const char *to)
+{
+	char self[4096], tmo[32], bw[32];
+	const char *av[32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int ac = 0;
+	pid_t pid;
+
+	if (n <= 0)
+		return -1;
+	self[n] = 0;
+	snprintf(tmo, sizeof(tmo), "%u", o->timeout_s * 1000);
+	av[ac++] = "hintmig";
+	av[ac++] = "send";
+	av[ac++] = "--qemu";
+	av[ac++] = qmp;
+	av[ac++] = "--to";
+	av[ac++] = to;
+	av[ac++] = "--libvirt";
+	av[ac++] = "--connect-timeout";
+	av[ac++] = tmo;
+	if (agent && o->hints) {
+		av[ac++] = "--agent";
+		av[ac++] = agent;
+		av[ac++] = "--hints";
+		av[ac++] = "auto";
+	}
+	if (o->bandwidth) {
+		snprintf(bw, sizeof(bw), "%luM", o->bandwidth);
+		av[ac++] = "--max-bandwidth";
+		av[ac++] = bw;
+	}
+	if (o->json) {
+		av[ac++] = "--json";
+		av[ac++] = o->json;
+	}
+	if (o->verbose)
+		av[ac++] = "--verbose";
+	av[ac] = NULL;
+	pid = fork();
+	if (pid == 0) {
+		execv(self, (char *const *)av);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int sender_status(int st)
+{
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* ---- the summary ---------------------------------------------------------- */
+
+static void print_jobinfo(virDomainPtr ddom, uint64_t wall_ms)
+{
+	virTypedParameterPtr p = NULL;
+	int np = 0, type = 0;
+	unsigned long long v;
+
+	printf("%-18s %" PRIu64 " ms\n", "Time elapsed:", wall_ms);
+	if (!ddom || virDomainGetJobStats(ddom, &type, &p, &np,
+					  VIR_DOMAIN_JOB_STATS_COMPLETED) < 0)
+		return;
+	if (virTypedParamsGetULLong(p, np, VIR_DOMAIN_JOB_TIME_ELAPSED,
+				    &v) == 1)
+		printf("%-18s %llu ms\n", "libvirt's job:", v);
+	if (virTypedParamsGetULLong(p, np, VIR_DOMAIN_JOB_DOWNTIME, &v) == 1)
+		printf("%-18s %llu ms (vCPUs stopped by hintmig to running "
+		       "on the destination)\n", "Total downtime:", v);
+	if (virTypedParamsGetULLong(p, np, VIR_DOMAIN_JOB_DATA_PROCESSED,
+				    &v) == 1)
+		printf("%-18s %.3f MiB (QEMU's stream: device state, ROMs)\n",
+		       "Data by libvirt:", (double)v / (1 << 20));
+	virTypedParamsFree(p, np);
+}
+
+static void print_hintmig_json(const char *path)
+{
+	struct json_object *r = json_object_from_file(path), *ram, *v;
+
+	if (!r)
+		return;
+	if (json_object_object_get_ex(r, "ram", &ram)) {
+		uint64_t tr = 0, tot = 0, hinted = 0;
+
+		if (json_object_object_get_ex(ram, "transferred", &v))
+			tr = (uint64_t)json_object_get_int64(v);
+		if (json_object_object_get_ex(ram, "total", &v))
+			tot = (uint64_t)json_object_get_int64(v);
+		if (json_object_object_get_ex(ram, "skipped-hinted", &v))
+			hinted = (uint64_t)json_object_get_int64(v);
+		printf("%-18s %.3f MiB of %.0f MiB RAM (%" PRIu64 " hinted "
+		       "pages skipped)\n", "RAM by hintmig:",
+		       (double)tr / (1 << 20), (double)tot / (1 << 20), hinted);
+	}
+	json_object_put(r);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int hm_cmd_migrate(int argc, char **argv)
+{
+	struct mig_opts o = { 0 };
+	struct hm_lv_dom d = { 0 };
+	struct lv_mig lm = { 0 };
+	virConnectPtr conn = NULL, dconn = NULL;
+	virDomainPtr dom = NULL, ddom = NULL;
+	char *xml = NULL, *dxml = NULL, *report = NULL;
+	char qmp[512], hm_uri[300], listen[300], json_tmp[64] = "";
+	const char *to;
+	size_t report_len = 0;
+	FILE *rf;
+	pthread_t th;
+	bool th_started = false;
+	pid_t sender = -1;
+	int rc = EXIT_SETUP, sst = 0, r;
+	uint64_t t0;
+
+	r = parse(argc, argv, &o);
+	if (r)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	conn = virConnectOpen(o.src_uri);
+	if (!conn) {
+		fprintf(stderr, "hintmig migrate: cannot connect to %s: %s\n",
+			o.src_uri ? o.src_uri : "libvirt's default URI",
+			virGetLastErrorMessage());
+		goto out;
+	}
+	dom = virDomainLookupByName(conn, o.dom);
+	if (!dom)
+		dom = virDomainLookupByUUIDString(conn, o.dom);
+	if (!dom) {
+		fprintf(stderr, "hintmig migrate: no domain %s: %s\n", o.dom,
+			virGetLastErrorMessage());
+		goto out;
+	}
+	xml = virDomainGetXMLDesc(dom, 0);
+	rf = open_memstream(&report, &report_len);
+	if (!xml || !rf || hm_lv_dom_read(xml, rf, &d) < 0) {
+		if (rf)
+			fclose(rf);
+		fprintf(stderr, "hintmig migrate: cannot read the XML of %s\n",
+			o.dom);
+		goto out;
+	}
+	fclose(rf);
+	if (d.missing || d.refused) {
+		fputs(report, stdout);
+		fprintf(stderr, "hintmig migrate: %s is not set up for hintmig "
+			"(%d missing, %d refused; docs/libvirt.md): nothing "
+			"done. virsh migrate migrates it without hints.\n",
+			o.dom, d.missing, d.refused);
+		rc = EXIT_NOT_READY;
+		goto out;
+	}
+	if (virDomainIsActive(dom) != 1) {
+		fprintf(stderr, "hintmig migrate: %s is not running (virsh "
+			"migrate --offline moves a definition)\n", o.dom);
+		goto out;
+	}
+	r = hm_lv_qmp_path(d.id, qmp, sizeof(qmp));
+	if (r < 0) {
+		fprintf(stderr, "hintmig migrate: %s runs without hintmig's "
+			"monitor (no " HM_LV_LIBDIR "/domain-%d-*/"
+			HM_LV_QMP_NAME "): it was started before its emulator "
+			"became " HM_LV_WRAPPER "; restart it. Nothing done.\n",
+			o.dom, d.id);
+		rc = EXIT_NOT_READY;
+		goto out;
+	}
+	if (o.hm_uri) {
+		snprintf(hm_uri, sizeof(hm_uri), "%s", o.hm_uri);
+	} else if (default_hm_uri(o.dest_uri, hm_uri, sizeof(hm_uri)) < 0) {
+		fprintf(stderr, "hintmig migrate: give --hintmig-uri\n");
+		goto out;
+	}
+	if (strncmp(hm_uri, "tcp:", 4) && strncmp(hm_uri, "unix:", 5)) {
+		fprintf(stderr, "hintmig migrate: --hintmig-uri must be "
+			"tcp:HOST:PORT or unix:PATH\n");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	to = hm_uri;
+	if (o.hm_listen) {
+		snprintf(listen, sizeof(listen), "%s", o.hm_listen);
+	} else if (!strncmp(hm_uri, "tcp:", 4)) {
+		snprintf(listen, sizeof(listen), "tcp:0.0.0.0:%s",
+			 strrchr(hm_uri, ':') + 1);
+	} else {
+		snprintf(listen, sizeof(listen), "%s", hm_uri);
+	}
+	dxml = dest_xml(dom, listen, o.timeout_s);
+	if (!dxml) {
+		fprintf(stderr, "hintmig migrate: cannot build the destination "
+			"XML: %s\n", virGetLastErrorMessage());
+		goto out;
+	}
+	if (!(o.flags & VIR_MIGRATE_PEER2PEER)) {
+		dconn = virConnectOpen(o.dest_uri);
+		if (!dconn) {
+			fprintf(stderr, "hintmig migrate: cannot connect to "
+				"%s: %s\n", o.dest_uri,
+				virGetLastErrorMessage());
+			goto out;
+		}
+	}
+	if (!o.json) {
+		/* the sender's summary, for ours */
+		snprintf(json_tmp, sizeof(json_tmp),
+			 "/tmp/hintmig-migrate-%d.json", (int)getpid());
+		o.json = json_tmp;
+	}
+	if (o.verbose)
+		fprintf(stderr, "hintmig migrate: %s (id %d): hintmig's monitor "
+			"%s, RAM to %s (destination listens on %s), hints %s\n",
+			o.dom, d.id, qmp, to, listen,
+			d.agent_sock && o.hints ? d.agent_sock : "none");
+	t0 = now_ms();
+	sender = start_sender(&o, qmp, d.agent_sock, to);
+	if (sender < 0) {
+		fprintf(stderr, "hintmig migrate: cannot start hintmig send: "
+			"%s\n", strerror(errno));
+		goto out;
+	}
+	lm.o = &o;
+	lm.dom = dom;
+	lm.dconn = dconn;
+	lm.dxml = dxml;
+	if (pthread_create(&th, NULL, lv_mig_thread, &lm)) {
+		fprintf(stderr, "hintmig migrate: no thread\n");
+		kill(sender, SIGTERM);
+		waitpid(sender, NULL, 0);
+		goto out;
+	}
+	th_started = true;
+	/* Wait for both. libvirt failing first (the destination refused,
+	 * its hook failed) ends the sender, which may still wait for the
+	 * destination. The sender failing first fails libvirt's migration
+	 * through the hook (the receiver sees the connection end). */
+	for (;;) {
+		pid_t w = sender > 0 ? waitpid(sender, &sst, WNOHANG) : 0;
+
+		if (w == sender) {
+			if (sender_status(sst) && o.verbose)
+				fprintf(stderr, "hintmig migrate: hintmig send "
+					"failed (%d); libvirt's migration "
+					"fails with it\n", sender_status(sst));
+			sender = 0;
+		}
+		if (atomic_load(&lm.done)) {
+			if (lm.rc < 0 && sender > 0)
+				kill(sender, SIGTERM);
+			if (sender <= 0 || lm.rc < 0)
+				break;
+		}
+		usleep(20000);
+	}
+	pthread_join(th, NULL);
+	th_started = false;
+	if (sender > 0) {
+		while (waitpid(sender, &sst, 0) < 0 && errno == EINTR)
+			;
+		sender = 0;
+	}
+	if (lm.rc < 0 || sender_status(sst)) {
+		fprintf(stderr, "hintmig migrate: migration of %s failed: %s%s"
+			"the source domain runs on\n", o.dom,
+			lm.rc < 0 ? lm.err : "hintmig send failed",
+			lm.rc < 0 ? "; " : "; ");
+		rc = EXIT_FAILED;
+		if (lm.ddom)
+			virDomainFree(lm.ddom);
+		goto out;
+	}
+	ddom = lm.ddom;
+	if (!ddom) {
+		dconn = virConnectOpen(o.dest_uri);
+		ddom = dconn ? virDomainLookupByName(dconn, d.name) : NULL;
+	}
+	/* hintmig's metadata has done its job; a later plain migration of
+	 * this domain must not find it */
+	if (ddom && virDomainSetMetadata(ddom, VIR_DOMAIN_METADATA_ELEMENT,
+					 NULL, NULL, HM_LV_NS,
+					 VIR_DOMAIN_AFFECT_LIVE |
+					 (o.flags & VIR_MIGRATE_PERSIST_DEST ?
+					  VIR_DOMAIN_AFFECT_CONFIG : 0)) < 0)
+		fprintf(stderr, "hintmig migrate: warning: cannot remove "
+			"hintmig's metadata on the destination: %s\n",
+			virGetLastErrorMessage());
+	printf("Migration of %s to %s: completed\n", o.dom, o.dest_uri);
+	print_jobinfo(ddom, now_ms() - t0);
+	print_hintmig_json(o.json);
+	rc = EXIT_OK;
+out:
+	if (th_started)
+		pthread_join(th, NULL);
+	if (json_tmp[0])
+		unlink(json_tmp);
+	hm_lv_dom_fini(&d);
+	free(report);
+	free(xml);
+	free(dxml);
+	if (ddom)
+		virDomainFree(ddom);
+	if (dom)
+		virDomainFree(dom);
+	if (dconn)
+		virConnectClose(dconn);
+	if (conn)
+		virConnectClose(conn);
+	return rc;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* What hintmig's libvirt commands (cmd_libvirt.c: check, hook;
+ * cmd_migrate.c: migrate) read of a libvirt domain, and where hintmig's
+ * own QMP monitor of its QEMU is. docs/libvirt.md. */
+#ifndef HM_TOOLS_LIBVIRT_DOM_H
+#define HM_TOOLS_LIBVIRT_DOM_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "hm_config.h"
+
+/* The emulator wrapper: QEMU with one more QMP monitor, in QEMU's HOME
+ * (libvirt sets HOME to the domain's directory, HM_LV_LIBDIR/domain-ID-
+ * NAME). */
+#define HM_LV_WRAPPER "hintmig-qemu"
+#define HM_LV_WRAPPER_PATH HM_LIBEXECDIR "/" HM_LV_WRAPPER
+#define HM_LV_QMP_NAME "hintmig.qmp"
+#define HM_LV_LIBDIR "/var/lib/libvirt/qemu"
+#define HM_LV_LOGDIR "/var/log/libvirt/qemu"
+/* hintmig migrate's metadata in the destination's domain XML */
+#define HM_LV_NS "http://hintmig.org/xmlns/libvirt/migration/1"
+
+struct hm_lv_dom {
+	int id;			/* -1: not running */
+	char *name;
+	char *agent_sock;	/* NULL: no hint agent channel */
+	int missing, refused, notes;	/* hintmig libvirt check's verdict */
+	/* hintmig migrate's metadata (destination XML), NULL/0 when absent */
+	char *mig_listen;
+	unsigned mig_timeout_s;
+	long long mig_expires;	/* epoch seconds */
+};
+
+/* Parse a domain XML and check it, the check's lines printed to report
+ * (NULL: not printed). 0, or -EINVAL (not XML). */
+int hm_lv_dom_read(const char *xml, FILE *report, struct hm_lv_dom *d);
+void hm_lv_dom_fini(struct hm_lv_dom *d);
+
+/* Path of hintmig's QMP socket for the running domain with this id, as
+ * seen from this mount namespace. 0, -ENOENT, -EEXIST (several). */
+int hm_lv_qmp_path(int id, char *out, size_t len);
+
+#endif
