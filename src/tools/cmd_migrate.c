@@ -539,9 +539,7 @@ int hm_cmd_migrate(int argc, char **argv)
 	 * destination. The sender failing first fails libvirt's migration
 	 * through the hook (the receiver sees the connection end). */
 	for (;;) {
-		pid_t w = sender > 0 ? waitpid(sender, &sst, WNOHANG) : 0;
-
-		if (w == sender) {
+		if (sender > 0 && waitpid(sender, &sst, WNOHANG) == sender) {
 			if (sender_status(sst) && o.verbose)
 				fprintf(stderr, "hintmig migrate: hintmig send "
 					"failed (%d); libvirt's migration "
@@ -564,10 +562,9 @@ int hm_cmd_migrate(int argc, char **argv)
 		sender = 0;
 	}
 	if (lm.rc < 0 || sender_status(sst)) {
-		fprintf(stderr, "hintmig migrate: migration of %s failed: %s%s"
+		fprintf(stderr, "hintmig migrate: migration of %s failed: %s; "
 			"the source domain runs on\n", o.dom,
-			lm.rc < 0 ? lm.err : "hintmig send failed",
-			lm.rc < 0 ? "; " : "; ");
+			lm.rc < 0 ? lm.err : "hintmig send failed");
 		rc = EXIT_FAILED;
 		if (lm.ddom)
 			virDomainFree(lm.ddom);

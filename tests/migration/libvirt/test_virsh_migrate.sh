@@ -283,26 +283,38 @@ if [ "$have_migrate" = 1 ]; then
 	virsh -q -c "$LV_URI_A" undefine hm-norun >/dev/null
 fi
 
-# Fault: the destination libvirtd dies in the middle of a migration
-# (throttled to 1 MiB/s so that it is still running): virsh migrate fails,
-# the source domain runs on.
-virsh -q -c "$LV_URI_A" migrate --live --bandwidth 1 "$dom" "$LV_URI_B" > "$tmp/fault.log" 2>&1 &
-mpid=$!
-sleep 3
-bpid=$(cat "$tmp/B/libvirtd.pid")
-for f in "$tmp"/B/run/qemu/*.pid; do
-	[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
-done
-kill -9 "$bpid"
-wait "$mpid" && fail "fault: virsh migrate succeeded with the destination killed"
-sed 's/^/  fault: /' "$tmp/fault.log"
-for _ in $(seq 1 100); do
-	[ "$(state "$LV_URI_A")" = running ] && break
-	sleep 0.2
-done
-[ "$(state "$LV_URI_A")" = running ] || fail "fault: the source domain is $(state "$LV_URI_A"), not running"
-wait_rounds 5 || fail "fault: the source guest made no progress after the failed migration"
-echo "fault: source domain $(state "$LV_URI_A"), guest at round $(last_round)"
+# Fault: the destination libvirtd (and its QEMU) dies in the middle of a
+# migration A to B, throttled to 1 MiB/s so that it is still running: the
+# migration fails, the source domain runs on.
+kill_dest_fault() { # NAME LOG COMMAND...
+	local name=$1 log=$2 mpid
+	shift 2
+	"$@" > "$log" 2>&1 &
+	mpid=$!
+	sleep 4
+	for f in "$tmp"/B/run/qemu/*.pid; do
+		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	kill -9 "$(cat "$tmp/B/libvirtd.pid")"
+	wait "$mpid" && fail "$name: the migration succeeded with the destination killed"
+	grep -v '^\[\|^round' "$log" | tail -4 | sed "s/^/  $name: /"
+	for _ in $(seq 1 100); do
+		[ "$(state "$LV_URI_A")" = running ] && break
+		sleep 0.2
+	done
+	[ "$(state "$LV_URI_A")" = running ] || fail "$name: the source domain is $(state "$LV_URI_A"), not running"
+	wait_rounds 5 || fail "$name: the source guest made no progress after the failed migration"
+	echo "$name: source domain $(state "$LV_URI_A"), guest at round $(last_round)"
+}
+kill_dest_fault "fault" "$tmp/fault.log" \
+	virsh -q -c "$LV_URI_A" migrate --live --bandwidth 1 "$dom" "$LV_URI_B"
+if [ "$have_migrate" = 1 ]; then
+	lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b # again
+	kill_dest_fault "fault, hintmig" "$tmp/hmfault2.log" \
+		nsenter -m -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" migrate \
+		-c "$LV_URI_A" --bandwidth 1 --hintmig-uri "tcp:127.0.0.1:$((20000 + RANDOM % 20000))" \
+		"$dom" "$LV_URI_B"
+fi
 
 # A domain that is not set up for hintmig: defined on A only now, after
 # the migrations.
