@@ -354,7 +354,8 @@ static void print_jobinfo(virDomainPtr ddom, uint64_t wall_ms)
 
 	printf("%-18s %" PRIu64 " ms\n", "Time elapsed:", wall_ms);
 	if (!ddom || virDomainGetJobStats(ddom, &type, &p, &np,
-					  VIR_DOMAIN_JOB_STATS_COMPLETED) < 0)
+					  VIR_DOMAIN_JOB_STATS_COMPLETED |
+					  VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED) < 0)
 		return;
 	if (virTypedParamsGetULLong(p, np, VIR_DOMAIN_JOB_TIME_ELAPSED,
 				    &v) == 1)

@@ -32,9 +32,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/libvirtd-pair.sh"
+. "$here/lv-domain.sh"
 mkguest=$1 workload=$2 cache=$3 hintmig=${4:-} ramcmp=${5:-}
-# hintmig migrate needs the wrapper and hook built beside hintmig
-hmq=${hintmig:+$(dirname "$hintmig")/src/tools/hintmig-qemu}
 have_migrate=0
 [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  migrate' && have_migrate=1
 
@@ -71,18 +70,10 @@ if [ "$trace" = 1 ]; then
 		chmod +x "$tmp/$n/etc/hooks/qemu"
 	done
 fi
-qemu=$(command -v qemu-system-x86_64)
 if [ "$have_migrate" = 1 ]; then
-	# the emulator wrapper (executable copy: meson's configure_file
-	# keeps no mode)
-	cp "$hmq" "$tmp/hintmig-qemu" && chmod 755 "$tmp/hintmig-qemu"
-	qemu=$tmp/hintmig-qemu
+	lv_hintmig_setup "$tmp" "$hintmig"
 	for n in A B; do
 		o=B; [ $n = B ] && o=A
-		mkdir -p "$tmp/$n/etc/hooks/qemu.d"
-		# hintmig's hook, as installed in /etc/libvirt/hooks/qemu.d
-		printf '#!/bin/sh\nexec %s libvirt hook "$@"\n' "$hintmig" \
-			> "$tmp/$n/etc/hooks/qemu.d/50-hintmig"
 		# the test's, after it: with $tmp/compare set, compare the
 		# RAM of the paused source (the other instance's QEMU) and
 		# this new QEMU, page by page, before libvirt goes on
@@ -115,52 +106,14 @@ lv_start "$tmp" A 6a1d0a00-0000-4000-8000-00000000000a
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b
 
 serial=$tmp/serial.log
-# the agent's socket: each instance's own /run/libvirt (two hosts, one
-# /tmp: a shared path would be unlinked by the QEMU that migrated away)
+LV_SERIAL=$serial
 agent_sock=/run/libvirt/qemu/$dom-agent.sock
-cat > "$tmp/dom.xml" <<XML
-<domain type='qemu'>
-  <name>$dom</name>
-  <memory unit='KiB'>524296</memory>
-  <vcpu>1</vcpu>
-  <memoryBacking>
-    <source type='memfd'/>
-    <access mode='shared'/>
-  </memoryBacking>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$guest/vmlinuz</kernel>
-    <initrd>$guest/initramfs.cpio</initrd>
-    <cmdline>console=ttyS0 panic=-1 init_on_alloc=0 init_on_free=0 transparent_hugepage=never hm.fill=128 hm.ws=16 hm.static=4 hm.hot=0 hm.hotreps=64 hm.seed=11 hm.agent=1</cmdline>
-  </os>
-  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>$qemu</emulator>
-    <serial type='file'><source path='$serial' append='on'/><target port='0'/></serial>
-    <console type='file'><source path='$serial' append='on'/><target type='serial' port='0'/></console>
-    <channel type='unix'><source mode='bind' path='$agent_sock'/><target type='virtio' name='org.hintmig.agent.0'/></channel>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-XML
-
-rounds() { local n; n=$(grep -ac 'HMW: round .* ok' "$serial" 2>/dev/null); echo "${n:-0}"; }
-last_round() { local n; n=$(grep -ao 'HMW: round [0-9]*' "$serial" 2>/dev/null | tail -1 | awk '{ print $3 }'); echo "${n:-0}"; }
-errors() { local n; n=$(grep -ac 'HMW: ERROR\|FAILED\|Kernel panic' "$serial" 2>/dev/null); echo "${n:-0}"; }
-wait_rounds() { # N more round lines within 120 s
-	local want=$(( $(rounds) + $1 ))
-	for _ in $(seq 1 600); do
-		[ "$(rounds)" -ge "$want" ] && return 0
-		sleep 0.2
-	done
-	return 1
-}
+lv_domain_xml "$dom" "$guest" "$serial" > "$tmp/dom.xml"
 state() { virsh -q -c "$1" domstate "$dom" 2>/dev/null | head -1; }
 
 virsh -q -c "$LV_URI_A" create "$tmp/dom.xml" || lv_die "virsh create failed"
-wait_rounds 5 || { tail -20 "$serial"; lv_die "the guest did not start its rounds"; }
-echo "guest running on A: round $(last_round)"
+lv_wait_rounds 5 || { tail -20 "$serial"; lv_die "the guest did not start its rounds"; }
+echo "guest running on A: round $(lv_last_round)"
 
 if [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  libvirt'; then
 	out=$("$hintmig" libvirt check --connect "$LV_URI_A" "$dom" 2>&1); rc=$?
@@ -174,7 +127,7 @@ fi
 
 migrate() { # FROM TO NAME
 	local from=$1 to=$2 t0 t1 r0
-	r0=$(last_round)
+	r0=$(lv_last_round)
 	t0=$(date +%s%N)
 	# Not --live: libvirt aligns guest RAM to 1 MiB (513 MiB here), a
 	# multiple of 256 KiB, where QEMU < 9.0 under TCG loses dirty pages
@@ -194,9 +147,9 @@ migrate() { # FROM TO NAME
 		sed "s/^/  $3: /"
 	[ "$(state "$to")" = running ] || fail "$3: the domain is not running on the destination ($(state "$to"))"
 	[ -z "$(state "$from")" ] || fail "$3: the domain is still on the source ($(state "$from"))"
-	wait_rounds 5 || fail "$3: the guest made no progress on the destination"
-	[ "$(last_round)" -gt "$r0" ] || fail "$3: rounds did not go on"
-	echo "$3: guest on the destination at round $(last_round), $(errors) error line(s)"
+	lv_wait_rounds 5 || fail "$3: the guest made no progress on the destination"
+	[ "$(lv_last_round)" -gt "$r0" ] || fail "$3: rounds did not go on"
+	echo "$3: guest on the destination at round $(lv_last_round), $(lv_errors) error line(s)"
 }
 migrate "$LV_URI_A" "$LV_URI_B" "A to B"
 if [ "$trace" = 1 ]; then
@@ -210,7 +163,7 @@ migrate "$LV_URI_B" "$LV_URI_A" "B to A"
 hm_migrate() { # FROM TO NAME HINTS(auto|none) [RAMCMP_FLAGS]
 	local from=$1 to=$2 name=$3 hints=$4 r0 rc port ns furi turi
 	eval "furi=\$LV_URI_$from turi=\$LV_URI_$to"
-	r0=$(last_round)
+	r0=$(lv_last_round)
 	port=$((20000 + RANDOM % 20000))
 	ns=$(cat "$tmp/$from/libvirtd.pid")
 	echo "${5:-}" > "$tmp/compare"
@@ -234,9 +187,9 @@ hm_migrate() { # FROM TO NAME HINTS(auto|none) [RAMCMP_FLAGS]
 		fail "$name: the domain is not running on the destination ($(state "$turi"))"
 	[ -z "$(state "$furi")" ] ||
 		fail "$name: the domain is still on the source ($(state "$furi"))"
-	wait_rounds 5 || fail "$name: the guest made no progress on the destination"
-	[ "$(last_round)" -gt "$r0" ] || fail "$name: rounds did not go on"
-	echo "$name: guest on the destination at round $(last_round), $(errors) error line(s)"
+	lv_wait_rounds 5 || fail "$name: the guest made no progress on the destination"
+	[ "$(lv_last_round)" -gt "$r0" ] || fail "$name: rounds did not go on"
+	echo "$name: guest on the destination at round $(lv_last_round), $(lv_errors) error line(s)"
 }
 if [ "$have_migrate" = 1 ]; then
 	[ -x "$ramcmp" ] || lv_die "hm-ramcmp not given"
@@ -262,8 +215,8 @@ if [ "$have_migrate" = 1 ]; then
 	done
 	[ "$(state "$LV_URI_A")" = running ] || fail "hintmig killed: the source domain is $(state "$LV_URI_A"), not running"
 	[ -z "$(state "$LV_URI_B")" ] || fail "hintmig killed: a domain was left on the destination"
-	wait_rounds 5 || fail "hintmig killed: the source guest made no progress"
-	echo "hintmig killed: source domain $(state "$LV_URI_A"), guest at round $(last_round)"
+	lv_wait_rounds 5 || fail "hintmig killed: the source guest made no progress"
+	echo "hintmig killed: source domain $(state "$LV_URI_A"), guest at round $(lv_last_round)"
 
 	# hintmig left nothing behind: x-ignore-shared is off again on the
 	# source of the failed migration (the guardian) and on the
@@ -303,8 +256,8 @@ kill_dest_fault() { # NAME LOG COMMAND...
 		sleep 0.2
 	done
 	[ "$(state "$LV_URI_A")" = running ] || fail "$name: the source domain is $(state "$LV_URI_A"), not running"
-	wait_rounds 5 || fail "$name: the source guest made no progress after the failed migration"
-	echo "$name: source domain $(state "$LV_URI_A"), guest at round $(last_round)"
+	lv_wait_rounds 5 || fail "$name: the source guest made no progress after the failed migration"
+	echo "$name: source domain $(state "$LV_URI_A"), guest at round $(lv_last_round)"
 }
 kill_dest_fault "fault" "$tmp/fault.log" \
 	virsh -q -c "$LV_URI_A" migrate --live --bandwidth 1 "$dom" "$LV_URI_B"
@@ -333,7 +286,7 @@ if [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  libvirt'; then
 	grep -q "^note     no hint agent channel" <<<"$out" || fail "check: missing channel not noted"
 	virsh -q -c "$LV_URI_A" undefine hm-plain >/dev/null
 fi
-n=$(errors)
+n=$(lv_errors)
 [ "$n" = 0 ] || { grep -a 'HMW: ERROR\|FAILED\|Kernel panic' "$serial" | head -5; fail "$n guest error line(s)"; }
 virsh -q -c "$LV_URI_A" destroy "$dom" >/dev/null 2>&1
 [ "$fails" = 0 ] || { echo "$fails libvirt checks failed"; exit 1; }

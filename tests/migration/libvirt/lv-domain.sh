@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The libvirt domain of the tests and the benchmark (sourced after
+# libvirtd-pair.sh): the QEMU suite's Debian guest and workload in a TCG
+# domain set up for hintmig (docs/libvirt.md), hintmig's hook and emulator
+# wrapper for both instances, and the workload's progress from the serial
+# log.
+#
+#   lv_hintmig_setup DIR HINTMIG   before lv_start: hooks of A and B, the
+#                                  wrapper; sets LV_EMULATOR
+#   lv_domain_xml NAME GUEST SERIAL [EXTRA_DEVICES [EXTRA_TOP]]
+#   lv_rounds / lv_last_round / lv_errors / lv_wait_rounds N   (SERIAL in
+#                                  $LV_SERIAL)
+
+LV_EMULATOR=$(command -v qemu-system-x86_64)
+LV_SERIAL=
+
+lv_hintmig_setup() { # DIR HINTMIG
+	local dir=$1 hintmig=$2 n
+	# meson's configure_file keeps no mode: an executable copy
+	cp "$(dirname "$hintmig")/src/tools/hintmig-qemu" "$dir/hintmig-qemu" &&
+		chmod 755 "$dir/hintmig-qemu" || lv_die "no hintmig-qemu beside $hintmig"
+	LV_EMULATOR=$dir/hintmig-qemu
+	for n in A B; do
+		mkdir -p "$dir/$n/etc/hooks/qemu.d"
+		# as installed in /etc/libvirt/hooks/qemu.d/50-hintmig
+		printf '#!/bin/sh\nexec %s libvirt hook "$@"\n' "$hintmig" \
+			> "$dir/$n/etc/hooks/qemu.d/50-hintmig"
+		chmod 755 "$dir/$n/etc/hooks/qemu.d/50-hintmig"
+	done
+}
+
+# The agent's socket is in each instance's own /run/libvirt (two hosts,
+# one /tmp: a shared path would be unlinked by the QEMU that migrated away).
+lv_domain_xml() { # NAME GUEST SERIAL [EXTRA_DEVICES [EXTRA_TOP]]
+	local name=$1 guest=$2 serial=$3
+	cat <<XML
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>$name</name>
+  <memory unit='KiB'>524296</memory>
+  <vcpu>1</vcpu>
+  ${5:-}
+  <memoryBacking>
+    <source type='memfd'/>
+    <access mode='shared'/>
+  </memoryBacking>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$guest/vmlinuz</kernel>
+    <initrd>$guest/initramfs.cpio</initrd>
+    <cmdline>console=ttyS0 panic=-1 init_on_alloc=0 init_on_free=0 transparent_hugepage=never hm.fill=128 hm.ws=16 hm.static=4 hm.hot=0 hm.hotreps=64 hm.seed=11 hm.agent=1</cmdline>
+  </os>
+  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>$LV_EMULATOR</emulator>
+    <serial type='file'><source path='$serial' append='on'/><target port='0'/></serial>
+    <console type='file'><source path='$serial' append='on'/><target type='serial' port='0'/></console>
+    <channel type='unix'><source mode='bind' path='/run/libvirt/qemu/$name-agent.sock'/><target type='virtio' name='org.hintmig.agent.0'/></channel>
+    ${4:-<memballoon model='none'/>}
+  </devices>
+</domain>
+XML
+}
+
+lv_rounds() { local n; n=$(grep -ac 'HMW: round .* ok' "$LV_SERIAL" 2>/dev/null); echo "${n:-0}"; }
+lv_last_round() { local n; n=$(grep -ao 'HMW: round [0-9]*' "$LV_SERIAL" 2>/dev/null | tail -1 | awk '{ print $3 }'); echo "${n:-0}"; }
+lv_errors() { local n; n=$(grep -ac 'HMW: ERROR\|FAILED\|Kernel panic' "$LV_SERIAL" 2>/dev/null); echo "${n:-0}"; }
+lv_wait_rounds() { # N more round lines within 120 s
+	local want=$(( $(lv_rounds) + $1 ))
+	for _ in $(seq 1 600); do
+		[ "$(lv_rounds)" -ge "$want" ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
