@@ -468,6 +468,12 @@ static int lv_hook(int argc, char **argv)
 	}
 	snprintf(log, sizeof(log), HM_LV_LOGDIR "/%s-hintmig.log", argv[1]);
 	rc = run_recv(qmp, &d, log);
+	if (rc == 5) {
+		/* an ordinary start of a domain whose definition kept the
+		 * metadata: nothing to receive */
+		rc = 0;
+		goto out;
+	}
 	if (rc)
 		fprintf(stderr, "hintmig: receiving the RAM of %s failed "
 			"(exit %d; see %s)\n", argv[1], rc, log);

@@ -46,6 +46,7 @@
 
 #include "cmd.h"
 #include "libvirt_dom.h"
+#include "migrate/transport.h"
 #include "parse.h"
 
 enum { EXIT_OK = 0, EXIT_NOT_READY = 1, EXIT_USAGE = 2, EXIT_FAILED = 3,
@@ -214,6 +215,17 @@ static char *dest_xml(virDomainPtr dom, const char *listen, unsigned tmo_s)
 		if (n->type == XML_ELEMENT_NODE &&
 		    !xmlStrcmp(n->name, (const xmlChar *)"metadata"))
 			md = n;
+	/* one left by an earlier hintmig migrate that did not finish */
+	for (n = md ? md->children : NULL; n;) {
+		xmlNodePtr next = n->next;
+
+		if (n->type == XML_ELEMENT_NODE && n->ns &&
+		    !xmlStrcmp(n->ns->href, (const xmlChar *)HM_LV_NS)) {
+			xmlUnlinkNode(n);
+			xmlFreeNode(n);
+		}
+		n = next;
+	}
 	if (!md)
 		md = xmlNewChild(root, NULL, (const xmlChar *)"metadata",
 				 NULL);
@@ -339,6 +351,20 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 	return pid;
 }
 
+/* The sender failed, perhaps before it connected: the destination's
+ * receiver would wait for it until its timeout, holding libvirt's
+ * Prepare. A connection closed at once ends it now (no HELLO: it fails,
+ * the hook fails, libvirt stops the destination). Tried every 500 ms
+ * until libvirt's migration ends (the receiver may not listen yet);
+ * harmless when nothing listens. */
+static void poke_receiver(const char *to)
+{
+	int fd = hm_transport_connect(to, 1000);
+
+	if (fd >= 0)
+		close(fd);
+}
+
 static int sender_status(int st)
 {
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -413,10 +439,10 @@ int hm_cmd_migrate(int argc, char **argv)
 	size_t report_len = 0;
 	FILE *rf;
 	pthread_t th;
-	bool th_started = false;
+	bool th_started = false, sender_failed = false;
 	pid_t sender = -1;
 	int rc = EXIT_SETUP, sst = 0, r;
-	uint64_t t0;
+	uint64_t t0, last_poke = 0;
 
 	r = parse(argc, argv, &o);
 	if (r)
@@ -546,6 +572,12 @@ int hm_cmd_migrate(int argc, char **argv)
 					"failed (%d); libvirt's migration "
 					"fails with it\n", sender_status(sst));
 			sender = 0;
+			sender_failed = sender_status(sst) != 0;
+		}
+		if (sender_failed && !atomic_load(&lm.done) &&
+		    now_ms() - last_poke >= 500) {
+			poke_receiver(to);
+			last_poke = now_ms();
 		}
 		if (atomic_load(&lm.done)) {
 			if (lm.rc < 0 && sender > 0)

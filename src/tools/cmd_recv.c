@@ -4,10 +4,12 @@
  * one migration into fresh memory (or into --ram-file, or into the guest
  * RAM of a destination QEMU waiting with -incoming defer: --qemu),
  * acknowledges it, serves the source's verification requests, and exits
- * (with --qemu, once QEMU has loaded the device state).
+ * (with --qemu, once QEMU has loaded the device state; with --libvirt, at
+ * once, libvirt's started hook waiting for it: docs/libvirt.md).
  *
  * Exit status: 0 completed, 2 usage, 3 the migration failed or was
- * aborted by the source, 4 setup (cannot open the RAM file, ...).
+ * aborted by the source, 4 setup (cannot open the RAM file, ...), 5 with
+ * --libvirt: the QEMU is not waiting for a migration (an ordinary start).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,7 +71,8 @@ static void recv_usage(FILE *f)
 		"  --help           this text\n"
 		"  --version        the version\n"
 		"exit status: 0 completed, 2 usage, 3 migration failed, "
-		"4 setup error\n");
+		"4 setup error,\n"
+		"5 (--libvirt) QEMU is not waiting for a migration\n");
 }
 
 #if HM_HAVE_JSONC
@@ -238,6 +241,14 @@ int hm_cmd_recv(int argc, char **argv)
 			qo.qemu_uri = quri;
 		}
 		q = hm_qemu_attach(&qo, &log);
+		if (!q && libvirt && errno == EBUSY) {
+			/* libvirt's hook on an ordinary start */
+			fprintf(stderr, "hintmig recv: QEMU at %s is not "
+				"waiting for a migration: nothing to receive\n",
+				qemu);
+			ret = 5;
+			goto out;
+		}
 		if (!q || hm_qemu_incoming(q) < 0) {
 			fprintf(stderr, "hintmig recv: cannot receive into the "
 				"QEMU at %s: %s\n", qemu,

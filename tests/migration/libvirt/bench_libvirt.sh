@@ -22,13 +22,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkguest=$1 workload=$2 cache=$3 hintmig=$4 runs=${5:-1}
 
 [ "$(id -u)" = 0 ] || lv_die "needs root"
-tmp=$(mktemp -d /tmp/hm-lvbench.XXXXXX)
-cleanup() { lv_stop_all; rm -rf "$tmp"; }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-guest=$(sh "$mkguest" "$workload" "$cache") || lv_die "cannot build the guest"
-guest=$(cd "$guest" && pwd)
+lv_begin lvbench "$mkguest" "$workload" "$cache"
+tmp=$LV_TMP guest=$LV_GUEST
 lv_hintmig_setup "$tmp" "$hintmig"
 lv_start "$tmp" A 6a1d0a00-0000-4000-8000-0000000000ba
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-0000000000bb
@@ -88,6 +83,8 @@ one() { # WAY RUN
 		lv_wait_rounds 5 && ok="verifying, $(( $(lv_errors) - e0 )) error lines" || ok="NO PROGRESS"
 		printf '%-11s %4s %9d %9s %11s %11s %11s %s\n' "$way" "$run" $(( (t1 - t0) / 1000000 )) \
 			"${job:-?}" "${dt:-?}" "${mib:-?}" "$hm_mib" "$ok"
+		[ "$(lv_errors)" = "$e0" ] ||
+			grep -a 'HMW: ERROR\|FAILED\|Kernel panic' "$LV_SERIAL" | head -2 | sed 's/^/    /'
 	fi
 	virsh -q -c "$LV_URI_B" destroy "$name" > /dev/null 2>&1
 	virsh -q -c "$LV_URI_A" destroy "$name" > /dev/null 2>&1

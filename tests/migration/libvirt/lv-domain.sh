@@ -5,6 +5,9 @@
 # wrapper for both instances, and the workload's progress from the serial
 # log.
 #
+#   lv_begin NAME MKGUEST WORKLOAD CACHE   a directory LV_TMP (removed, both
+#                                  libvirtd stopped, at exit), the guest
+#                                  LV_GUEST
 #   lv_hintmig_setup DIR HINTMIG   before lv_start: hooks of A and B, the
 #                                  wrapper; sets LV_EMULATOR
 #   lv_domain_xml NAME GUEST SERIAL [EXTRA_DEVICES [EXTRA_TOP]]
@@ -13,6 +16,14 @@
 
 LV_EMULATOR=$(command -v qemu-system-x86_64)
 LV_SERIAL=
+
+lv_begin() { # NAME MKGUEST WORKLOAD CACHE
+	LV_TMP=$(mktemp -d "/tmp/hm-$1.XXXXXX") || lv_die "mktemp"
+	trap 'lv_stop_all; rm -rf "$LV_TMP"' EXIT
+	trap 'exit 1' INT TERM
+	LV_GUEST=$(sh "$2" "$3" "$4") || lv_die "cannot build the guest"
+	LV_GUEST=$(cd "$LV_GUEST" && pwd)
+}
 
 lv_hintmig_setup() { # DIR HINTMIG
 	local dir=$1 hintmig=$2 n

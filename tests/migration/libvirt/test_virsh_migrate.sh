@@ -51,13 +51,8 @@ done
 fails=0
 fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
-tmp=$(mktemp -d /tmp/hm-libvirt.XXXXXX)
-cleanup() { lv_stop_all; rm -rf "$tmp"; }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-guest=$(sh "$mkguest" "$workload" "$cache") || lv_die "cannot build the guest"
-guest=$(cd "$guest" && pwd)
+lv_begin libvirt "$mkguest" "$workload" "$cache"
+tmp=$LV_TMP guest=$LV_GUEST
 echo "guest: $guest"
 trace=${HM_LIBVIRT_TRACE:-0}
 dom=hm-virsh
@@ -109,7 +104,8 @@ serial=$tmp/serial.log
 LV_SERIAL=$serial
 agent_sock=/run/libvirt/qemu/$dom-agent.sock
 lv_domain_xml "$dom" "$guest" "$serial" > "$tmp/dom.xml"
-state() { virsh -q -c "$1" domstate "$dom" 2>/dev/null | head -1; }
+state_of() { virsh -q -c "$1" domstate "$2" 2>/dev/null | head -1; }
+state() { state_of "$1" "$dom"; }
 
 virsh -q -c "$LV_URI_A" create "$tmp/dom.xml" || lv_die "virsh create failed"
 lv_wait_rounds 5 || { tail -20 "$serial"; lv_die "the guest did not start its rounds"; }
@@ -218,6 +214,20 @@ if [ "$have_migrate" = 1 ]; then
 	lv_wait_rounds 5 || fail "hintmig killed: the source guest made no progress"
 	echo "hintmig killed: source domain $(state "$LV_URI_A"), guest at round $(lv_last_round)"
 
+	# The sender dies before it connects (as it attaches): hintmig
+	# migrate ends the waiting receiver (a connection closed at once)
+	# rather than leave libvirt's Prepare to the receiver's 60 s timeout.
+	t0=$(date +%s)
+	HINTMIG_TEST_DIE_AT=attached nsenter -m -t "$(cat "$tmp/A/libvirtd.pid")" \
+		"$hintmig" migrate -c "$LV_URI_A" --hintmig-uri "tcp:127.0.0.1:$((20000 + RANDOM % 20000))" \
+		"$dom" "$LV_URI_B" > "$tmp/hmfault3.log" 2>&1
+	rc=$?
+	grep -v '^\[' "$tmp/hmfault3.log" | tail -2 | sed 's/^/  sender killed at attach: /'
+	[ $rc = 3 ] || fail "sender killed at attach: hintmig migrate exit $rc, want 3"
+	[ "$(state "$LV_URI_A")" = running ] || fail "sender killed at attach: the source domain is $(state "$LV_URI_A")"
+	[ -z "$(state "$LV_URI_B")" ] || fail "sender killed at attach: a domain was left on the destination"
+	echo "sender killed at attach: failed after $(( $(date +%s) - t0 )) s (the receiver alone would wait 60 s)"
+
 	# hintmig left nothing behind: x-ignore-shared is off again on the
 	# source of the failed migration (the guardian) and on the
 	# destinations of the hintmig migrations (the receiver's watcher),
@@ -234,6 +244,19 @@ if [ "$have_migrate" = 1 ]; then
 	[ $rc = 1 ] || fail "hintmig migrate of a domain with private RAM: exit $rc, want 1"
 	grep -q "is not set up for hintmig" <<<"$out" || fail "refusal not explained"
 	virsh -q -c "$LV_URI_A" undefine hm-norun >/dev/null
+
+	# hintmig's metadata left in a definition (hintmig migrate killed)
+	# must not stop an ordinary start: the hook finds no incoming
+	# migration and lets libvirt go on
+	sed -e "s|<name>$dom</name>|<name>hm-meta</name><metadata><hintmig:migration xmlns:hintmig='http://hintmig.org/xmlns/libvirt/migration/1' listen='tcp:127.0.0.1:9' timeout='5' expires='$(( $(date +%s) + 600 ))'/></metadata>|" \
+	    -e "s|$serial|$tmp/meta.serial|g" -e "s|$dom-agent|hm-meta-agent|" "$tmp/dom.xml" > "$tmp/meta.xml"
+	if virsh -q -c "$LV_URI_A" create "$tmp/meta.xml" > "$tmp/meta.log" 2>&1; then
+		echo "stale metadata: hm-meta started ($(state_of "$LV_URI_A" hm-meta))"
+		virsh -q -c "$LV_URI_A" destroy hm-meta >/dev/null 2>&1
+	else
+		sed 's/^/  stale metadata: /' "$tmp/meta.log"
+		fail "a domain with hintmig's metadata did not start"
+	fi
 fi
 
 # Fault: the destination libvirtd (and its QEMU) dies in the middle of a
