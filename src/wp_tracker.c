@@ -117,6 +117,8 @@ struct hm_tracker {
 	int thread_err;		/* first error the fault thread met */
 	uint64_t ft_page;	/* page the fault thread is between its
 				 * un-protect and its bit set, else 0 */
+	uint64_t ft_len;	/* ... and the bytes from there (R12 units) */
+	uint64_t unit;		/* tracking unit, bytes (R12) */
 	uint64_t ft_begun;	/* faults whose handling has begun */
 	uint64_t ft_done;	/* ... and ended (bit set) */
 
@@ -193,19 +195,6 @@ static struct hm_range *range_of_bit(struct hm_tracker *t, uint64_t b)
 			return r;
 	}
 	return NULL;
-}
-
-/* Bit of the page at addr, or UINT64_MAX. Linear: ranges are few (guest
- * RAM blocks) and this runs once per fault. */
-static uint64_t bit_of_addr(struct hm_tracker *t, uint64_t addr)
-{
-	for (size_t i = 0; i < t->nranges; i++) {
-		struct hm_range *r = &t->ranges[i];
-
-		if (addr >= r->addr && addr - r->addr < r->len)
-			return r->first_bit + ((addr - r->addr) >> t->page_shift);
-	}
-	return UINT64_MAX;
 }
 
 /* ---------------------------------------------------------------- */
@@ -483,32 +472,78 @@ static void note_thread_err(struct hm_tracker *t, int err)
  * and pages that lose their protection without a fault are found by the
  * sweep (sweep()).
  */
-static void handle_wp_fault(struct hm_tracker *t, uint64_t addr)
+/* The unit around addr (R12): the aligned unit clipped to addr's range;
+ * [*start, *start + *len). A page when addr is in no range. Caller holds
+ * ranges_lock. Returns the bit of *start or UINT64_MAX. */
+static uint64_t unit_of(struct hm_tracker *t, uint64_t addr, uint64_t *start,
+			uint64_t *len)
 {
 	uint64_t page = addr & ~(t->page_size - 1);
-	uint64_t bit;
+
+	*start = page;
+	*len = t->page_size;
+	for (size_t i = 0; i < t->nranges; i++) {
+		struct hm_range *r = &t->ranges[i];
+		uint64_t s, e;
+
+		if (addr < r->addr || addr - r->addr >= r->len)
+			continue;
+		s = addr & ~(t->unit - 1);
+		e = s + t->unit;
+		if (s < r->addr)
+			s = r->addr;
+		if (e > r->addr + r->len)
+			e = r->addr + r->len;
+		*start = s;
+		*len = e - s;
+		return r->first_bit + ((s - r->addr) >> t->page_shift);
+	}
+	return UINT64_MAX;
+}
+
+/* Set bits [bit, bit + n) of L, atomically (the control thread takes L
+ * word by word). */
+static void set_bits_atomic(struct hm_tracker *t, uint64_t bit, uint64_t n)
+{
+	while (n) {
+		uint64_t w = bit / 64, off = bit % 64;
+		uint64_t k = 64 - off < n ? 64 - off : n;
+		uint64_t mask = (k == 64 ? ~UINT64_C(0)
+					 : ((UINT64_C(1) << k) - 1)) << off;
+
+		__atomic_fetch_or(&t->L.words[w], mask, __ATOMIC_SEQ_CST);
+		bit += k;
+		n -= k;
+	}
+}
+
+static void handle_wp_fault(struct hm_tracker *t, uint64_t addr)
+{
+	uint64_t start, len, bit;
 	int ret;
 
-	/* 0. Tell harvests that this page's bit is coming. */
-	__atomic_store_n(&t->ft_page, page, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&t->ranges_lock);
+	bit = unit_of(t, addr, &start, &len);
+	pthread_mutex_unlock(&t->ranges_lock);
+	/* 0. Tell harvests that these pages' bits are coming. */
+	__atomic_store_n(&t->ft_len, len, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->ft_page, start, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&t->ft_begun, 1, __ATOMIC_SEQ_CST);
-	/* 1. Un-protect (and wake the writer). */
-	ret = wp_ioctl(t, page, t->page_size, false);
+	/* 1. Un-protect (and wake the writer): the whole unit (R12). */
+	ret = wp_ioctl(t, start, len, false);
 	if (ret < 0)
 		note_thread_err(t, ret);
-	/* 2. Then record. Even if the un-protect failed (the target is
-	 * gone, say), recording costs nothing. */
-	pthread_mutex_lock(&t->ranges_lock);
-	bit = bit_of_addr(t, page);
-	pthread_mutex_unlock(&t->ranges_lock);
+	/* 2. Then record, every page that step 1 made writable (R12: one
+	 * left out would take writes that no harvest reports). Even if the
+	 * un-protect failed (the target is gone, say), recording costs
+	 * nothing. */
 	if (bit != UINT64_MAX)
-		__atomic_fetch_or(&t->L.words[bit / 64], UINT64_C(1) << (bit % 64),
-				  __ATOMIC_SEQ_CST);
+		set_bits_atomic(t, bit, len >> t->page_shift);
 	__atomic_store_n(&t->ft_page, 0, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&t->ft_done, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&t->stats.faults, 1, __ATOMIC_RELAXED);
-	hm_logf(&t->log, HM_LOG_DEBUG, "wp fault 0x%" PRIx64 " bit %" PRIu64,
-		addr, bit);
+	hm_logf(&t->log, HM_LOG_DEBUG, "wp fault 0x%" PRIx64 " bit %" PRIu64
+		" +%" PRIu64, addr, bit, len >> t->page_shift);
 }
 
 /* Read every queued message. 0 when the queue is empty, -errno else. */
@@ -663,7 +698,23 @@ static struct hm_tracker *tracker_new(const struct hm_caps *caps,
 		ret = -EINVAL;
 		goto fail;
 	}
-	mode = hm_tracker_mode_pick(caps, opts->mode);
+	if (opts->unit_bytes && (opts->unit_bytes & (opts->unit_bytes - 1))) {
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (opts->unit_bytes > (uint64_t)sysconf(_SC_PAGESIZE) &&
+	    opts->mode == HM_TRACKER_ASYNC) {
+		hm_logf(&opts->log, HM_LOG_ERROR, "a tracking unit of %" PRIu64
+			" KiB needs the sync tracker: in async mode the kernel "
+			"splits a write-protected huge page at its first write",
+			opts->unit_bytes >> 10);
+		ret = -EINVAL;
+		goto fail;
+	}
+	mode = hm_tracker_mode_pick(caps, opts->unit_bytes >
+				    (uint64_t)sysconf(_SC_PAGESIZE) &&
+				    opts->mode == HM_TRACKER_AUTO ?
+				    HM_TRACKER_SYNC : opts->mode);
 	if (mode < 0) {
 		if (mode == -EPERM)
 			hm_logf(&opts->log, HM_LOG_ERROR,
@@ -703,6 +754,8 @@ static struct hm_tracker *tracker_new(const struct hm_caps *caps,
 	ps = sysconf(_SC_PAGESIZE);
 	t->page_size = (uint64_t)ps;
 	t->page_shift = (unsigned)__builtin_ctzll(t->page_size);
+	t->unit = opts->unit_bytes > t->page_size ? opts->unit_bytes
+						   : t->page_size;
 
 	if (uffd < 0) {
 		ret = hm_uffd_create();
@@ -771,9 +824,10 @@ static struct hm_tracker *tracker_new(const struct hm_caps *caps,
 		}
 	}
 	hm_logf(&t->log, HM_LOG_INFO,
-		"tracker: %s mode, pid %d%s, features 0x%" PRIx64,
+		"tracker: %s mode, pid %d%s, features 0x%" PRIx64
+		", unit %" PRIu64 " KiB",
 		hm_tracker_mode_name(t->mode), (int)pid,
-		remote ? " (remote)" : "", t->features);
+		remote ? " (remote)" : "", t->features, t->unit >> 10);
 	return t;
 
 fail:
@@ -1227,8 +1281,15 @@ static bool fault_pending(struct hm_tracker *t, uint64_t page, uint64_t bit)
 {
 	if (hm_bitmap_test(&t->taken, bit))
 		return true; /* taken from L already: no need to look */
-	if (__atomic_load_n(&t->ft_page, __ATOMIC_SEQ_CST) == page)
-		return true;
+	{
+		uint64_t fp = __atomic_load_n(&t->ft_page, __ATOMIC_SEQ_CST);
+
+		/* a torn read of ft_page/ft_len only makes the sweep report
+		 * the page once more */
+		if (fp && page >= fp &&
+		    page - fp < __atomic_load_n(&t->ft_len, __ATOMIC_SEQ_CST))
+			return true;
+	}
 	return __atomic_load_n(&t->L.words[bit / 64], __ATOMIC_SEQ_CST) &
 	       (UINT64_C(1) << (bit % 64));
 }
@@ -1351,15 +1412,16 @@ static void wait_fault_thread(struct hm_tracker *t)
 		} else if (now_ns() > deadline) {
 			uint64_t page = __atomic_load_n(&t->ft_page,
 							__ATOMIC_SEQ_CST);
-			uint64_t bit;
+			uint64_t bit = UINT64_MAX, start, len;
 
-			/* Record the page for the thread (an extra report
+			/* Record the unit for the thread (an extra report
 			 * at worst) rather than wait for ever. */
 			pthread_mutex_lock(&t->ranges_lock);
-			bit = page ? bit_of_addr(t, page) : UINT64_MAX;
+			if (page)
+				bit = unit_of(t, page, &start, &len);
 			pthread_mutex_unlock(&t->ranges_lock);
 			if (bit != UINT64_MAX)
-				hm_bitmap_set_atomic(&t->L, bit);
+				set_bits_atomic(t, bit, len >> t->page_shift);
 			hm_logf(&t->log, HM_LOG_WARN,
 				"fault thread slow on page 0x%" PRIx64, page);
 			return;

@@ -92,6 +92,15 @@ struct hm_tracker_opts {
 	bool keep_hot;
 	unsigned hot_period;
 	unsigned hot_after;
+	/* Tracking unit (R12, docs/tracker.md), 0 = the page size; else a
+	 * power of two above it (2 MiB: a THP). A write fault un-protects the
+	 * whole aligned unit (within its range) and records every page of
+	 * it written: one fault per unit and harvest instead of one per
+	 * page, more pages reported. Sync mode only (in async mode the
+	 * kernel splits a write-protected THP at its first write); with
+	 * mode AUTO a unit picks sync. On anonymous THP the kernel then
+	 * faults, un-protects and re-protects the huge page whole. */
+	uint64_t unit_bytes;
 };
 
 /* Threads: add_range, start, harvest, reprotect, stop and close are

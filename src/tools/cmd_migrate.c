@@ -307,7 +307,7 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 			  const char *agent, const char *to)
 {
 	char self[4096], tmo[32], bw[32];
-	const char *av[32];
+	const char *av[40];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	int ac = 0;
 	pid_t pid;
@@ -340,8 +340,14 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 		av[ac++] = "--json";
 		av[ac++] = o->json;
 	}
-	if (o->verbose)
+	/* as virsh migrate: quiet, or --verbose's progress line */
+	if (o->verbose) {
 		av[ac++] = "--verbose";
+		av[ac++] = "--progress";
+		av[ac++] = "virsh";
+	} else {
+		av[ac++] = "--quiet";
+	}
 	av[ac] = NULL;
 	pid = fork();
 	if (pid == 0) {

@@ -82,6 +82,8 @@ static uint64_t mono_ns(void)
 struct progress {
 	bool tty;
 	bool quiet;
+	bool virsh;		/* "Migration: [ 45 %]", as virsh migrate */
+	int last_pct;
 	bool line_open;
 	uint64_t last_round;
 	uint64_t last_ns;
@@ -95,6 +97,21 @@ static void on_progress(void *opaque, const struct hm_migrate_stats *st)
 
 	if (pr->quiet)
 		return;
+	if (pr->virsh) {
+		/* hintmig migrate: virsh migrate --verbose's line */
+		int pct = st->ram_total ? (int)(100 - st->ram_remaining * 100 /
+						st->ram_total) : 0;
+
+		if (st->status == HM_MIG_COMPLETED)
+			pct = 100;
+		if (pct == pr->last_pct)
+			return;
+		pr->last_pct = pct;
+		fprintf(stderr, pr->tty ? "\rMigration: [%3d %%]"
+					: "Migration: [%3d %%]\n", pct);
+		pr->line_open = pr->tty;
+		return;
+	}
 	if (pr->tty) {
 		fprintf(stderr, "\rround %" PRIu64 "  remaining %.1f MiB  "
 			"rate %.1f MiB/s  %-9s   ", st->rounds,
@@ -518,6 +535,8 @@ static void send_usage(FILE *f)
 "                          into a reused 1 MiB buffer (the physical\n"
 "                          limit) and into fresh memory (what a\n"
 "                          destination's first touch adds on this host)\n"
+"  --progress rounds|virsh   progress on stderr: per round (default), or\n"
+"                          virsh migrate --verbose's \"Migration: [ 45 %%]\"\n"
 "  --quiet, --verbose      less or more of the engine's log\n"
 "  --help                  this text\n"
 "  --version               the version\n"
@@ -529,7 +548,7 @@ struct send_opts {
 	const char *to;
 	const char *qemu, *qemu_uri, *agent;
 	const char *json;
-	bool verify, quiet, raw, hints_set, libvirt;
+	bool verify, quiet, raw, hints_set, libvirt, progress_virsh;
 	int verbose;
 	enum hints_mode hints;
 	struct hm_synth_params sp;
@@ -542,7 +561,7 @@ enum {
 	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
 	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
-	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT,
+	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT, OPT_PROGRESS,
 };
 
 static int bad(const char *opt, const char *val)
@@ -585,6 +604,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "agent", required_argument, NULL, OPT_AGENT },
 		{ "hint-timeout", required_argument, NULL, OPT_HINT_TIMEOUT },
 		{ "libvirt", no_argument, NULL, OPT_LIBVIRT },
+		{ "progress", required_argument, NULL, OPT_PROGRESS },
 		{ "connect-timeout", required_argument, NULL,
 		  OPT_CONNECT_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
@@ -716,6 +736,11 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		case OPT_LIBVIRT:
 			o->libvirt = true;
 			break;
+		case OPT_PROGRESS:
+			if (strcmp(optarg, "rounds") && strcmp(optarg, "virsh"))
+				return bad("progress", optarg);
+			o->progress_virsh = !strcmp(optarg, "virsh");
+			break;
 		case OPT_CONNECT_TIMEOUT:
 			if (hm_parse_uint(optarg, 3600000, &u) || !u)
 				return bad("connect-timeout", optarg);
@@ -841,6 +866,8 @@ int hm_cmd_send(int argc, char **argv)
 	}
 	pr.quiet = o.quiet;
 	pr.tty = isatty(STDERR_FILENO);
+	pr.virsh = o.progress_virsh;
+	pr.last_pct = -1;
 
 	ret = EXIT_SETUP;
 #if HM_HAVE_JSONC

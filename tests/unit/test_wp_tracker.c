@@ -520,6 +520,95 @@ static void test_thp_granularity(const struct hm_caps *caps,
 	       "was %ld kB before start)\n", hm_tracker_mode_name(mode), kb);
 }
 
+/* R12: a tracking unit of 2 MiB (sync mode). A write to one page of a
+ * unit un-protects the whole unit and reports every page of it; further
+ * writes to that unit take no fault until the harvest protects it again.
+ * Fails if a unit's pages are un-protected without being recorded (a
+ * write to a neighbour would be lost: the harvest would miss it) or
+ * recorded without being un-protected (the neighbour's write would fault
+ * again). On THP the kernel keeps the huge page whole. */
+static void test_units(const struct hm_caps *caps, enum kind k)
+{
+	const size_t npages = EXACT_LEN / page_size, per = HUGE_SZ / page_size;
+	const uint64_t nbits = npages + BIT0;
+	struct hm_tracker_opts o = {
+		.mode = HM_TRACKER_AUTO,
+		.log = { test_log, NULL, HM_LOG_DEBUG },
+		.nbits = nbits,
+		.unit_bytes = HUGE_SZ,
+	};
+	struct hm_bitmap one, neigh, want, got;
+	struct hm_tracker_stats st0, st1;
+	struct hm_tracker *t;
+	struct region r;
+	long kb0, kb1;
+	char what[64];
+
+	snprintf(what, sizeof(what), "2 MiB units %s", kind_names[k]);
+	map_region(&r, k, EXACT_LEN);
+	memset(r.base, 1, r.len);
+	HM_CHECK_OK(hm_bitmap_init(&one, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&neigh, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&want, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
+	/* units 0 and 2 of the 4: one page each, then a neighbour */
+	hm_bitmap_set(&one, BIT0 + 0 * per + 5);
+	hm_bitmap_set(&one, BIT0 + 2 * per + 300);
+	hm_bitmap_set(&neigh, BIT0 + 0 * per + 400);
+	hm_bitmap_set(&neigh, BIT0 + 2 * per + 1);
+	hm_bitmap_set_range(&want, BIT0 + 0 * per, per);
+	hm_bitmap_set_range(&want, BIT0 + 2 * per, per);
+	t = hm_tracker_open(caps, &o);
+	if (!t)
+		hm_test_fail("%s: open: %s", what, strerror(errno));
+	HM_CHECK_EQ(hm_tracker_get_mode(t), HM_TRACKER_SYNC);
+	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, BIT0));
+	HM_CHECK_OK(hm_tracker_start(t));
+	kb0 = anon_huge_kb();
+	for (int round = 0; round < 2; round++) {
+		hm_tracker_get_stats(t, &st0);
+		write_set(&r, &one, 10 + round);
+		/* the thread counts a fault after it woke the writer */
+		for (int i = 0; i < 2000; i++) {
+			hm_tracker_get_stats(t, &st1);
+			if (st1.faults - st0.faults >= 2)
+				break;
+			usleep(1000);
+		}
+		HM_CHECK_EQ(st1.faults - st0.faults, 2);	/* one a unit */
+		write_set(&r, &neigh, 20 + round);
+		hm_tracker_get_stats(t, &st0);
+		HM_CHECK_EQ(st0.faults, st1.faults);	/* unit writable */
+		harvest_expect(t, &got, &want, what);	/* whole units */
+		HM_CHECK_EQ(pagemap_count_wp(r.base, r.len), npages);
+	}
+	kb1 = anon_huge_kb();
+	hm_tracker_close(t);
+	hm_bitmap_fini(&one);
+	hm_bitmap_fini(&neigh);
+	hm_bitmap_fini(&want);
+	hm_bitmap_fini(&got);
+	unmap_region(&r);
+	printf("ok %s: one fault a unit, units reported whole (AnonHugePages "
+	       "%ld kB at start, %ld kB after two harvests)\n", what, kb0, kb1);
+}
+
+/* A unit above the page size with the async tracker: refused. */
+static void test_units_async(const struct hm_caps *caps)
+{
+	struct hm_tracker_opts o = {
+		.mode = HM_TRACKER_ASYNC,
+		.log = { test_log, NULL, HM_LOG_DEBUG },
+		.nbits = 64,
+		.unit_bytes = HUGE_SZ,
+	};
+
+	errno = 0;
+	HM_CHECK(hm_tracker_open(caps, &o) == NULL);
+	HM_CHECK_EQ(errno, EINVAL);
+	printf("ok 2 MiB units with the async tracker: refused\n");
+}
+
 /* ------------------------------------------------------------------ */
 /* R11: hot pages left writable, reported at every harvest            */
 /* ------------------------------------------------------------------ */
@@ -1279,6 +1368,14 @@ int main(int argc, char **argv)
 			if (caps.thp)
 				test_thp_granularity(&caps, modes[m]);
 			test_split(&caps, modes[m]);
+		}
+		if (want_part(argc, argv, "units") &&
+		    modes[m] == HM_TRACKER_SYNC) {
+			test_units(&caps, K_NOTHP);
+			if (caps.thp)
+				test_units(&caps, K_THP);
+			if (caps.wp_async)
+				test_units_async(&caps);
 		}
 		if (want_part(argc, argv, "hot")) {
 			test_hot(&caps, modes[m], K_NOTHP);
