@@ -109,6 +109,9 @@ struct hm_migrate_params {
 	int compress_level;		/* zstd level, 0 = default (1) */
 	enum hm_tracker_mode tracker_mode;
 	bool tracker_keep_hot;		/* R11: hot pages stay writable */
+	uint64_t tracker_unit;		/* R12: bytes a fault un-protects and
+					 * records (0: a page; 2 MiB: a THP);
+					 * picks the sync tracker */
 	unsigned max_hint_ranges;	/* per session, 0 = default */
 	unsigned hint_timeout_ms;	/* how long a round waits for "done",
 					 * 0 = do not wait */

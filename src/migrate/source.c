@@ -1249,6 +1249,7 @@ static int open_tracker(struct hm_migration *m)
 	to.log = m->log;
 	to.nbits = m->g->npages;
 	to.keep_hot = m->p.tracker_keep_hot;
+	to.unit_bytes = m->p.tracker_unit;
 	m->tracker = m->g->ops->open_tracker(m->g, &caps, &to);
 	if (!m->tracker) {
 		r = -errno;

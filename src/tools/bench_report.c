@@ -240,10 +240,12 @@ static void cfg_label_nofree(const struct bench_cfg *c, char *buf,
 		fmt_size(c->bandwidth, s, sizeof(s));
 		snprintf(bw, sizeof(bw), " bw%s/s", s);
 	}
-	snprintf(buf, len, "%s %s%s%s ch%u %s%s", ram, rate,
+	snprintf(buf, len, "%s %s%s%s ch%u %s%s%s%s", ram, rate,
 		 c->dirty_rate ? " " : "",
 		 c->dirty_rate ? bench_pattern_names[c->pattern] : "", c->channels,
-		 hm_tracker_mode_name(c->tracker), c->pin ? " pin" : "");
+		 hm_tracker_mode_name(c->tracker),
+		 c->track_unit ? " unit2M" : "", c->thp ? " thp" : "",
+		 c->pin ? " pin" : "");
 	if (bw[0]) {
 		size_t n = strlen(buf);
 
@@ -263,10 +265,11 @@ void bench_cfg_label(const struct bench_cfg *c, char *buf, size_t len)
 		fmt_size(c->bandwidth, s, sizeof(s));
 		snprintf(bw, sizeof(bw), " bw%s/s", s);
 	}
-	snprintf(buf, len, "%s %.0f%%free %s%s%s ch%u %s%s%s", ram,
+	snprintf(buf, len, "%s %.0f%%free %s%s%s ch%u %s%s%s%s%s", ram,
 		 c->free_frac * 100, rate, c->dirty_rate ? " " : "",
 		 c->dirty_rate ? bench_pattern_names[c->pattern] : "",
 		 c->channels, hm_tracker_mode_name(c->tracker),
+		 c->track_unit ? " unit2M" : "", c->thp ? " thp" : "",
 		 c->pin ? " pin" : "", bw);
 }
 
@@ -695,6 +698,9 @@ static void json_cfg(FILE *f, const struct bench *b, size_t ci)
 	j_kv_u64(f, "max-bandwidth", c->bandwidth, true);
 	j_kv_u64(f, "multifd-channels", c->channels, true);
 	j_kv_str(f, "tracker-mode", hm_tracker_mode_name(c->tracker), true);
+	j_kv_u64(f, "tracker-unit", c->track_unit, true);
+	j_str(f, "thp");
+	fprintf(f, ":%s,", c->thp ? "true" : "false");
 	j_str(f, "pinned");
 	fprintf(f, ":%s,", c->pin ? "true" : "false");
 	j_str(f, "modes");

@@ -608,6 +608,7 @@ static int tracked_window(struct bench *b, const struct bench_cfg *cfg,
 	to.nbits = s->npages;
 	to.keep_hot = variant != 0;
 	to.hot_after = variant == 2 ? 1 : 0;
+	to.unit_bytes = cfg->track_unit;
 	ret = hm_bitmap_init(&l, s->npages);
 	if (ret < 0)
 		return ret;
@@ -747,6 +748,7 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 	sp.hot_frac = cfg->hot_frac;
 	sp.writers = cfg->writers;
 	sp.churn_rate = cfg->churn_rate;
+	sp.thp = cfg->thp;
 	sp.hint_kind = r->mode == BENCH_ISOLATED ? HM_HINT_ISOLATED
 						 : HM_HINT_FREE;
 	sp.seed = 1 + r->rep; /* the same guest for every mode of a rep */
@@ -804,6 +806,7 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 	mp.force_on_max_rounds = true;
 	mp.channels = cfg->channels;
 	mp.tracker_mode = cfg->tracker;
+	mp.tracker_unit = cfg->track_unit;
 	mp.io_timeout_ms = CHILD_IO_TIMEOUT_MS;
 	m = hm_migration_new(g, hs, &mp, &b->log);
 	if (!m) {

@@ -516,6 +516,9 @@ static void send_usage(FILE *f)
 "  --hint-timeout MS       how long a round waits for the guest's hints\n"
 "                          (default 1000)\n"
 "  --tracker auto|sync|async    write tracking mode (default auto)\n"
+"  --track-unit SIZE       a write fault un-protects and reports this much\n"
+"                          (R12; 2M: a transparent huge page stays whole,\n"
+"                          one fault per huge page and round; sync tracker)\n"
 "  --keep-hot              pages written in two harvests in a row stay\n"
 "                          writable and are sent every round (R11):\n"
 "                          fewer guest faults, more pages sent\n"
@@ -561,7 +564,7 @@ enum {
 	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
 	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
-	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT, OPT_PROGRESS,
+	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT, OPT_PROGRESS, OPT_TRACK_UNIT,
 };
 
 static int bad(const char *opt, const char *val)
@@ -605,6 +608,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "hint-timeout", required_argument, NULL, OPT_HINT_TIMEOUT },
 		{ "libvirt", no_argument, NULL, OPT_LIBVIRT },
 		{ "progress", required_argument, NULL, OPT_PROGRESS },
+		{ "track-unit", required_argument, NULL, OPT_TRACK_UNIT },
 		{ "connect-timeout", required_argument, NULL,
 		  OPT_CONNECT_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
@@ -735,6 +739,12 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 			break;
 		case OPT_LIBVIRT:
 			o->libvirt = true;
+			break;
+		case OPT_TRACK_UNIT:
+			if (hm_parse_size(optarg, &u) || (u & (u - 1)) ||
+			    u > (1ull << 30))
+				return bad("track-unit", optarg);
+			o->mp.tracker_unit = u;
 			break;
 		case OPT_PROGRESS:
 			if (strcmp(optarg, "rounds") && strcmp(optarg, "virsh"))

@@ -67,6 +67,9 @@ struct axes {
 	size_t nch;
 	enum hm_tracker_mode tracker[3];
 	size_t ntracker;
+	uint64_t unit[2];	/* R12 tracking units, 0 = a page */
+	size_t nunit;
+	bool thp;		/* guest RAM on THP */
 	unsigned modes;		/* 0 = not given */
 	int pin;		/* -1 not given */
 	double hot_frac;	/* < 0 not given */
@@ -105,6 +108,16 @@ static const struct group quick_groups[] = {
 	    .ntracker = 2,
 	    .modes = 1u << BENCH_FREE,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: "
+	  "4 KiB units vs 2 MiB units (R12)",
+	  { .ram = { M(512) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
+	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
+	    .tracker = { HM_TRACKER_SYNC }, .ntracker = 1,
+	    .unit = { 0, M(2) }, .nunit = 2, .thp = true,
+	    .modes = 1u << BENCH_FREE,
+	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 };
 
 /* full: the published matrix (docs/benchmarks.md), ~20 minutes here. */
@@ -129,6 +142,15 @@ static const struct group full_groups[] = {
 	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC },
 	    .ntracker = 2,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: "
+	  "4 KiB units vs 2 MiB units (R12)",
+	  { .ram = { G(1) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
+	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
+	    .tracker = { HM_TRACKER_SYNC }, .ntracker = 1,
+	    .unit = { 0, M(2) }, .nunit = 2, .thp = true,
+	    	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 	{ "streams", "one stream",
 	  { .ram = { G(1) }, .nram = 1,
 	    .free = { 0.75 }, .nfree = 1,
@@ -319,6 +341,7 @@ static int expand_group(struct bench *b, const char *name,
 	PICK(bw, nbw, zero64);
 	PICK(ch, nch, ch_def);
 	PICK(tracker, ntracker, trk_def);
+	PICK(unit, nunit, zero64);
 #undef PICK
 	struct bench_cfg c;
 
@@ -332,13 +355,15 @@ static int expand_group(struct bench *b, const char *name,
 			       : g->writers >= 0 ? g->writers : 1);
 	c.churn_rate = (uint64_t)(ov->churn >= 0 ? ov->churn
 				  : g->churn >= 0 ? g->churn : 0);
+	c.thp = ov->thp || g->thp;
 	for (size_t i0 = 0; i0 < nram; i0++)
 	for (size_t i1 = 0; i1 < nfree; i1++)
 	for (size_t i2 = 0; i2 < ndirty; i2++)
 	for (size_t i3 = 0; i3 < npattern; i3++)
 	for (size_t i4 = 0; i4 < nbw; i4++)
 	for (size_t i5 = 0; i5 < nch; i5++)
-	for (size_t i6 = 0; i6 < ntracker; i6++) {
+	for (size_t i6 = 0; i6 < ntracker; i6++)
+	for (size_t i7 = 0; i7 < nunit; i7++) {
 		int r;
 
 		c.ram = ram[i0];
@@ -348,6 +373,7 @@ static int expand_group(struct bench *b, const char *name,
 		c.bandwidth = bw[i4];
 		c.channels = ch[i5] ? ch[i5] : default_channels();
 		c.tracker = tracker[i6];
+		c.track_unit = unit[i7];
 		r = push_cfg(b, &c);
 		if (r < 0)
 			return r;
@@ -499,6 +525,7 @@ static void usage(FILE *f)
 "  --max-rounds N       then stop-and-copy is forced (default 30)\n"
 "  --json FILE          every run and every aggregate\n"
 "  --plot FILE.svg      time and bytes per mode across free fractions\n"
+"  --group NAME         only this group of the preset (--list shows them)\n"
 "  --list               print the configurations and exit\n"
 "  --no-progress        no progress bar\n"
 "  --verbose            the engine's log down to info\n"
@@ -511,7 +538,7 @@ enum {
 	OPT_TRACKER, OPT_HINTS, OPT_PIN, OPT_NOPIN, OPT_HOT, OPT_WRITERS,
 	OPT_CHURN, OPT_REPS, OPT_TRANSPORT, OPT_WINDOW, OPT_RAW, OPT_DOWN,
 	OPT_ROUNDS, OPT_JSON, OPT_PLOT, OPT_LIST, OPT_NOPROG, OPT_VERBOSE,
-	OPT_PRESET, OPT_HELP, OPT_VERSION,
+	OPT_PRESET, OPT_HELP, OPT_VERSION, OPT_GROUP,
 };
 
 static void bench_logger(void *opaque, enum hm_log_level level,
@@ -561,6 +588,7 @@ int main(int argc, char **argv)
 		{ "json", required_argument, NULL, OPT_JSON },
 		{ "plot", required_argument, NULL, OPT_PLOT },
 		{ "list", no_argument, NULL, OPT_LIST },
+		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "no-progress", no_argument, NULL, OPT_NOPROG },
 		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "help", no_argument, NULL, OPT_HELP },
@@ -574,6 +602,7 @@ int main(int argc, char **argv)
 	const struct preset *pre = NULL;
 	struct sigaction sa;
 	bool list = false, no_progress = false, any_bad = false;
+	const char *only_group = NULL;
 	unsigned reps = 0;
 	uint64_t u = 0, v = 0;
 	int c, r;
@@ -667,6 +696,7 @@ int main(int argc, char **argv)
 		case OPT_JSON: b.o.json_path = optarg; break;
 		case OPT_PLOT: b.o.plot_path = optarg; break;
 		case OPT_LIST: list = true; break;
+		case OPT_GROUP: only_group = optarg; break;
 		case OPT_NOPROG: no_progress = true; break;
 		case OPT_VERBOSE: b.o.verbose = true; break;
 		case 'h':
@@ -702,12 +732,19 @@ int main(int argc, char **argv)
 	b.o.reps = reps ? reps : pre->reps;
 	b.o.ncpus = default_channels();
 	for (size_t i = 0; i < pre->ngroups; i++) {
+		if (only_group && strcmp(only_group, pre->groups[i].name))
+			continue;
 		r = expand_group(&b, pre->groups[i].name, &pre->groups[i].ax,
 				 &ov);
 		if (r < 0) {
 			fprintf(stderr, "hintmig-bench: %s\n", strerror(-r));
 			return 3;
 		}
+	}
+	if (only_group && !b.ncfgs) {
+		fprintf(stderr, "hintmig-bench: no group '%s' in preset %s\n",
+			only_group, pre->name);
+		return 2;
 	}
 	for (size_t i = 0; i < b.ncfgs; i++)
 		for (unsigned k = 0; k < BENCH_NMODES; k++)
