@@ -45,7 +45,11 @@ expect() { # LINE EXPECTED
 	fi
 }
 
-if "$build/hintmig" --help | grep -q '^  libvirt'; then
+if "$build/hintmig" --help | grep -q '^  migrate'; then
+	expect "hintmig " "--help --version features libvirt migrate recv send track-demo"
+	expect "hintmig migrate --p" "--p2p --persistent"
+	expect "hintmig migrate --hints " "auto none"
+elif "$build/hintmig" --help | grep -q '^  libvirt'; then
 	expect "hintmig " "--help --version features libvirt recv send track-demo"
 else
 	expect "hintmig " "--help --version features recv send track-demo"

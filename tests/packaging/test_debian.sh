@@ -124,7 +124,7 @@ echo "== the installed programs"
 bin=$root/usr/bin
 "$bin/hintmig" --version | grep -qx "hintmig ${version%%-*}" || fail "hintmig --version"
 "$bin/hintmig-bench" --version | grep -qx "hintmig-bench ${version%%-*}" || fail "hintmig-bench --version"
-for sub in features track-demo send recv libvirt; do
+for sub in features track-demo send recv libvirt migrate; do
 	"$bin/hintmig" "$sub" --version | grep -qx "hintmig $sub ${version%%-*}" ||
 		fail "hintmig $sub --version"
 done
@@ -133,6 +133,17 @@ done
 file "$root/usr/sbin/hintmig-agent" | grep -q "static-pie linked" ||
 	fail "hintmig-agent is not a static PIE: $(file "$root/usr/sbin/hintmig-agent")"
 [ -s "$root/usr/lib/systemd/system/hintmig-agent.service" ] || fail "no systemd unit"
+# hintmig migrate's two host pieces (docs/libvirt.md)
+[ -x "$root/usr/libexec/hintmig/hintmig-qemu" ] || fail "no emulator wrapper"
+grep -q '^exec /usr/bin/qemu-system-x86_64\|^qemu=./usr/bin/qemu-system-x86_64' \
+	"$root/usr/libexec/hintmig/hintmig-qemu" || fail "the wrapper does not run /usr/bin/qemu-system-x86_64"
+[ -x "$root/etc/libvirt/hooks/qemu.d/50-hintmig" ] || fail "no libvirt hook"
+grep -q '^exec /usr/bin/hintmig libvirt hook' "$root/etc/libvirt/hooks/qemu.d/50-hintmig" ||
+	fail "the hook does not run /usr/bin/hintmig"
+echo "ok   /usr/libexec/hintmig/hintmig-qemu and /etc/libvirt/hooks/qemu.d/50-hintmig"
+# the hook on an event that is not ours: nothing, exit 0
+echo '<domain><name>x</name></domain>' | "$root/usr/bin/hintmig" libvirt hook x prepare begin - ||
+	fail "hintmig libvirt hook on prepare: not 0"
 if out=$("$bin/hintmig" features 2>&1); then
 	echo "$out" | sed 's/^/  /'
 	grep -qi userfaultfd <<<"$out" || fail "hintmig features printed no userfaultfd line"
@@ -143,9 +154,9 @@ fi
 
 echo "== man pages"
 pages=("$root"/usr/share/man/man1/*.1.gz)
-[ ${#pages[@]} -eq 7 ] || fail "expected 7 man pages, found ${#pages[@]}"
+[ ${#pages[@]} -eq 8 ] || fail "expected 8 man pages, found ${#pages[@]}"
 pages+=("$root"/usr/share/man/man8/*.8.gz)
-[ ${#pages[@]} -eq 8 ] || fail "expected 8 man pages with hintmig-agent.8, found ${#pages[@]}"
+[ ${#pages[@]} -eq 9 ] || fail "expected 9 man pages with hintmig-agent.8, found ${#pages[@]}"
 for pg in "${pages[@]}"; do
 	warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$pg" 2>&1 >/dev/null)
 	lines=$(LC_ALL=C.UTF-8 MANWIDTH=80 man -E UTF-8 -l "$pg" 2>/dev/null | wc -l)

@@ -39,6 +39,9 @@ done
 if "$build/hintmig" --help | grep -q '^  libvirt'; then
 	check hintmig-libvirt "$build/hintmig" libvirt
 fi
+if "$build/hintmig" --help | grep -q '^  migrate'; then
+	check hintmig-migrate "$build/hintmig" migrate
+fi
 check hintmig-bench "$build/hintmig-bench"
 SECTION=8 check hintmig-agent "$build/src/guest_agent/hintmig-agent"
 [ "$fails" -eq 0 ] || { echo "$fails man page checks failed"; exit 1; }
