@@ -244,7 +244,9 @@ static void cfg_label_nofree(const struct bench_cfg *c, char *buf,
 		 c->dirty_rate ? " " : "",
 		 c->dirty_rate ? bench_pattern_names[c->pattern] : "", c->channels,
 		 hm_tracker_mode_name(c->tracker),
-		 c->track_unit ? " unit2M" : "", c->thp ? " thp" : "",
+		 c->track_unit ? " unit2M" : "",
+		 c->thp ? (c->keep_hot ? " thp keep-hot" : " thp")
+			: (c->keep_hot ? " keep-hot" : ""),
 		 c->pin ? " pin" : "");
 	if (bw[0]) {
 		size_t n = strlen(buf);
@@ -269,7 +271,9 @@ void bench_cfg_label(const struct bench_cfg *c, char *buf, size_t len)
 		 c->free_frac * 100, rate, c->dirty_rate ? " " : "",
 		 c->dirty_rate ? bench_pattern_names[c->pattern] : "",
 		 c->channels, hm_tracker_mode_name(c->tracker),
-		 c->track_unit ? " unit2M" : "", c->thp ? " thp" : "",
+		 c->track_unit ? " unit2M" : "",
+		 c->thp ? (c->keep_hot ? " thp keep-hot" : " thp")
+			: (c->keep_hot ? " keep-hot" : ""),
 		 c->pin ? " pin" : "", bw);
 }
 
@@ -699,6 +703,8 @@ static void json_cfg(FILE *f, const struct bench *b, size_t ci)
 	j_kv_u64(f, "multifd-channels", c->channels, true);
 	j_kv_str(f, "tracker-mode", hm_tracker_mode_name(c->tracker), true);
 	j_kv_u64(f, "tracker-unit", c->track_unit, true);
+	j_str(f, "keep-hot");
+	fprintf(f, ":%s,", c->keep_hot ? "true" : "false");
 	j_str(f, "thp");
 	fprintf(f, ":%s,", c->thp ? "true" : "false");
 	j_str(f, "pinned");

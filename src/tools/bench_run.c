@@ -807,6 +807,7 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 	mp.channels = cfg->channels;
 	mp.tracker_mode = cfg->tracker;
 	mp.tracker_unit = cfg->track_unit;
+	mp.tracker_keep_hot = cfg->keep_hot;
 	mp.io_timeout_ms = CHILD_IO_TIMEOUT_MS;
 	m = hm_migration_new(g, hs, &mp, &b->log);
 	if (!m) {

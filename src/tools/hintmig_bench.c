@@ -69,6 +69,8 @@ struct axes {
 	size_t ntracker;
 	uint64_t unit[2];	/* R12 tracking units, 0 = a page */
 	size_t nunit;
+	uint64_t keep[2];	/* the migration with R11 (1) or not (0) */
+	size_t nkeep;
 	bool thp;		/* guest RAM on THP */
 	unsigned modes;		/* 0 = not given */
 	int pin;		/* -1 not given */
@@ -109,13 +111,14 @@ static const struct group quick_groups[] = {
 	    .modes = 1u << BENCH_FREE,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: "
-	  "4 KiB units vs 2 MiB units (R12)",
+	  "4 KiB units vs 2 MiB units (R12), without and with R11",
 	  { .ram = { M(512) }, .nram = 1,
 	    .free = { 0.75 }, .nfree = 1,
 	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
 	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
 	    .tracker = { HM_TRACKER_SYNC }, .ntracker = 1,
 	    .unit = { 0, M(2) }, .nunit = 2, .thp = true,
+	    .keep = { 0, 1 }, .nkeep = 2,
 	    .modes = 1u << BENCH_FREE,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 };
@@ -143,13 +146,14 @@ static const struct group full_groups[] = {
 	    .ntracker = 2,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: "
-	  "4 KiB units vs 2 MiB units (R12)",
+	  "4 KiB units vs 2 MiB units (R12), without and with R11",
 	  { .ram = { G(1) }, .nram = 1,
 	    .free = { 0.75 }, .nfree = 1,
 	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
 	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
 	    .tracker = { HM_TRACKER_SYNC }, .ntracker = 1,
 	    .unit = { 0, M(2) }, .nunit = 2, .thp = true,
+	    .keep = { 0, 1 }, .nkeep = 2,
 	    	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 	{ "streams", "one stream",
 	  { .ram = { G(1) }, .nram = 1,
@@ -342,6 +346,7 @@ static int expand_group(struct bench *b, const char *name,
 	PICK(ch, nch, ch_def);
 	PICK(tracker, ntracker, trk_def);
 	PICK(unit, nunit, zero64);
+	PICK(keep, nkeep, zero64);
 #undef PICK
 	struct bench_cfg c;
 
@@ -363,7 +368,8 @@ static int expand_group(struct bench *b, const char *name,
 	for (size_t i4 = 0; i4 < nbw; i4++)
 	for (size_t i5 = 0; i5 < nch; i5++)
 	for (size_t i6 = 0; i6 < ntracker; i6++)
-	for (size_t i7 = 0; i7 < nunit; i7++) {
+	for (size_t i7 = 0; i7 < nunit; i7++)
+	for (size_t i8 = 0; i8 < nkeep; i8++) {
 		int r;
 
 		c.ram = ram[i0];
@@ -374,6 +380,7 @@ static int expand_group(struct bench *b, const char *name,
 		c.channels = ch[i5] ? ch[i5] : default_channels();
 		c.tracker = tracker[i6];
 		c.track_unit = unit[i7];
+		c.keep_hot = keep[i8] != 0;
 		r = push_cfg(b, &c);
 		if (r < 0)
 			return r;
