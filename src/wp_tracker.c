@@ -75,6 +75,8 @@ struct hm_range {
 	uint64_t len;
 	uint64_t first_bit;
 	uint64_t npages;
+	uint64_t unit;		/* bytes a fault un-protects here: the
+				 * tracker's unit, or the hugetlb page size */
 };
 
 struct hm_tracker {
@@ -488,8 +490,8 @@ static uint64_t unit_of(struct hm_tracker *t, uint64_t addr, uint64_t *start,
 
 		if (addr < r->addr || addr - r->addr >= r->len)
 			continue;
-		s = addr & ~(t->unit - 1);
-		e = s + t->unit;
+		s = addr & ~(r->unit - 1);
+		e = s + r->unit;
 		if (s < r->addr)
 			s = r->addr;
 		if (e > r->addr + r->len)
@@ -961,9 +963,43 @@ static int uffd_register(struct hm_tracker *t, uint64_t addr, uint64_t len)
 	return 0;
 }
 
+/* The kernel page size of the mapping at addr in the tracked process
+ * (smaps' KernelPageSize: 2 MiB or 1 GiB on hugetlbfs, else the base
+ * page), or -errno. */
+static int64_t vma_page_size(struct hm_tracker *t, uint64_t addr)
+{
+	char path[64], *line = NULL;
+	size_t cap = 0;
+	int64_t ret = -ENOENT;
+	bool in = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)t->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (getline(&line, &cap, f) > 0) {
+		unsigned long long lo, hi, kb;
+
+		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = addr >= lo && addr < hi;
+			continue;
+		}
+		if (in && sscanf(line, "KernelPageSize: %llu kB", &kb) == 1) {
+			ret = (int64_t)kb << 10;
+			break;
+		}
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
 int hm_tracker_add_range(struct hm_tracker *t, uint64_t addr, uint64_t len,
 			 uint64_t first_bit)
 {
+	int64_t kps;
 	struct hm_range r, *nr;
 	size_t pos;
 	int ret;
@@ -979,6 +1015,21 @@ int hm_tracker_add_range(struct hm_tracker *t, uint64_t addr, uint64_t len,
 		return -EINVAL;
 	if (t->gone)
 		return -ESRCH;
+	/* hugetlbfs: the kernel protects and faults whole huge pages, so a
+	 * fault must un-protect one whole (R12 by necessity), and the range
+	 * must hold whole ones */
+	kps = vma_page_size(t, addr);
+	if (kps == -ENOENT)	/* not mapped: registering says so */
+		kps = (int64_t)t->page_size;
+	if (kps < 0)
+		return (int)kps;
+	r.unit = (uint64_t)kps > t->unit ? (uint64_t)kps : t->unit;
+	if ((uint64_t)kps > t->page_size && ((addr | len) & ((uint64_t)kps - 1)))
+		return -EINVAL;
+	if ((uint64_t)kps > t->page_size)
+		hm_logf(&t->log, HM_LOG_INFO, "range 0x%" PRIx64 ": hugetlb, "
+			"%" PRId64 " KiB pages: tracked in whole huge pages",
+			addr, kps >> 10);
 	for (size_t i = 0; i < t->nranges; i++) {
 		const struct hm_range *o = &t->ranges[i];
 

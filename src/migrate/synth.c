@@ -1151,7 +1151,8 @@ static void child_give_uffd(int ctl)
 	close(fd);
 }
 
-static unsigned char *child_map_ram(uint64_t len, int memfd, bool thp)
+static unsigned char *child_map_ram(uint64_t len, int memfd, bool thp,
+				    bool hugetlb)
 {
 	unsigned char *r, *a;
 	uint64_t head;
@@ -1172,13 +1173,18 @@ static unsigned char *child_map_ram(uint64_t len, int memfd, bool thp)
 	if (memfd >= 0)
 		m = mmap(a, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
 			 memfd, 0);
+	else if (hugetlb) /* reserved now: ENOMEM here, not SIGBUS later */
+		m = mmap(a, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_HUGETLB,
+			 -1, 0);
 	else
 		m = mmap(a, len, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
 				 MAP_NORESERVE, -1, 0);
 	if (m == MAP_FAILED)
 		return NULL;
-	madvise(a, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	if (!hugetlb)
+		madvise(a, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	return a;
 }
 
@@ -1376,7 +1382,7 @@ child_main(const struct hm_synth_params *p, struct hm_synth_shared *sh,
 	if (ch->hot_pages == 0)
 		ch->hot_pages = 1;
 
-	ch->ram = child_map_ram(npages * ps, memfd, p->thp);
+	ch->ram = child_map_ram(npages * ps, memfd, p->thp, p->hugetlb);
 	if (!ch->ram)
 		child_fail(ctl, -errno, SY_ST_MAP);
 	ret = child_alloc(ch);
@@ -1503,6 +1509,7 @@ static int validate_params(struct hm_synth_params *p, uint64_t ps,
 	if (p->hot_frac <= 0 || p->hot_frac > 1)
 		p->hot_frac = 0.1;
 	if (p->ram_bytes == 0 || p->ram_bytes % ps ||
+	    (p->hugetlb && (p->memfd || p->ram_bytes % SY_HUGE)) ||
 	    p->ram_bytes / ps >= UINT32_MAX || !(p->used_frac >= 0) ||
 	    p->used_frac > 1 || p->writers > SY_MAX_WRITERS ||
 	    (p->hint_kind != HM_HINT_FREE &&

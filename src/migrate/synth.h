@@ -93,6 +93,9 @@ struct hm_synth_params {
 	enum hm_hint_kind hint_kind;	/* how it answers requests */
 	bool memfd;			/* RAM is a memfd (MAP_SHARED) */
 	bool thp;			/* MADV_HUGEPAGE, else NOHUGEPAGE */
+	bool hugetlb;			/* RAM from the hugetlb pool (2 MiB
+					 * pages; not with memfd): the pool
+					 * must hold ram_bytes */
 	bool poison;			/* free pages hold poison_byte (R7) */
 	uint8_t poison_byte;
 	unsigned misbehave;		/* enum hm_synth_misbehave */

@@ -52,6 +52,7 @@ struct bench_cfg {
 	uint64_t track_unit;	/* R12: bytes a fault un-protects, 0 a page */
 	bool keep_hot;		/* R11 in the migration (--keep-hot) */
 	bool thp;		/* guest RAM on transparent huge pages */
+	bool hugetlb;		/* guest RAM from the hugetlb pool */
 	bool pin;		/* guest on the last CPU, the rest elsewhere */
 	unsigned modes;		/* 1u << enum bench_mode */
 };

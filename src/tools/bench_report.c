@@ -246,6 +246,7 @@ static void cfg_label_nofree(const struct bench_cfg *c, char *buf,
 		 hm_tracker_mode_name(c->tracker),
 		 c->track_unit ? " unit2M" : "",
 		 c->thp ? (c->keep_hot ? " thp keep-hot" : " thp")
+			: c->hugetlb ? " hugetlb"
 			: (c->keep_hot ? " keep-hot" : ""),
 		 c->pin ? " pin" : "");
 	if (bw[0]) {
@@ -273,6 +274,7 @@ void bench_cfg_label(const struct bench_cfg *c, char *buf, size_t len)
 		 c->channels, hm_tracker_mode_name(c->tracker),
 		 c->track_unit ? " unit2M" : "",
 		 c->thp ? (c->keep_hot ? " thp keep-hot" : " thp")
+			: c->hugetlb ? " hugetlb"
 			: (c->keep_hot ? " keep-hot" : ""),
 		 c->pin ? " pin" : "", bw);
 }
@@ -707,6 +709,8 @@ static void json_cfg(FILE *f, const struct bench *b, size_t ci)
 	fprintf(f, ":%s,", c->keep_hot ? "true" : "false");
 	j_str(f, "thp");
 	fprintf(f, ":%s,", c->thp ? "true" : "false");
+	j_str(f, "hugetlb");
+	fprintf(f, ":%s,", c->hugetlb ? "true" : "false");
 	j_str(f, "pinned");
 	fprintf(f, ":%s,", c->pin ? "true" : "false");
 	j_str(f, "modes");

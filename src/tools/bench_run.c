@@ -681,9 +681,65 @@ static int tracked_only(struct bench *b, const struct bench_cfg *cfg,
 	return 0;
 }
 
+/* A number from /proc/meminfo (key "HugePages_Free:" ...), or -1. */
+static long long meminfo_num(const char *key)
+{
+	char line[256];
+	long long v = -1;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key))) {
+			v = strtoll(line + strlen(key), NULL, 10);
+			break;
+		}
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static int write_nr_hugepages(long long n)
+{
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "we");
+	int ret = 0;
+
+	if (!f)
+		return -errno;
+	if (fprintf(f, "%lld\n", n) < 0)
+		ret = -EIO;
+	if (fclose(f) && !ret)
+		ret = -errno;
+	return ret;
+}
+
+/* The hugetlb group: make sure the pool has the guest's 2 MiB pages free,
+ * growing vm.nr_hugepages for this run if it is short (root; said on
+ * stderr); *was gets the old size to restore (-1: untouched). */
+static int hugetlb_reserve(struct bench *b, uint64_t ram, long long *was)
+{
+	long long need = (long long)(ram >> 21), fr = meminfo_num(
+		"HugePages_Free:"), tot = meminfo_num("HugePages_Total:");
+
+	*was = -1;
+	if (fr < 0 || tot < 0)
+		return -ENOTSUP;
+	if (fr >= need)
+		return 0;
+	if (write_nr_hugepages(tot + need - fr) < 0 ||
+	    meminfo_num("HugePages_Free:") < need) {
+		write_nr_hugepages(tot);
+		return -ENOMEM;
+	}
+	*was = tot;
+	hm_logf(&b->log, HM_LOG_INFO, "vm.nr_hugepages %lld -> %lld for "
+		"this run (restored after it)", tot, tot + need - fr);
+	return 0;
+}
+
 int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 		  struct bench_run *r, bench_tick_fn tick, void *opaque)
 {
+	long long pool_was = -1;
 	struct hm_synth_params sp;
 	struct hm_migrate_params mp;
 	struct hm_synth s;
@@ -749,6 +805,17 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 	sp.writers = cfg->writers;
 	sp.churn_rate = cfg->churn_rate;
 	sp.thp = cfg->thp;
+	sp.hugetlb = cfg->hugetlb;
+	if (cfg->hugetlb) {
+		ret = hugetlb_reserve(b, cfg->ram, &pool_was);
+		if (ret < 0) {
+			snprintf(r->error, sizeof(r->error), "hugetlb pool: %s "
+				 "(needs %" PRIu64 " free 2 MiB pages: sysctl "
+				 "vm.nr_hugepages)", strerror(-ret),
+				 cfg->ram >> 21);
+			goto out;
+		}
+	}
 	sp.hint_kind = r->mode == BENCH_ISOLATED ? HM_HINT_ISOLATED
 						 : HM_HINT_FREE;
 	sp.seed = 1 + r->rep; /* the same guest for every mode of a rep */
@@ -898,6 +965,14 @@ out:
 	hm_guest_free(g);
 	if (synth_up)
 		hm_synth_stop(&s);
+	/* pages of the guest just killed may still be on their way back
+	 * to the pool: the kernel shrinks it only by free pages */
+	for (int i = 0; pool_was >= 0 && i < 50; i++) {
+		write_nr_hugepages(pool_was);
+		if (meminfo_num("HugePages_Total:") <= pool_was)
+			break;
+		usleep(20000);
+	}
 	if (dpid > 0)
 		reap(dpid, 0);
 	if (rpipe[0] >= 0)

@@ -508,6 +508,8 @@ static void send_usage(FILE *f)
 "  --writers N             writer threads (default 1)\n"
 "  --memfd                 RAM is a memfd (MAP_SHARED)\n"
 "  --thp                   transparent huge pages on the guest RAM\n"
+"  --hugetlb               guest RAM from the hugetlb pool (2 MiB pages,\n"
+"                          vm.nr_hugepages): tracked in whole huge pages\n"
 "migration:\n"
 "  --hints none|free|isolated|auto   free page hinting (default none;\n"
 "                          with --agent: auto). auto: the agent's hints\n"
@@ -565,6 +567,7 @@ enum {
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
 	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
 	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT, OPT_PROGRESS, OPT_TRACK_UNIT,
+	OPT_HUGETLB,
 };
 
 static int bad(const char *opt, const char *val)
@@ -609,6 +612,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "libvirt", no_argument, NULL, OPT_LIBVIRT },
 		{ "progress", required_argument, NULL, OPT_PROGRESS },
 		{ "track-unit", required_argument, NULL, OPT_TRACK_UNIT },
+		{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
 		{ "connect-timeout", required_argument, NULL,
 		  OPT_CONNECT_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
@@ -739,6 +743,9 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 			break;
 		case OPT_LIBVIRT:
 			o->libvirt = true;
+			break;
+		case OPT_HUGETLB:
+			o->sp.hugetlb = true;
 			break;
 		case OPT_TRACK_UNIT:
 			if (hm_parse_size(optarg, &u) || (u & (u - 1)) ||

@@ -72,6 +72,7 @@ struct axes {
 	uint64_t keep[2];	/* the migration with R11 (1) or not (0) */
 	size_t nkeep;
 	bool thp;		/* guest RAM on THP */
+	bool hugetlb;		/* guest RAM from the hugetlb pool */
 	unsigned modes;		/* 0 = not given */
 	int pin;		/* -1 not given */
 	double hot_frac;	/* < 0 not given */
@@ -110,6 +111,16 @@ static const struct group quick_groups[] = {
 	    .ntracker = 2,
 	    .modes = 1u << BENCH_FREE,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "tracking-hugetlb", "tracking cost on hugetlb guest RAM (2 MiB "
+	  "pages, tracked whole), both trackers",
+	  { .ram = { M(512) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
+	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
+	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC }, .ntracker = 2,
+	    .hugetlb = true,
+	    .modes = 1u << BENCH_FREE,
+	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: "
 	  "4 KiB units vs 2 MiB units (R12), without and with R11",
 	  { .ram = { M(512) }, .nram = 1,
@@ -145,6 +156,15 @@ static const struct group full_groups[] = {
 	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC },
 	    .ntracker = 2,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	{ "tracking-hugetlb", "tracking cost on hugetlb guest RAM (2 MiB "
+	  "pages, tracked whole), both trackers",
+	  { .ram = { G(1) }, .nram = 1,
+	    .free = { 0.75 }, .nfree = 1,
+	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
+	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
+	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC }, .ntracker = 2,
+	    .hugetlb = true,
+	    	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: "
 	  "4 KiB units vs 2 MiB units (R12), without and with R11",
 	  { .ram = { G(1) }, .nram = 1,
@@ -361,6 +381,7 @@ static int expand_group(struct bench *b, const char *name,
 	c.churn_rate = (uint64_t)(ov->churn >= 0 ? ov->churn
 				  : g->churn >= 0 ? g->churn : 0);
 	c.thp = ov->thp || g->thp;
+	c.hugetlb = ov->hugetlb || g->hugetlb;
 	for (size_t i0 = 0; i0 < nram; i0++)
 	for (size_t i1 = 0; i1 < nfree; i1++)
 	for (size_t i2 = 0; i2 < ndirty; i2++)

@@ -593,6 +593,107 @@ static void test_units(const struct hm_caps *caps, enum kind k)
 	       "%ld kB at start, %ld kB after two harvests)\n", what, kb0, kb1);
 }
 
+/* hugetlbfs (2 MiB pages from the pool, grown for the test and restored):
+ * the kernel protects and faults whole huge pages, so the tracker must
+ * un-protect and report whole ones in either mode (sync mode with 4 KiB
+ * un-protects would leave the writer blocked for ever). */
+static long long pool_total(void)
+{
+	char line[128];
+	long long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Total: %lld", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static int set_pool(long long n)
+{
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "w");
+
+	if (!f)
+		return -1;
+	fprintf(f, "%lld\n", n);
+	return fclose(f);
+}
+
+static void test_hugetlb(const struct hm_caps *caps, enum hm_tracker_mode mode)
+{
+	const size_t len = 4 * HUGE_SZ, npages = len / page_size;
+	const size_t per = HUGE_SZ / page_size;
+	const uint64_t nbits = npages + BIT0;
+	struct hm_tracker_opts o = {
+		.mode = mode,
+		.log = { test_log, NULL, HM_LOG_DEBUG },
+		.nbits = nbits,
+	};
+	struct hm_bitmap one, neigh, want, got;
+	struct hm_tracker_stats st0, st1;
+	long long was = pool_total();
+	struct hm_tracker *t;
+	char *p, what[64];
+
+	snprintf(what, sizeof(what), "hugetlb %s", hm_tracker_mode_name(mode));
+	if (was < 0 || set_pool(was + 4) != 0 || pool_total() < was + 4) {
+		if (was >= 0)
+			set_pool(was);
+		hm_test_fail("%s: cannot grow the hugetlb pool by 4 pages "
+			     "(vm.nr_hugepages %lld)", what, was);
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	HM_CHECK(p != MAP_FAILED);
+	memset(p, 1, len);
+	HM_CHECK_OK(hm_bitmap_init(&one, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&neigh, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&want, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
+	hm_bitmap_set(&one, BIT0 + 1 * per + 77);
+	hm_bitmap_set(&one, BIT0 + 3 * per + 500);
+	hm_bitmap_set(&neigh, BIT0 + 1 * per + 3);
+	hm_bitmap_set(&neigh, BIT0 + 3 * per + 200);
+	hm_bitmap_set_range(&want, BIT0 + 1 * per, per);
+	hm_bitmap_set_range(&want, BIT0 + 3 * per, per);
+	t = hm_tracker_open(caps, &o);
+	if (!t)
+		hm_test_fail("%s: open: %s", what, strerror(errno));
+	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)p, len, BIT0));
+	/* a range that splits a huge page: refused */
+	HM_CHECK_EQ(hm_tracker_add_range(t, (uintptr_t)p + 4096, 4096, 0),
+		    -EINVAL);
+	HM_CHECK_OK(hm_tracker_start(t));
+	for (int round = 0; round < 2; round++) {
+		struct region r = { .base = p, .len = len };
+
+		hm_tracker_get_stats(t, &st0);
+		write_set(&r, &one, 30 + round);
+		for (int i = 0; mode == HM_TRACKER_SYNC && i < 2000; i++) {
+			hm_tracker_get_stats(t, &st1);
+			if (st1.faults - st0.faults >= 2)
+				break;
+			usleep(1000);
+		}
+		write_set(&r, &neigh, 40 + round);
+		hm_tracker_get_stats(t, &st1);
+		if (mode == HM_TRACKER_SYNC)
+			HM_CHECK_EQ(st1.faults - st0.faults, 2);
+		harvest_expect(t, &got, &want, what);
+	}
+	hm_tracker_close(t);
+	munmap(p, len);
+	set_pool(was);
+	hm_bitmap_fini(&one);
+	hm_bitmap_fini(&neigh);
+	hm_bitmap_fini(&want);
+	hm_bitmap_fini(&got);
+	printf("ok %s: whole huge pages reported, a neighbour written after "
+	       "the fault is in them\n", what);
+}
+
 /* A unit above the page size with the async tracker: refused. */
 static void test_units_async(const struct hm_caps *caps)
 {
@@ -1377,6 +1478,8 @@ int main(int argc, char **argv)
 			if (caps.wp_async)
 				test_units_async(&caps);
 		}
+		if (want_part(argc, argv, "hugetlb") && geteuid() == 0)
+			test_hugetlb(&caps, modes[m]);
 		if (want_part(argc, argv, "hot")) {
 			test_hot(&caps, modes[m], K_NOTHP);
 			test_hot(&caps, modes[m], K_THP);

@@ -13,11 +13,13 @@ shift 2
 
 TMP=$(mktemp -d /tmp/hm-cli.XXXXXX)
 RECV_PID=
+POOL_WAS=
 cleanup() {
 	if [ -n "$RECV_PID" ]; then
 		kill "$RECV_PID" 2>/dev/null
 		wait "$RECV_PID" 2>/dev/null
 	fi
+	[ -n "$POOL_WAS" ] && echo "$POOL_WAS" > /proc/sys/vm/nr_hugepages
 	rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
@@ -29,6 +31,14 @@ fail() {
 	done
 	exit 1
 }
+
+# HM_HUGEPAGES=N: the hugetlb pool grown by N 2 MiB pages for the guest
+# (--hugetlb), restored at exit
+if [ -n "${HM_HUGEPAGES:-}" ]; then
+	POOL_WAS=$(cat /proc/sys/vm/nr_hugepages)
+	echo $((POOL_WAS + HM_HUGEPAGES)) > /proc/sys/vm/nr_hugepages 2>/dev/null ||
+		fail "cannot grow the hugetlb pool (root needed)"
+fi
 
 if [ "$SCHEME" = usage ]; then
 	# bad command lines: exit status 2 and a message, nothing started
