@@ -396,6 +396,7 @@ static int write_json(const char *path, const struct summary *s)
 	json_object_object_add(root, "status", json_object_new_string(
 			hm_migrate_status_name(st->status)));
 	add_u64(root, "rounds", st->rounds);
+	add_u64(root, "tracker-faults", st->tracker_faults);
 	if (s->raw) {
 		/* only with --raw-throughput */
 		struct json_object *raw = json_object_new_object();

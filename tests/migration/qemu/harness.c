@@ -1716,6 +1716,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 					"dropped-stale", -1);
 	r->hm_skipped_empty = hm_json_int(ram, "skipped-empty", -1);
 	r->hm_rounds = hm_json_int(j, "rounds", -1);
+	r->hm_tracker_faults = hm_json_int(j, "tracker-faults", -1);
 	r->hm_qemu_downtime_ms = hm_json_int(hm_json_obj(j, "qemu"),
 					     "downtime", -1);
 	r->hm_device_bytes = hm_json_int(hm_json_obj(j, "qemu"),

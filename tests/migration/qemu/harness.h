@@ -138,6 +138,7 @@ struct hm_run_result {
 	int hm_send_rc, hm_recv_rc; /* exit codes of hintmig send / recv */
 	long long hm_qemu_downtime_ms, hm_device_bytes; /* QEMU's own part */
 	long long hm_rounds, hm_skipped_empty; /* from hintmig's summary */
+	long long hm_tracker_faults;	/* write faults the tracker saw */
 	long long hm_wall_ms;     /* hintmig send, start to exit */
 	long long in_use_kib;     /* guest's MemTotal - MemFree at ready */
 	int fault_recovered;      /* fault runs: source running, intact */

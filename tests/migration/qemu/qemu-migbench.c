@@ -26,7 +26,7 @@
 #include "harness.h"
 
 #define MAX_REPS 50
-#define MAX_MODES 7
+#define MAX_MODES 8
 
 struct mode {
 	const char *name;
@@ -34,6 +34,7 @@ struct mode {
 	int hintmig;		/* hintmig moves the RAM */
 	unsigned hint_mib;	/* the stand-in agent's hint region */
 	enum hm_agent_mode agent; /* hintmig-agent's hints */
+	const char *tracker;	/* hintmig send --tracker, NULL: auto */
 	struct hm_run_result runs[MAX_REPS];
 	int ok[MAX_REPS];
 	int n;
@@ -108,6 +109,13 @@ static long long f_pace(const struct hm_run_result *r)
 				     r->guest_rounds_ps_before)
 		       : -1;
 }
+/* The tracker's write faults per second of hintmig's migration (QEMU's
+ * vCPUs and devices writing guest RAM; one harvest per round: syncs). */
+static long long f_faults_ps(const struct hm_run_result *r)
+{
+	return r->hm_wall_ms > 0 && r->hm_tracker_faults >= 0
+		       ? r->hm_tracker_faults * 1000 / r->hm_wall_ms : -1;
+}
 static long long f_hm_cpu(const struct hm_run_result *r)
 {
 	return r->hm_wall_ms ? (long long)(r->hm_send_cpu_ms +
@@ -147,6 +155,7 @@ static const struct field {
 	{ "dirty-sync-count", "", f_syncs, 1 },
 	{ "unsent (dst zero)", "pages", f_hinted, 1 },
 	{ "guest pace", "%", f_pace, 0.1 },
+	{ "sync tracker faults/s", "", f_faults_ps, 1 },
 	{ "hintmig CPU", "ms", f_hm_cpu, 1 },
 	{ "QEMU CPU (no vCPU)", "ms", f_qemu_cpu, 1 },
 	{ "CPU per GiB sent", "ms", f_cpu_gib, 1 },
@@ -161,7 +170,8 @@ static void usage(const char *argv0)
 		"          [--min-syncs N] [--compare] [--json FILE]\n"
 		"  modes: plain (no balloon), balloon (virtio-balloon, no hinting),\n"
 		"         hint (virtio-balloon free-page-hint=on + iothread),\n"
-		"         hm (hintmig, no hints), hm-hints (hintmig, the workload's\n"
+		"         hm (hintmig, no hints), hm-sync (hintmig, no hints, the\n"
+		"         sync tracker: Debian 12's 6.1 kernel), hm-hints (hintmig, the workload's\n"
 		"         stand-in agent hints a 128 MiB region it never reads\n"
 		"         again), hm-reporting (hintmig, virtio-balloon\n"
 		"         free-page-reporting=on: reported pages are holes),\n"
@@ -252,6 +262,10 @@ int main(int argc, char **argv)
 			} else if (!strcmp(t, "hm")) {
 				m->name = "hm";
 				m->hintmig = 1;
+			} else if (!strcmp(t, "hm-sync")) {
+				m->name = "hm-sync";
+				m->hintmig = 1;
+				m->tracker = "sync";
 			} else if (!strcmp(t, "hm-hints")) {
 				m->name = "hm-hints";
 				m->hintmig = 1;
@@ -299,9 +313,11 @@ int main(int argc, char **argv)
 			/* the same link for everyone: QEMU's max-bandwidth
 			 * for hintmig too */
 			snprintf(hmargs, sizeof(hmargs), "--max-bandwidth %"
-				 PRIu64 "%s", base.max_bandwidth,
+				 PRIu64 "%s%s%s", base.max_bandwidth,
 				 m->hint_mib || m->agent
-					 ? " --hint-timeout 20000" : "");
+					 ? " --hint-timeout 20000" : "",
+				 m->tracker ? " --tracker " : "",
+				 m->tracker ? m->tracker : "");
 			s.hm_args = hmargs;
 			if (m->balloon == HM_BALLOON_REPORTING)
 				s.settle_rounds = 25; /* reporting waits 2 s */
