@@ -90,6 +90,29 @@ struct group {
 #define G(x) (KD(x) << 30)
 #define M(x) (KD(x) << 20)
 
+/* The huge-page tracking groups (docs/tracker.md, R12), with the guest's
+ * RAM size and modes of the preset. */
+#define HUGE_TRACKING_GROUPS(RAM, MODES) \
+	{ "tracking-hugetlb", "tracking cost on hugetlb guest RAM (2 MiB " \
+	  "pages, tracked whole), both trackers", \
+	  { .ram = { RAM }, .nram = 1, \
+	    .free = { 0.75 }, .nfree = 1, \
+	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1, \
+	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1, \
+	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC }, .ntracker = 2, \
+	    .hugetlb = true, .modes = MODES, \
+	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } }, \
+	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: " \
+	  "4 KiB units vs 2 MiB units (R12), without and with R11", \
+	  { .ram = { RAM }, .nram = 1, \
+	    .free = { 0.75 }, .nfree = 1, \
+	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1, \
+	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1, \
+	    .tracker = { HM_TRACKER_SYNC }, .ntracker = 1, \
+	    .unit = { 0, M(2) }, .nunit = 2, .thp = true, \
+	    .keep = { 0, 1 }, .nkeep = 2, .modes = MODES, \
+	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } }
+
 /* quick: about a minute on a 2-core machine; the README runs it. */
 static const struct group quick_groups[] = {
 	{ "free", "free fraction, idle guest",
@@ -111,27 +134,7 @@ static const struct group quick_groups[] = {
 	    .ntracker = 2,
 	    .modes = 1u << BENCH_FREE,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
-	{ "tracking-hugetlb", "tracking cost on hugetlb guest RAM (2 MiB "
-	  "pages, tracked whole), both trackers",
-	  { .ram = { M(512) }, .nram = 1,
-	    .free = { 0.75 }, .nfree = 1,
-	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
-	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
-	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC }, .ntracker = 2,
-	    .hugetlb = true,
-	    .modes = 1u << BENCH_FREE,
-	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
-	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: "
-	  "4 KiB units vs 2 MiB units (R12), without and with R11",
-	  { .ram = { M(512) }, .nram = 1,
-	    .free = { 0.75 }, .nfree = 1,
-	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
-	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
-	    .tracker = { HM_TRACKER_SYNC }, .ntracker = 1,
-	    .unit = { 0, M(2) }, .nunit = 2, .thp = true,
-	    .keep = { 0, 1 }, .nkeep = 2,
-	    .modes = 1u << BENCH_FREE,
-	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	HUGE_TRACKING_GROUPS(M(512), 1u << BENCH_FREE),
 };
 
 /* full: the published matrix (docs/benchmarks.md), ~20 minutes here. */
@@ -156,25 +159,7 @@ static const struct group full_groups[] = {
 	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC },
 	    .ntracker = 2,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
-	{ "tracking-hugetlb", "tracking cost on hugetlb guest RAM (2 MiB "
-	  "pages, tracked whole), both trackers",
-	  { .ram = { G(1) }, .nram = 1,
-	    .free = { 0.75 }, .nfree = 1,
-	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
-	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
-	    .tracker = { HM_TRACKER_ASYNC, HM_TRACKER_SYNC }, .ntracker = 2,
-	    .hugetlb = true,
-	    	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
-	{ "tracking-thp", "tracking cost on THP guest RAM, sync tracker: "
-	  "4 KiB units vs 2 MiB units (R12), without and with R11",
-	  { .ram = { G(1) }, .nram = 1,
-	    .free = { 0.75 }, .nfree = 1,
-	    .dirty = { BENCH_DIRTY_MAX }, .ndirty = 1,
-	    .pattern = { HM_SYNTH_HOTSET }, .npattern = 1,
-	    .tracker = { HM_TRACKER_SYNC }, .ntracker = 1,
-	    .unit = { 0, M(2) }, .nunit = 2, .thp = true,
-	    .keep = { 0, 1 }, .nkeep = 2,
-	    	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
+	HUGE_TRACKING_GROUPS(G(1), 0),
 	{ "streams", "one stream",
 	  { .ram = { G(1) }, .nram = 1,
 	    .free = { 0.75 }, .nfree = 1,

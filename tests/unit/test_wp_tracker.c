@@ -520,6 +520,55 @@ static void test_thp_granularity(const struct hm_caps *caps,
 	       "was %ld kB before start)\n", hm_tracker_mode_name(mode), kb);
 }
 
+/* Two rounds on a started tracker t over r (4 units of 2 MiB, bits from
+ * BIT0): a write to one page of units 1 and 3, then to a neighbour in
+ * each; the harvest must report both units whole, and (sync mode) the
+ * first writes take one fault a unit, the neighbours none. */
+static void unit_rounds(struct hm_tracker *t, struct region *r, bool sync,
+			const char *what)
+{
+	const size_t per = HUGE_SZ / page_size;
+	const uint64_t nbits = r->len / page_size + BIT0;
+	struct hm_bitmap one, neigh, want, got;
+	struct hm_tracker_stats st0, st1;
+
+	HM_CHECK_OK(hm_bitmap_init(&one, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&neigh, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&want, nbits));
+	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
+	hm_bitmap_set(&one, BIT0 + 1 * per + 77);
+	hm_bitmap_set(&one, BIT0 + 3 * per + 500);
+	hm_bitmap_set(&neigh, BIT0 + 1 * per + 3);
+	hm_bitmap_set(&neigh, BIT0 + 3 * per + 200);
+	hm_bitmap_set_range(&want, BIT0 + 1 * per, per);
+	hm_bitmap_set_range(&want, BIT0 + 3 * per, per);
+	for (int round = 0; round < 2; round++) {
+		hm_tracker_get_stats(t, &st0);
+		write_set(r, &one, 10 + round);
+		/* the thread counts a fault after it woke the writer */
+		for (int i = 0; sync && i < 2000; i++) {
+			hm_tracker_get_stats(t, &st1);
+			if (st1.faults - st0.faults >= 2)
+				break;
+			usleep(1000);
+		}
+		hm_tracker_get_stats(t, &st1);
+		if (sync)	/* one a unit */
+			HM_CHECK_EQ(st1.faults - st0.faults, 2);
+		write_set(r, &neigh, 20 + round);
+		hm_tracker_get_stats(t, &st0);
+		if (sync)	/* the units are writable now */
+			HM_CHECK_EQ(st0.faults, st1.faults);
+		harvest_expect(t, &got, &want, what);	/* whole units */
+		HM_CHECK_EQ(pagemap_count_wp(r->base, r->len),
+			    r->len / page_size);	/* protected again */
+	}
+	hm_bitmap_fini(&one);
+	hm_bitmap_fini(&neigh);
+	hm_bitmap_fini(&want);
+	hm_bitmap_fini(&got);
+}
+
 /* R12: a tracking unit of 2 MiB (sync mode). A write to one page of a
  * unit un-protects the whole unit and reports every page of it; further
  * writes to that unit take no fault until the harvest protects it again.
@@ -529,15 +578,12 @@ static void test_thp_granularity(const struct hm_caps *caps,
  * again). On THP the kernel keeps the huge page whole. */
 static void test_units(const struct hm_caps *caps, enum kind k)
 {
-	const size_t npages = EXACT_LEN / page_size, per = HUGE_SZ / page_size;
-	const uint64_t nbits = npages + BIT0;
 	struct hm_tracker_opts o = {
 		.mode = HM_TRACKER_AUTO,
 		.log = { test_log, NULL, HM_LOG_DEBUG },
-		.nbits = nbits,
+		.nbits = EXACT_LEN / page_size + BIT0,
 		.unit_bytes = HUGE_SZ,
 	};
-	struct hm_bitmap one, neigh, want, got;
 	struct hm_tracker_stats st0, st1;
 	struct hm_tracker *t;
 	struct region r;
@@ -545,19 +591,8 @@ static void test_units(const struct hm_caps *caps, enum kind k)
 	char what[64];
 
 	snprintf(what, sizeof(what), "2 MiB units %s", kind_names[k]);
-	map_region(&r, k, EXACT_LEN);
+	map_region(&r, k, 4 * HUGE_SZ);
 	memset(r.base, 1, r.len);
-	HM_CHECK_OK(hm_bitmap_init(&one, nbits));
-	HM_CHECK_OK(hm_bitmap_init(&neigh, nbits));
-	HM_CHECK_OK(hm_bitmap_init(&want, nbits));
-	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
-	/* units 0 and 2 of the 4: one page each, then a neighbour */
-	hm_bitmap_set(&one, BIT0 + 0 * per + 5);
-	hm_bitmap_set(&one, BIT0 + 2 * per + 300);
-	hm_bitmap_set(&neigh, BIT0 + 0 * per + 400);
-	hm_bitmap_set(&neigh, BIT0 + 2 * per + 1);
-	hm_bitmap_set_range(&want, BIT0 + 0 * per, per);
-	hm_bitmap_set_range(&want, BIT0 + 2 * per, per);
 	t = hm_tracker_open(caps, &o);
 	if (!t)
 		hm_test_fail("%s: open: %s", what, strerror(errno));
@@ -565,29 +600,12 @@ static void test_units(const struct hm_caps *caps, enum kind k)
 	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, BIT0));
 	HM_CHECK_OK(hm_tracker_start(t));
 	kb0 = anon_huge_kb();
-	for (int round = 0; round < 2; round++) {
-		hm_tracker_get_stats(t, &st0);
-		write_set(&r, &one, 10 + round);
-		/* the thread counts a fault after it woke the writer */
-		for (int i = 0; i < 2000; i++) {
-			hm_tracker_get_stats(t, &st1);
-			if (st1.faults - st0.faults >= 2)
-				break;
-			usleep(1000);
-		}
-		HM_CHECK_EQ(st1.faults - st0.faults, 2);	/* one a unit */
-		write_set(&r, &neigh, 20 + round);
-		hm_tracker_get_stats(t, &st0);
-		HM_CHECK_EQ(st0.faults, st1.faults);	/* unit writable */
-		harvest_expect(t, &got, &want, what);	/* whole units */
-		HM_CHECK_EQ(pagemap_count_wp(r.base, r.len), npages);
-	}
+	hm_tracker_get_stats(t, &st0);
+	unit_rounds(t, &r, true, what);
+	hm_tracker_get_stats(t, &st1);
+	HM_CHECK_EQ(st1.faults - st0.faults, 4);	/* 2 units x 2 rounds */
 	kb1 = anon_huge_kb();
 	hm_tracker_close(t);
-	hm_bitmap_fini(&one);
-	hm_bitmap_fini(&neigh);
-	hm_bitmap_fini(&want);
-	hm_bitmap_fini(&got);
 	unmap_region(&r);
 	printf("ok %s: one fault a unit, units reported whole (AnonHugePages "
 	       "%ld kB at start, %ld kB after two harvests)\n", what, kb0, kb1);
@@ -623,19 +641,16 @@ static int set_pool(long long n)
 
 static void test_hugetlb(const struct hm_caps *caps, enum hm_tracker_mode mode)
 {
-	const size_t len = 4 * HUGE_SZ, npages = len / page_size;
-	const size_t per = HUGE_SZ / page_size;
-	const uint64_t nbits = npages + BIT0;
 	struct hm_tracker_opts o = {
 		.mode = mode,
 		.log = { test_log, NULL, HM_LOG_DEBUG },
-		.nbits = nbits,
+		.nbits = 4 * HUGE_SZ / page_size + BIT0,
 	};
-	struct hm_bitmap one, neigh, want, got;
 	struct hm_tracker_stats st0, st1;
 	long long was = pool_total();
+	struct region r = { .len = 4 * HUGE_SZ };
 	struct hm_tracker *t;
-	char *p, what[64];
+	char what[64];
 
 	snprintf(what, sizeof(what), "hugetlb %s", hm_tracker_mode_name(mode));
 	if (was < 0 || set_pool(was + 4) != 0 || pool_total() < was + 4) {
@@ -644,52 +659,26 @@ static void test_hugetlb(const struct hm_caps *caps, enum hm_tracker_mode mode)
 		hm_test_fail("%s: cannot grow the hugetlb pool by 4 pages "
 			     "(vm.nr_hugepages %lld)", what, was);
 	}
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-	HM_CHECK(p != MAP_FAILED);
-	memset(p, 1, len);
-	HM_CHECK_OK(hm_bitmap_init(&one, nbits));
-	HM_CHECK_OK(hm_bitmap_init(&neigh, nbits));
-	HM_CHECK_OK(hm_bitmap_init(&want, nbits));
-	HM_CHECK_OK(hm_bitmap_init(&got, nbits));
-	hm_bitmap_set(&one, BIT0 + 1 * per + 77);
-	hm_bitmap_set(&one, BIT0 + 3 * per + 500);
-	hm_bitmap_set(&neigh, BIT0 + 1 * per + 3);
-	hm_bitmap_set(&neigh, BIT0 + 3 * per + 200);
-	hm_bitmap_set_range(&want, BIT0 + 1 * per, per);
-	hm_bitmap_set_range(&want, BIT0 + 3 * per, per);
+	r.base = mmap(NULL, r.len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	HM_CHECK(r.base != MAP_FAILED);
+	memset(r.base, 1, r.len);
 	t = hm_tracker_open(caps, &o);
 	if (!t)
 		hm_test_fail("%s: open: %s", what, strerror(errno));
-	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)p, len, BIT0));
+	HM_CHECK_OK(hm_tracker_add_range(t, (uintptr_t)r.base, r.len, BIT0));
 	/* a range that splits a huge page: refused */
-	HM_CHECK_EQ(hm_tracker_add_range(t, (uintptr_t)p + 4096, 4096, 0),
-		    -EINVAL);
+	HM_CHECK_EQ(hm_tracker_add_range(t, (uintptr_t)r.base + 4096, 4096,
+					 0), -EINVAL);
 	HM_CHECK_OK(hm_tracker_start(t));
-	for (int round = 0; round < 2; round++) {
-		struct region r = { .base = p, .len = len };
-
-		hm_tracker_get_stats(t, &st0);
-		write_set(&r, &one, 30 + round);
-		for (int i = 0; mode == HM_TRACKER_SYNC && i < 2000; i++) {
-			hm_tracker_get_stats(t, &st1);
-			if (st1.faults - st0.faults >= 2)
-				break;
-			usleep(1000);
-		}
-		write_set(&r, &neigh, 40 + round);
-		hm_tracker_get_stats(t, &st1);
-		if (mode == HM_TRACKER_SYNC)
-			HM_CHECK_EQ(st1.faults - st0.faults, 2);
-		harvest_expect(t, &got, &want, what);
-	}
+	hm_tracker_get_stats(t, &st0);
+	unit_rounds(t, &r, mode == HM_TRACKER_SYNC, what);
+	hm_tracker_get_stats(t, &st1);
+	if (mode == HM_TRACKER_SYNC)
+		HM_CHECK_EQ(st1.faults - st0.faults, 4);
 	hm_tracker_close(t);
-	munmap(p, len);
+	munmap(r.base, r.len);
 	set_pool(was);
-	hm_bitmap_fini(&one);
-	hm_bitmap_fini(&neigh);
-	hm_bitmap_fini(&want);
-	hm_bitmap_fini(&got);
 	printf("ok %s: whole huge pages reported, a neighbour written after "
 	       "the fault is in them\n", what);
 }
