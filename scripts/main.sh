@@ -31,6 +31,12 @@ echo "   lists), QEMU moving only the device state; RAM files compared page by p
 echo "   the destination resumed and its workload verifying"
 HM_QEMU_VERBOSE=1 build/tests/migration/qemu/qemu-migtest /hintmig/qemu/precopy/unix/agent
 
+echo "== hintmig migrate: the same guest in a libvirt domain, migrated between two"
+echo "   libvirtd 9.0 on this machine by hintmig (hints from hintmig-agent) and by"
+echo "   plain virsh migrate, each hintmig migration compared page by page at the"
+echo "   cut-over (docs/libvirt.md)"
+meson test -C build virsh-migrate --print-errorlogs -v
+
 echo "== hintmig-bench --preset quick"
 build/hintmig-bench --preset quick --json build/bench-quick.json \
   --plot build/bench-quick.svg
