@@ -539,9 +539,20 @@ int hm_cmd_migrate(int argc, char **argv)
 		}
 	}
 	if (!o.json) {
-		/* the sender's summary, for ours */
+		/* the sender's summary, for ours: a file we created (mkstemp:
+		 * no name another user could have planted in /tmp) */
+		int jfd;
+
 		snprintf(json_tmp, sizeof(json_tmp),
-			 "/tmp/hintmig-migrate-%d.json", (int)getpid());
+			 "/tmp/hintmig-migrate-XXXXXX");
+		jfd = mkstemp(json_tmp);
+		if (jfd < 0) {
+			fprintf(stderr, "hintmig migrate: %s: %s\n", json_tmp,
+				strerror(errno));
+			json_tmp[0] = 0;
+			goto out;
+		}
+		close(jfd);
 		o.json = json_tmp;
 	}
 	if (o.verbose)
