@@ -435,6 +435,35 @@ static void note_thread_err(struct hm_tracker *t, int err)
 				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+/* The unit around addr (R12): the aligned unit clipped to addr's range;
+ * [*start, *start + *len). A page when addr is in no range. Caller holds
+ * ranges_lock. Returns the bit of *start or UINT64_MAX. */
+static uint64_t unit_of(struct hm_tracker *t, uint64_t addr, uint64_t *start,
+			uint64_t *len)
+{
+	uint64_t page = addr & ~(t->page_size - 1);
+
+	*start = page;
+	*len = t->page_size;
+	for (size_t i = 0; i < t->nranges; i++) {
+		struct hm_range *r = &t->ranges[i];
+		uint64_t s, e;
+
+		if (addr < r->addr || addr - r->addr >= r->len)
+			continue;
+		s = addr & ~(r->unit - 1);
+		e = s + r->unit;
+		if (s < r->addr)
+			s = r->addr;
+		if (e > r->addr + r->len)
+			e = r->addr + r->len;
+		*start = s;
+		*len = e - s;
+		return r->first_bit + ((s - r->addr) >> t->page_shift);
+	}
+	return UINT64_MAX;
+}
+
 /*
  * The race, and why the order below is safe.
  *
@@ -474,51 +503,6 @@ static void note_thread_err(struct hm_tracker *t, int err)
  * and pages that lose their protection without a fault are found by the
  * sweep (sweep()).
  */
-/* The unit around addr (R12): the aligned unit clipped to addr's range;
- * [*start, *start + *len). A page when addr is in no range. Caller holds
- * ranges_lock. Returns the bit of *start or UINT64_MAX. */
-static uint64_t unit_of(struct hm_tracker *t, uint64_t addr, uint64_t *start,
-			uint64_t *len)
-{
-	uint64_t page = addr & ~(t->page_size - 1);
-
-	*start = page;
-	*len = t->page_size;
-	for (size_t i = 0; i < t->nranges; i++) {
-		struct hm_range *r = &t->ranges[i];
-		uint64_t s, e;
-
-		if (addr < r->addr || addr - r->addr >= r->len)
-			continue;
-		s = addr & ~(r->unit - 1);
-		e = s + r->unit;
-		if (s < r->addr)
-			s = r->addr;
-		if (e > r->addr + r->len)
-			e = r->addr + r->len;
-		*start = s;
-		*len = e - s;
-		return r->first_bit + ((s - r->addr) >> t->page_shift);
-	}
-	return UINT64_MAX;
-}
-
-/* Set bits [bit, bit + n) of L, atomically (the control thread takes L
- * word by word). */
-static void set_bits_atomic(struct hm_tracker *t, uint64_t bit, uint64_t n)
-{
-	while (n) {
-		uint64_t w = bit / 64, off = bit % 64;
-		uint64_t k = 64 - off < n ? 64 - off : n;
-		uint64_t mask = (k == 64 ? ~UINT64_C(0)
-					 : ((UINT64_C(1) << k) - 1)) << off;
-
-		__atomic_fetch_or(&t->L.words[w], mask, __ATOMIC_SEQ_CST);
-		bit += k;
-		n -= k;
-	}
-}
-
 static void handle_wp_fault(struct hm_tracker *t, uint64_t addr)
 {
 	uint64_t start, len, bit;
@@ -540,7 +524,7 @@ static void handle_wp_fault(struct hm_tracker *t, uint64_t addr)
 	 * un-protect failed (the target is gone, say), recording costs
 	 * nothing. */
 	if (bit != UINT64_MAX)
-		set_bits_atomic(t, bit, len >> t->page_shift);
+		hm_bitmap_set_range_atomic(&t->L, bit, len >> t->page_shift);
 	__atomic_store_n(&t->ft_page, 0, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&t->ft_done, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&t->stats.faults, 1, __ATOMIC_RELAXED);
@@ -694,18 +678,20 @@ static struct hm_tracker *tracker_new(const struct hm_caps *caps,
 	struct hm_tracker *t = NULL;
 	char path[64];
 	long ps;
+	bool huge_unit;
 	int ret, mode;
 
 	if (!caps || !opts || !opts->nbits) {
 		ret = -EINVAL;
 		goto fail;
 	}
+	ps = sysconf(_SC_PAGESIZE);
+	huge_unit = opts->unit_bytes > (uint64_t)ps;
 	if (opts->unit_bytes && (opts->unit_bytes & (opts->unit_bytes - 1))) {
 		ret = -EINVAL;
 		goto fail;
 	}
-	if (opts->unit_bytes > (uint64_t)sysconf(_SC_PAGESIZE) &&
-	    opts->mode == HM_TRACKER_ASYNC) {
+	if (huge_unit && opts->mode == HM_TRACKER_ASYNC) {
 		hm_logf(&opts->log, HM_LOG_ERROR, "a tracking unit of %" PRIu64
 			" KiB needs the sync tracker: in async mode the kernel "
 			"splits a write-protected huge page at its first write",
@@ -713,8 +699,7 @@ static struct hm_tracker *tracker_new(const struct hm_caps *caps,
 		ret = -EINVAL;
 		goto fail;
 	}
-	mode = hm_tracker_mode_pick(caps, opts->unit_bytes >
-				    (uint64_t)sysconf(_SC_PAGESIZE) &&
+	mode = hm_tracker_mode_pick(caps, huge_unit &&
 				    opts->mode == HM_TRACKER_AUTO ?
 				    HM_TRACKER_SYNC : opts->mode);
 	if (mode < 0) {
@@ -753,11 +738,9 @@ static struct hm_tracker *tracker_new(const struct hm_caps *caps,
 	t->pid = pid;
 	t->remote = remote;
 	pthread_mutex_init(&t->ranges_lock, NULL);
-	ps = sysconf(_SC_PAGESIZE);
 	t->page_size = (uint64_t)ps;
 	t->page_shift = (unsigned)__builtin_ctzll(t->page_size);
-	t->unit = opts->unit_bytes > t->page_size ? opts->unit_bytes
-						   : t->page_size;
+	t->unit = huge_unit ? opts->unit_bytes : t->page_size;
 
 	if (uffd < 0) {
 		ret = hm_uffd_create();
@@ -1024,12 +1007,13 @@ int hm_tracker_add_range(struct hm_tracker *t, uint64_t addr, uint64_t len,
 	if (kps < 0)
 		return (int)kps;
 	r.unit = (uint64_t)kps > t->unit ? (uint64_t)kps : t->unit;
-	if ((uint64_t)kps > t->page_size && ((addr | len) & ((uint64_t)kps - 1)))
-		return -EINVAL;
-	if ((uint64_t)kps > t->page_size)
+	if ((uint64_t)kps > t->page_size) {
+		if ((addr | len) & ((uint64_t)kps - 1))
+			return -EINVAL;
 		hm_logf(&t->log, HM_LOG_INFO, "range 0x%" PRIx64 ": hugetlb, "
 			"%" PRId64 " KiB pages: tracked in whole huge pages",
 			addr, kps >> 10);
+	}
 	for (size_t i = 0; i < t->nranges; i++) {
 		const struct hm_range *o = &t->ranges[i];
 
@@ -1472,7 +1456,8 @@ static void wait_fault_thread(struct hm_tracker *t)
 				bit = unit_of(t, page, &start, &len);
 			pthread_mutex_unlock(&t->ranges_lock);
 			if (bit != UINT64_MAX)
-				set_bits_atomic(t, bit, len >> t->page_shift);
+				hm_bitmap_set_range_atomic(&t->L, bit,
+							   len >> t->page_shift);
 			hm_logf(&t->log, HM_LOG_WARN,
 				"fault thread slow on page 0x%" PRIx64, page);
 			return;

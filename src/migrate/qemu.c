@@ -157,20 +157,14 @@ static void wait_ended(struct hm_qemu *q, unsigned ms)
 
 /* ---- the guardian --------------------------------------------------------- */
 
-/* A child forked at attach, holding a copy of the QMP connection. If this
- * process dies (SIGKILL included) it finds the pipe closed without the
- * 'D' that a normal end writes, cancels QEMU's migration (QEMU restarts
- * the guest if the migration had stopped it: pre-switchover) and turns
- * the capabilities off. It is forked before the userfaultfd exists, so
- * that it never holds the tracking alive: when this process dies the
- * kernel releases the tracking at once (R9). */
 /* libvirt mode: libvirt, not hintmig, migrates the device state and
  * resumes the source when its migration fails. x-ignore-shared must stay
  * on for as long as libvirt may still send `migrate` after a final round
  * the destination acknowledged; it goes off once the guest runs again with
  * no migration active (libvirt gave up and resumed it) and is moot when
  * QEMU is gone (migrated). */
-static void guardian_watch_libvirt(struct hm_qemu *q)
+static __attribute__((noreturn)) void
+guardian_watch_libvirt(struct hm_qemu *q)
 {
 	for (unsigned fails = 0;;) {
 		struct json_object *r = hm_qmp_exec(q->qmp, "query-status",
@@ -205,6 +199,13 @@ static void guardian_watch_libvirt(struct hm_qemu *q)
 	}
 }
 
+/* A child forked at attach, holding a copy of the QMP connection. If this
+ * process dies (SIGKILL included) it finds the pipe closed without the
+ * 'D' that a normal end writes, cancels QEMU's migration (QEMU restarts
+ * the guest if the migration had stopped it: pre-switchover) and turns
+ * the capabilities off. It is forked before the userfaultfd exists, so
+ * that it never holds the tracking alive: when this process dies the
+ * kernel releases the tracking at once (R9). */
 static void guardian_main(struct hm_qemu *q, int rfd)
 {
 	char c = 0;
@@ -221,13 +222,13 @@ static void guardian_main(struct hm_qemu *q, int rfd)
 		_exit(0);
 	hm_qmp_forget(q->qmp, GUARDIAN_ID_BASE);
 	if (q->libvirt) {
-		if (n == 1 && c == 'L')
-			guardian_watch_libvirt(q); /* a normal end */
-		hm_logf(&q->log, HM_LOG_WARN, "guardian: hintmig ended during "
-			"the migration of QEMU %d: libvirt's migration fails "
-			"and libvirt resumes the guest; x-ignore-shared goes "
-			"off when it runs again", (int)q->pid);
-		guardian_watch_libvirt(q);
+		if (n != 1 || c != 'L') /* 'L': a normal end */
+			hm_logf(&q->log, HM_LOG_WARN, "guardian: hintmig ended "
+				"during the migration of QEMU %d: libvirt's "
+				"migration fails and libvirt resumes the guest; "
+				"x-ignore-shared goes off when it runs again",
+				(int)q->pid);
+		guardian_watch_libvirt(q); /* does not return */
 	}
 	hm_logf(&q->log, HM_LOG_WARN,
 		"guardian: hintmig ended during the migration of QEMU %d: "
@@ -982,7 +983,6 @@ static int libvirt_pause(struct hm_qemu *q)
 		return qfail(q, -EIO, "QEMU %d: stop: %s", (int)q->pid,
 			     hm_qmp_error(q->qmp));
 	q->stopped = true;
-	q->pre_switchover_ms = now_ms();
 	end = now_ms() + q->tmo;
 	for (;;) {
 		struct json_object *r = hm_qmp_exec(q->qmp, "query-status",

@@ -227,10 +227,19 @@ static void fmt_rate(uint64_t v, char *buf, size_t len)
 }
 
 /* Everything but the free fraction (the plot's family key). */
+/* The tracking settings that are not the defaults: " unit2M thp keep-hot". */
+static const char *cfg_tag(const struct bench_cfg *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s%s", c->track_unit ? " unit2M" : "",
+		 c->thp ? " thp" : "", c->hugetlb ? " hugetlb" : "",
+		 c->keep_hot ? " keep-hot" : "");
+	return buf;
+}
+
 static void cfg_label_nofree(const struct bench_cfg *c, char *buf,
 			     size_t len)
 {
-	char ram[16], rate[16], bw[24] = "";
+	char ram[16], rate[16], bw[24] = "", tag[48];
 
 	fmt_size(c->ram, ram, sizeof(ram));
 	fmt_rate(c->dirty_rate, rate, sizeof(rate));
@@ -240,14 +249,11 @@ static void cfg_label_nofree(const struct bench_cfg *c, char *buf,
 		fmt_size(c->bandwidth, s, sizeof(s));
 		snprintf(bw, sizeof(bw), " bw%s/s", s);
 	}
-	snprintf(buf, len, "%s %s%s%s ch%u %s%s%s%s", ram, rate,
+	snprintf(buf, len, "%s %s%s%s ch%u %s%s%s", ram, rate,
 		 c->dirty_rate ? " " : "",
 		 c->dirty_rate ? bench_pattern_names[c->pattern] : "", c->channels,
 		 hm_tracker_mode_name(c->tracker),
-		 c->track_unit ? " unit2M" : "",
-		 c->thp ? (c->keep_hot ? " thp keep-hot" : " thp")
-			: c->hugetlb ? " hugetlb"
-			: (c->keep_hot ? " keep-hot" : ""),
+		 cfg_tag(c, tag, sizeof(tag)),
 		 c->pin ? " pin" : "");
 	if (bw[0]) {
 		size_t n = strlen(buf);
@@ -258,7 +264,7 @@ static void cfg_label_nofree(const struct bench_cfg *c, char *buf,
 
 void bench_cfg_label(const struct bench_cfg *c, char *buf, size_t len)
 {
-	char ram[16], rate[16], bw[24] = "";
+	char ram[16], rate[16], bw[24] = "", tag[48];
 
 	fmt_size(c->ram, ram, sizeof(ram));
 	fmt_rate(c->dirty_rate, rate, sizeof(rate));
@@ -268,14 +274,11 @@ void bench_cfg_label(const struct bench_cfg *c, char *buf, size_t len)
 		fmt_size(c->bandwidth, s, sizeof(s));
 		snprintf(bw, sizeof(bw), " bw%s/s", s);
 	}
-	snprintf(buf, len, "%s %.0f%%free %s%s%s ch%u %s%s%s%s%s", ram,
+	snprintf(buf, len, "%s %.0f%%free %s%s%s ch%u %s%s%s%s", ram,
 		 c->free_frac * 100, rate, c->dirty_rate ? " " : "",
 		 c->dirty_rate ? bench_pattern_names[c->pattern] : "",
 		 c->channels, hm_tracker_mode_name(c->tracker),
-		 c->track_unit ? " unit2M" : "",
-		 c->thp ? (c->keep_hot ? " thp keep-hot" : " thp")
-			: c->hugetlb ? " hugetlb"
-			: (c->keep_hot ? " keep-hot" : ""),
+		 cfg_tag(c, tag, sizeof(tag)),
 		 c->pin ? " pin" : "", bw);
 }
 

@@ -244,15 +244,12 @@ int hm_lv_dom_read(const char *xml, FILE *report, struct hm_lv_dom *d)
 				  "[@type='unix'][target/@type='virtio']"
 				  "[target/@name='" AGENT_PORT "']"
 				  "/source/@path)");
-	d->mig_listen = xp_str(x, "string(/domain/metadata/*[local-name()="
-				  "'migration'][namespace-uri()='" HM_LV_NS
-				  "']/@listen)");
-	d->mig_timeout_s = (unsigned)xp_num(x, "number(/domain/metadata/*"
-				  "[local-name()='migration'][namespace-uri()"
-				  "='" HM_LV_NS "']/@timeout)");
-	d->mig_expires = (long long)xp_num(x, "number(/domain/metadata/*"
-				  "[local-name()='migration'][namespace-uri()"
-				  "='" HM_LV_NS "']/@expires)");
+#define MIG "/domain/metadata/*[local-name()='migration']" \
+	    "[namespace-uri()='" HM_LV_NS "']"
+	d->mig_listen = xp_str(x, "string(" MIG "/@listen)");
+	d->mig_timeout_s = (unsigned)xp_num(x, "number(" MIG "/@timeout)");
+	d->mig_expires = (long long)xp_num(x, "number(" MIG "/@expires)");
+#undef MIG
 	xmlXPathFreeContext(x);
 	xmlFreeDoc(doc);
 	return 0;
@@ -396,40 +393,49 @@ static char *read_all(FILE *f)
 	return buf;
 }
 
+pid_t hm_lv_spawn_self(const char *const argv[], int out_fd)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	pid_t pid;
+
+	if (n <= 0)
+		return n < 0 ? -errno : -ENOENT;
+	self[n] = 0;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (out_fd >= 0) {
+			dup2(out_fd, 1);
+			dup2(out_fd, 2);
+		}
+		execv(self, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
 /* The receiver: hintmig recv --libvirt into the QEMU at qmp, its output
  * appended to log (libvirt's per-domain log directory). Its exit status. */
 static int run_recv(const char *qmp, const struct hm_lv_dom *d,
 		    const char *log)
 {
-	char tmo[32], self[4096];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char tmo[32];
+	const char *av[] = { "hintmig", "recv", "--qemu", qmp, "--listen",
+			     d->mig_listen, "--libvirt", "--accept-timeout",
+			     tmo, "--io-timeout", tmo, NULL };
 	int st, fd;
 	pid_t pid;
 
-	if (n <= 0)
-		return 4;
-	self[n] = 0;
 	snprintf(tmo, sizeof(tmo), "%u",
 		 (d->mig_timeout_s ? d->mig_timeout_s : 60) * 1000);
 	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	pid = fork();
-	if (pid < 0) {
-		if (fd >= 0)
-			close(fd);
-		return 4;
-	}
-	if (pid == 0) {
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(self, "hintmig", "recv", "--qemu", qmp, "--listen",
-		      d->mig_listen, "--libvirt", "--accept-timeout", tmo,
-		      "--io-timeout", tmo, (char *)NULL);
-		_exit(127);
-	}
+	pid = hm_lv_spawn_self(av, fd);
 	if (fd >= 0)
 		close(fd);
+	if (pid < 0)
+		return 4;
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return 4;

@@ -46,6 +46,7 @@
 
 #include "cmd.h"
 #include "libvirt_dom.h"
+#include "migrate/qmp.h"
 #include "migrate/transport.h"
 #include "parse.h"
 
@@ -306,15 +307,10 @@ static void *lv_mig_thread(void *arg)
 static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 			  const char *agent, const char *to)
 {
-	char self[4096], tmo[32], bw[32];
+	char tmo[32], bw[32];
 	const char *av[40];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	int ac = 0;
-	pid_t pid;
 
-	if (n <= 0)
-		return -1;
-	self[n] = 0;
 	snprintf(tmo, sizeof(tmo), "%u", o->timeout_s * 1000);
 	av[ac++] = "hintmig";
 	av[ac++] = "send";
@@ -349,12 +345,7 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 		av[ac++] = "--quiet";
 	}
 	av[ac] = NULL;
-	pid = fork();
-	if (pid == 0) {
-		execv(self, (char *const *)av);
-		_exit(127);
-	}
-	return pid;
+	return hm_lv_spawn_self(av, -1);
 }
 
 /* The sender failed, perhaps before it connected: the destination's
@@ -404,23 +395,15 @@ static void print_jobinfo(virDomainPtr ddom, uint64_t wall_ms)
 
 static void print_hintmig_json(const char *path)
 {
-	struct json_object *r = json_object_from_file(path), *ram, *v;
+	struct json_object *r = json_object_from_file(path);
+	struct json_object *ram = hm_json_obj(r, "ram");
 
-	if (!r)
-		return;
-	if (json_object_object_get_ex(r, "ram", &ram)) {
-		uint64_t tr = 0, tot = 0, hinted = 0;
-
-		if (json_object_object_get_ex(ram, "transferred", &v))
-			tr = (uint64_t)json_object_get_int64(v);
-		if (json_object_object_get_ex(ram, "total", &v))
-			tot = (uint64_t)json_object_get_int64(v);
-		if (json_object_object_get_ex(ram, "skipped-hinted", &v))
-			hinted = (uint64_t)json_object_get_int64(v);
-		printf("%-18s %.3f MiB of %.0f MiB RAM (%" PRIu64 " hinted "
-		       "pages skipped)\n", "RAM by hintmig:",
-		       (double)tr / (1 << 20), (double)tot / (1 << 20), hinted);
-	}
+	if (ram)
+		printf("%-18s %.3f MiB of %.0f MiB RAM (%lld hinted pages "
+		       "skipped)\n", "RAM by hintmig:",
+		       (double)hm_json_int(ram, "transferred", 0) / (1 << 20),
+		       (double)hm_json_int(ram, "total", 0) / (1 << 20),
+		       hm_json_int(ram, "skipped-hinted", 0));
 	json_object_put(r);
 }
 
@@ -445,7 +428,7 @@ int hm_cmd_migrate(int argc, char **argv)
 	size_t report_len = 0;
 	FILE *rf;
 	pthread_t th;
-	bool th_started = false, sender_failed = false;
+	bool th_started = false;
 	pid_t sender = -1;
 	int rc = EXIT_SETUP, sst = 0, r;
 	uint64_t t0, last_poke = 0;
@@ -564,7 +547,7 @@ int hm_cmd_migrate(int argc, char **argv)
 	sender = start_sender(&o, qmp, d.agent_sock, to);
 	if (sender < 0) {
 		fprintf(stderr, "hintmig migrate: cannot start hintmig send: "
-			"%s\n", strerror(errno));
+			"%s\n", strerror((int)-sender));
 		goto out;
 	}
 	lm.o = &o;
@@ -589,9 +572,9 @@ int hm_cmd_migrate(int argc, char **argv)
 					"failed (%d); libvirt's migration "
 					"fails with it\n", sender_status(sst));
 			sender = 0;
-			sender_failed = sender_status(sst) != 0;
 		}
-		if (sender_failed && !atomic_load(&lm.done) &&
+		/* the sender has ended, and failed */
+		if (!sender && sender_status(sst) && !atomic_load(&lm.done) &&
 		    now_ms() - last_poke >= 500) {
 			poke_receiver(to);
 			last_poke = now_ms();

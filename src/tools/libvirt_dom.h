@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "hm_config.h"
 
@@ -40,5 +41,10 @@ void hm_lv_dom_fini(struct hm_lv_dom *d);
 /* Path of hintmig's QMP socket for the running domain with this id, as
  * seen from this mount namespace. 0, -ENOENT, -EEXIST (several). */
 int hm_lv_qmp_path(int id, char *out, size_t len);
+
+/* Run this program again (/proc/self/exe) with argv (argv[0] "hintmig",
+ * NULL-terminated), its stdout and stderr on out_fd when >= 0: the hook's
+ * receiver and hintmig migrate's sender. The child's pid, or -errno. */
+pid_t hm_lv_spawn_self(const char *const argv[], int out_fd);
 
 #endif

@@ -66,9 +66,7 @@ one() { # WAY RUN
 	plain-live|qemu-hint)
 		virsh -q -c "$LV_URI_A" migrate --live "$name" "$LV_URI_B" > "$tmp/$name.log" 2>&1 ;;
 	hintmig)
-		nsenter -m -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" migrate -c "$LV_URI_A" \
-			--hintmig-uri "tcp:127.0.0.1:$((20000 + RANDOM % 20000))" \
-			--json "$tmp/$name.json" "$name" "$LV_URI_B" > "$tmp/$name.log" 2>&1 ;;
+		lv_hintmig_migrate A B --json "$tmp/$name.json" "$name" > "$tmp/$name.log" 2>&1 ;;
 	esac
 	rc=$?
 	t1=$(date +%s%N)

@@ -10,6 +10,10 @@
 #                                  LV_GUEST
 #   lv_hintmig_setup DIR HINTMIG   before lv_start: hooks of A and B, the
 #                                  wrapper; sets LV_EMULATOR
+#   lv_hintmig_migrate FROM TO [OPTIONS...] DOMAIN   hintmig migrate from
+#                                  instance FROM to TO, in FROM's mount
+#                                  namespace (the source host's view), on a
+#                                  random loopback port
 #   lv_domain_xml NAME GUEST SERIAL [EXTRA_DEVICES [EXTRA_TOP]]
 #   lv_rounds / lv_last_round / lv_errors / lv_wait_rounds N   (SERIAL in
 #                                  $LV_SERIAL)
@@ -31,6 +35,7 @@ lv_hintmig_setup() { # DIR HINTMIG
 	cp "$(dirname "$hintmig")/src/tools/hintmig-qemu" "$dir/hintmig-qemu" &&
 		chmod 755 "$dir/hintmig-qemu" || lv_die "no hintmig-qemu beside $hintmig"
 	LV_EMULATOR=$dir/hintmig-qemu
+	LV_DIR=$dir LV_HINTMIG=$hintmig
 	for n in A B; do
 		mkdir -p "$dir/$n/etc/hooks/qemu.d"
 		# as installed in /etc/libvirt/hooks/qemu.d/50-hintmig
@@ -38,6 +43,15 @@ lv_hintmig_setup() { # DIR HINTMIG
 			> "$dir/$n/etc/hooks/qemu.d/50-hintmig"
 		chmod 755 "$dir/$n/etc/hooks/qemu.d/50-hintmig"
 	done
+}
+
+lv_hintmig_migrate() { # FROM TO [OPTIONS...] DOMAIN
+	local from=$1 to=$2 furi turi
+	shift 2
+	eval "furi=\$LV_URI_$from turi=\$LV_URI_$to"
+	nsenter -m -t "$(cat "$LV_DIR/$from/libvirtd.pid")" "$LV_HINTMIG" \
+		migrate -c "$furi" --hintmig-uri "tcp:127.0.0.1:$((20000 + RANDOM % 20000))" \
+		"$@" "$turi"
 }
 
 # The agent's socket is in each instance's own /run/libvirt (two hosts,

@@ -106,6 +106,13 @@ agent_sock=/run/libvirt/qemu/$dom-agent.sock
 lv_domain_xml "$dom" "$guest" "$serial" > "$tmp/dom.xml"
 state_of() { virsh -q -c "$1" domstate "$2" 2>/dev/null | head -1; }
 state() { state_of "$1" "$dom"; }
+wait_running() { # URI: the domain running there within 20 s
+	for _ in $(seq 1 100); do
+		[ "$(state "$1")" = running ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
 
 virsh -q -c "$LV_URI_A" create "$tmp/dom.xml" || lv_die "virsh create failed"
 lv_wait_rounds 5 || { tail -20 "$serial"; lv_die "the guest did not start its rounds"; }
@@ -157,18 +164,13 @@ migrate "$LV_URI_B" "$LV_URI_A" "B to A"
 
 # hintmig migrate, checked page by page at the destination's started hook
 hm_migrate() { # FROM TO NAME HINTS(auto|none) [RAMCMP_FLAGS]
-	local from=$1 to=$2 name=$3 hints=$4 r0 rc port ns furi turi
+	local from=$1 to=$2 name=$3 hints=$4 r0 rc furi turi
 	eval "furi=\$LV_URI_$from turi=\$LV_URI_$to"
 	r0=$(lv_last_round)
-	port=$((20000 + RANDOM % 20000))
-	ns=$(cat "$tmp/$from/libvirtd.pid")
 	echo "${5:-}" > "$tmp/compare"
 	: > "$tmp/compare.log"
-	# in the source libvirtd's mount namespace: the source host's view
-	# (/var/lib/libvirt, where hintmig's monitor socket is)
-	nsenter -m -t "$ns" "$hintmig" migrate --verbose -c "$furi" \
-		--hintmig-uri "tcp:127.0.0.1:$port" --hints "$hints" \
-		--json "$tmp/hm.json" "$dom" "$turi" > "$tmp/hm.log" 2>&1
+	lv_hintmig_migrate "$from" "$to" --verbose --hints "$hints" \
+		--json "$tmp/hm.json" "$dom" > "$tmp/hm.log" 2>&1
 	rc=$?
 	rm -f "$tmp/compare"
 	grep -v '^\[' "$tmp/hm.log" | sed "s/^/  $name: /" | tail -30
@@ -198,18 +200,12 @@ if [ "$have_migrate" = 1 ]; then
 	# Fault: the sender dies the moment it has stopped the vCPUs; the
 	# receiver sees the connection end, the hook fails, libvirt fails the
 	# migration and resumes the source itself.
-	port=$((20000 + RANDOM % 20000))
-	HINTMIG_TEST_DIE_AT=pre-switchover nsenter -m -t "$(cat "$tmp/A/libvirtd.pid")" \
-		"$hintmig" migrate --verbose -c "$LV_URI_A" --hintmig-uri "tcp:127.0.0.1:$port" \
-		"$dom" "$LV_URI_B" > "$tmp/hmfault.log" 2>&1
+	HINTMIG_TEST_DIE_AT=pre-switchover lv_hintmig_migrate A B --verbose "$dom" \
+		> "$tmp/hmfault.log" 2>&1
 	rc=$?
 	grep -v '^\[' "$tmp/hmfault.log" | tail -6 | sed 's/^/  hintmig killed: /'
 	[ $rc = 3 ] || fail "hintmig killed: hintmig migrate exit $rc, want 3 (failed)"
-	for _ in $(seq 1 100); do
-		[ "$(state "$LV_URI_A")" = running ] && break
-		sleep 0.2
-	done
-	[ "$(state "$LV_URI_A")" = running ] || fail "hintmig killed: the source domain is $(state "$LV_URI_A"), not running"
+	wait_running "$LV_URI_A" || fail "hintmig killed: the source domain is $(state "$LV_URI_A"), not running"
 	[ -z "$(state "$LV_URI_B")" ] || fail "hintmig killed: a domain was left on the destination"
 	lv_wait_rounds 5 || fail "hintmig killed: the source guest made no progress"
 	echo "hintmig killed: source domain $(state "$LV_URI_A"), guest at round $(lv_last_round)"
@@ -218,9 +214,7 @@ if [ "$have_migrate" = 1 ]; then
 	# migrate ends the waiting receiver (a connection closed at once)
 	# rather than leave libvirt's Prepare to the receiver's 60 s timeout.
 	t0=$(date +%s)
-	HINTMIG_TEST_DIE_AT=attached nsenter -m -t "$(cat "$tmp/A/libvirtd.pid")" \
-		"$hintmig" migrate -c "$LV_URI_A" --hintmig-uri "tcp:127.0.0.1:$((20000 + RANDOM % 20000))" \
-		"$dom" "$LV_URI_B" > "$tmp/hmfault3.log" 2>&1
+	HINTMIG_TEST_DIE_AT=attached lv_hintmig_migrate A B "$dom" > "$tmp/hmfault3.log" 2>&1
 	rc=$?
 	grep -v '^\[' "$tmp/hmfault3.log" | tail -2 | sed 's/^/  sender killed at attach: /'
 	[ $rc = 3 ] || fail "sender killed at attach: hintmig migrate exit $rc, want 3"
@@ -274,11 +268,7 @@ kill_dest_fault() { # NAME LOG COMMAND...
 	kill -9 "$(cat "$tmp/B/libvirtd.pid")"
 	wait "$mpid" && fail "$name: the migration succeeded with the destination killed"
 	grep -v '^\[\|^round' "$log" | tail -4 | sed "s/^/  $name: /"
-	for _ in $(seq 1 100); do
-		[ "$(state "$LV_URI_A")" = running ] && break
-		sleep 0.2
-	done
-	[ "$(state "$LV_URI_A")" = running ] || fail "$name: the source domain is $(state "$LV_URI_A"), not running"
+	wait_running "$LV_URI_A" || fail "$name: the source domain is $(state "$LV_URI_A"), not running"
 	lv_wait_rounds 5 || fail "$name: the source guest made no progress after the failed migration"
 	echo "$name: source domain $(state "$LV_URI_A"), guest at round $(lv_last_round)"
 }
@@ -287,9 +277,7 @@ kill_dest_fault "fault" "$tmp/fault.log" \
 if [ "$have_migrate" = 1 ]; then
 	lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b # again
 	kill_dest_fault "fault, hintmig" "$tmp/hmfault2.log" \
-		nsenter -m -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" migrate \
-		-c "$LV_URI_A" --bandwidth 1 --hintmig-uri "tcp:127.0.0.1:$((20000 + RANDOM % 20000))" \
-		"$dom" "$LV_URI_B"
+		lv_hintmig_migrate A B --bandwidth 1 "$dom"
 fi
 
 # A domain that is not set up for hintmig: defined on A only now, after
