@@ -51,7 +51,8 @@ struct hm_qemu {
 	char uri[256];
 	char memdev[64];
 	uint64_t ram_size;
-	bool memfd_backend;
+	bool memfd_backend;	/* no file name: memfd (7.2 only) */
+	char mem_path[512];	/* memory-backend-file's mem-path */
 	int ram_fd;
 	struct hm_ram_block blocks[HM_QEMU_MAX_BLOCKS];
 	size_t nblocks;
@@ -334,9 +335,12 @@ static int check_version_state(struct hm_qemu *q)
 	if (!ms)
 		ret = qfail(q, -EIO, "QEMU %d: query-migrate: %s",
 			    (int)q->pid, hm_qmp_error(q->qmp));
-	else if (status_active(ms))
-		ret = qfail(q, -EBUSY, "QEMU %d already has a migration in "
-			    "state '%s'", (int)q->pid, ms);
+	else if (status_active(ms) && (q->source || strcmp(ms, "setup")))
+		/* A destination shows "none" until its stream begins (7.2);
+		 * QEMU 10 shows "setup" from migrate-incoming on (libvirt
+		 * mode: libvirt sent it before its started hook). */
+		ret = qfail(q, -EINPROGRESS, "QEMU %d already has a "
+			    "migration in state '%s'", (int)q->pid, ms);
 	json_object_put(r);
 	return ret;
 }
@@ -645,24 +649,64 @@ static int memdev_shared(struct hm_qemu *q, const char *name)
 	return ret;
 }
 
-/* Where QEMU maps block name (size bytes): the one shared mapping of that
- * size whose file is the backend's (memory-backend-file: mem-path, or a
- * file in the mem-path directory; memory-backend-memfd: a memfd). */
-static int find_mapping(struct hm_qemu *q, const char *name, uint64_t size,
-			uint64_t *start_out, uint64_t *end_out)
+/* Which backend holds the RAM. x-ignore-shared leaves a block out of
+ * QEMU's stream only if it is shared and, from QEMU 8.1 on
+ * (RAM_NAMED_FILE), backed by a named file: memory-backend-file with
+ * share=on. memory-backend-memfd is skipped by 7.2 and migrated in full by
+ * 8.1 and later, as are memory-backend-shm (9.1) and memory-backend-ram
+ * share=on: refused there before anything starts, or QEMU would move the
+ * whole RAM a second time behind hintmig. */
+static int backend_kind(struct hm_qemu *q)
 {
 	struct json_object *r = hm_qmp_execf(
 		q->qmp, (int)q->tmo, "qom-get",
 		"{\"path\": \"/objects/%s\", \"property\": \"mem-path\"}",
-		name);
-	char path[64], memp[512] = "", line[1024];
+		q->memdev);
+	char type[64] = "?";
+	bool named_only = q->major > 8 || (q->major == 8 && q->minor >= 1);
+
+	q->mem_path[0] = '\0';
+	if (r && json_object_get_string(r))
+		snprintf(q->mem_path, sizeof(q->mem_path), "%s",
+			 json_object_get_string(r));
+	json_object_put(r);
+	if (q->mem_path[0])
+		return 0;
+	r = hm_qmp_execf(q->qmp, (int)q->tmo, "qom-get",
+			 "{\"path\": \"/objects/%s\", \"property\": "
+			 "\"type\"}", q->memdev);
+	if (r && json_object_get_string(r))
+		snprintf(type, sizeof(type), "%s", json_object_get_string(r));
+	json_object_put(r);
+	if (named_only)
+		return qfail(q, -EMEDIUMTYPE, "QEMU %d.%d: guest RAM '%s' is "
+			     "a %s, which QEMU 8.1 and later migrate in full "
+			     "even with x-ignore-shared (it skips only RAM in "
+			     "a named file): use -object memory-backend-file,"
+			     "id=%s,mem-path=/dev/shm/NAME,share=on (libvirt: "
+			     "<source type='file'/> with memory_backing_dir "
+			     "on a tmpfs)", q->major, q->minor, q->memdev, type,
+			     q->memdev);
+	if (strcmp(type, "memory-backend-memfd"))
+		return qfail(q, -EMEDIUMTYPE, "guest RAM '%s' is a %s: hintmig "
+			     "needs memory-backend-file,share=on (or "
+			     "memory-backend-memfd on QEMU 7.2)", q->memdev,
+			     type);
+	q->memfd_backend = true;
+	return 0;
+}
+
+/* Where QEMU maps the RAM block (size bytes): the one shared mapping of
+ * that size whose file is the backend's (memory-backend-file: mem-path, or a
+ * file in the mem-path directory; memory-backend-memfd: a memfd). */
+static int find_mapping(struct hm_qemu *q, uint64_t size,
+			uint64_t *start_out, uint64_t *end_out)
+{
+	const char *memp = q->mem_path;
+	char path[64], line[1024];
 	unsigned found = 0;
 	FILE *f;
 
-	if (r && json_object_get_string(r))
-		snprintf(memp, sizeof(memp), "%s", json_object_get_string(r));
-	json_object_put(r);
-	q->memfd_backend = memp[0] == '\0';
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)q->pid);
 	f = fopen(path, "re");
 	if (!f)
@@ -693,7 +737,7 @@ static int find_mapping(struct hm_qemu *q, const char *name, uint64_t size,
 			     " bytes of %s%s: cannot tell which one is RAM "
 			     "block '%s'", (int)q->pid, found, size,
 			     q->memfd_backend ? "a memfd" : memp,
-			     found ? "" : " (none)", name);
+			     found ? "" : " (none)", q->memdev);
 	return 0;
 }
 
@@ -720,6 +764,9 @@ static int find_ram(struct hm_qemu *q)
 			     "share=on on your backend)", q->memdev,
 			     strcmp(q->memdev, "pc.ram") ? ""
 			     : " (plain -m makes this private backend)");
+	ret = backend_kind(q);
+	if (ret < 0)
+		return ret;
 	ret = ramblock_info(q, q->memdev, &used, &psize);
 	if (ret < 0)
 		return ret;
@@ -727,12 +774,6 @@ static int find_ram(struct hm_qemu *q)
 		return qfail(q, -ENOTSUP, "memory backend '%s' has %" PRIu64
 			     "-byte pages: only 4 KiB pages are supported yet "
 			     "(hugetlbfs backends are not)", q->memdev, psize);
-	if (q->memfd_backend && (q->major > 8 ||
-				 (q->major == 8 && q->minor >= 1)))
-		return qfail(q, -EMEDIUMTYPE, "QEMU %d.%d migrates "
-			     "memory-backend-memfd RAM itself even with "
-			     "x-ignore-shared: use memory-backend-file,"
-			     "share=on", q->major, q->minor);
 	qsort(pcs, (size_t)n, sizeof(pcs[0]), cmp_piece);
 	for (int i = 0; i < n; i++) {
 		if (pcs[i].off != at || pcs[i].gpa % 4096 ||
@@ -748,7 +789,7 @@ static int find_ram(struct hm_qemu *q)
 			     "guest-physical pieces cover %" PRIu64, q->memdev,
 			     used, at);
 	q->ram_size = used;
-	ret = find_mapping(q, q->memdev, used, &start, &end);
+	ret = find_mapping(q, used, &start, &end);
 	if (ret < 0)
 		return ret;
 	if (q->memfd_backend)

@@ -70,7 +70,9 @@ struct hm_qemu_stats {
  * logged with what to change. The source forks a guardian that cancels
  * QEMU's migration and restores its capabilities if this process dies.
  * NULL with errno: ENOENT/ECONNREFUSED (no QMP there), EMEDIUMTYPE (RAM
- * not shared), EXDEV (an R10 device), EBUSY (wrong run state), ENOTSUP. */
+ * not shared), EXDEV (an R10 device), EBUSY (wrong run state: a source
+ * that holds no guest, a destination not started with -incoming),
+ * EINPROGRESS (QEMU already runs a migration), ENOTSUP. */
 struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 			       const struct hm_log *log);
 

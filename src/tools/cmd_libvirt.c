@@ -102,7 +102,8 @@ static void ok(FILE *f, const char *fmt, ...)
 }
 
 /* Check the domain XML. */
-static void check_xml(xmlXPathContextPtr x, struct verdict *v, FILE *f)
+static void check_xml(xmlXPathContextPtr x, unsigned long qemu_ver,
+		      struct verdict *v, FILE *f)
 {
 	char *emu = xp_str(x, "string(/domain/devices/emulator)");
 	const char *base = emu ? strrchr(emu, '/') : NULL;
@@ -110,11 +111,28 @@ static void check_xml(xmlXPathContextPtr x, struct verdict *v, FILE *f)
 	char *acc = xp_str(x, "string(/domain/memoryBacking/access/@mode)");
 	char *sock;
 	bool huge = xp_num(x, "count(/domain/memoryBacking/hugepages)") > 0;
+	bool named_only;
 	double n;
 
-	/* RAM */
-	if (acc && !strcmp(acc, "shared") &&
-	    ((src && (!strcmp(src, "memfd") || !strcmp(src, "file"))) || huge)) {
+	/* RAM. QEMU >= 8.1's x-ignore-shared leaves out only RAM in a named
+	 * file: memfd there would be migrated by QEMU a second time (the
+	 * receiver refuses it). qemu_ver 0: unknown, the file advised. */
+	named_only = !qemu_ver || qemu_ver >= 8001000;
+	if (acc && !strcmp(acc, "shared") && src && !strcmp(src, "memfd") &&
+	    named_only) {
+		v->missing++;
+		fprintf(f, "MISSING  RAM in a named file: QEMU %s migrates "
+			"memfd RAM itself even with x-ignore-shared. In "
+			"<memoryBacking> use\n"
+			"             <source type='file'/>\n"
+			"             <access mode='shared'/>\n"
+			"         with memory_backing_dir in qemu.conf on a "
+			"tmpfs (e.g. \"/dev/shm/libvirt-ram\"), or "
+			"<hugepages/>\n", qemu_ver ? "8.1 and later" : "(version "
+			"unknown)");
+	} else if (acc && !strcmp(acc, "shared") &&
+		   ((src && (!strcmp(src, "memfd") || !strcmp(src, "file"))) ||
+		    huge)) {
 		ok(f, "RAM: shared (%s): hintmig can read and fill it",
 		   huge ? "hugepages" : src);
 	} else {
@@ -122,11 +140,17 @@ static void check_xml(xmlXPathContextPtr x, struct verdict *v, FILE *f)
 		fprintf(f, "MISSING  RAM that hintmig can read and fill: add to "
 		       "<domain>\n"
 		       "           <memoryBacking>\n"
-		       "             <source type='memfd'/>\n"
+		       "             <source type='%s'/>\n"
 		       "             <access mode='shared'/>\n"
-		       "           </memoryBacking>\n"
-		       "         (source type='file' on QEMU 8.1 and later, "
-		       "whose x-ignore-shared skips only named files)\n");
+		       "           </memoryBacking>\n%s",
+		       named_only ? "file" : "memfd",
+		       named_only ? "         with memory_backing_dir in "
+				    "qemu.conf on a tmpfs (e.g. \"/dev/shm/"
+				    "libvirt-ram\"): QEMU 8.1 and later skip "
+				    "only RAM in a named file\n"
+				  : "         (QEMU 7.2; on 8.1 and later "
+				    "source type='file' with memory_backing_dir "
+				    "on a tmpfs)\n");
 	}
 	free(src);
 	free(acc);
@@ -207,7 +231,8 @@ static void check_xml(xmlXPathContextPtr x, struct verdict *v, FILE *f)
 
 /* ---- shared with hintmig migrate (libvirt_dom.h) ------------------------- */
 
-int hm_lv_dom_read(const char *xml, FILE *report, struct hm_lv_dom *d)
+int hm_lv_dom_read(const char *xml, unsigned long qemu_ver, FILE *report,
+		   struct hm_lv_dom *d)
 {
 	xmlDocPtr doc;
 	xmlXPathContextPtr x;
@@ -229,7 +254,7 @@ int hm_lv_dom_read(const char *xml, FILE *report, struct hm_lv_dom *d)
 	if (!f)
 		f = fopen("/dev/null", "w");
 	if (f)
-		check_xml(x, &v, f);
+		check_xml(x, qemu_ver, &v, f);
 	if (f && f != report)
 		fclose(f);
 	d->missing = v.missing;
@@ -337,7 +362,7 @@ static int lv_check(int argc, char **argv)
 		printf("domain %s, QEMU %lu.%lu.%lu\n", argv[optind],
 		       ver / 1000000, ver / 1000 % 1000, ver % 1000);
 	xml = virDomainGetXMLDesc(dom, 0);
-	if (!xml || hm_lv_dom_read(xml, stdout, &d) < 0) {
+	if (!xml || hm_lv_dom_read(xml, ver, stdout, &d) < 0) {
 		fprintf(stderr, "hintmig libvirt: cannot read the XML of %s\n",
 			argv[optind]);
 		goto out;
@@ -456,7 +481,7 @@ static int lv_hook(int argc, char **argv)
 	xml = read_all(stdin);
 	if (strcmp(argv[2], "started"))
 		goto out;	/* not ours: libvirt goes on */
-	if (!xml || hm_lv_dom_read(xml, NULL, &d) < 0 || !d.mig_listen)
+	if (!xml || hm_lv_dom_read(xml, 0, NULL, &d) < 0 || !d.mig_listen)
 		goto out;	/* not a migration by hintmig migrate */
 	if (d.mig_expires && d.mig_expires < (long long)time(NULL)) {
 		fprintf(stderr, "hintmig libvirt hook: %s: ignoring stale "

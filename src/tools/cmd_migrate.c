@@ -415,6 +415,28 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* After a failure, where the domain is, as libvirt on the source sees it:
+ * the report must be true even when libvirt carried on without hintmig. */
+static const char *where_now(virDomainPtr dom, const char *dest_uri)
+{
+	static char buf[512];
+	int state = -1, reason = 0;
+
+	if (virDomainGetState(dom, &state, &reason, 0) < 0 ||
+	    virDomainIsActive(dom) != 1) {
+		snprintf(buf, sizeof(buf), "the source domain is no longer "
+			 "running: libvirt moved it to %s without hintmig's "
+			 "RAM (check the guest there)", dest_uri);
+		return buf;
+	}
+	snprintf(buf, sizeof(buf), "the source domain %s",
+		 state == VIR_DOMAIN_RUNNING ? "runs on"
+		 : state == VIR_DOMAIN_PAUSED ? "is paused (libvirt resumes it "
+						"when its job ends)"
+		 : "is in an unexpected state");
+	return buf;
+}
+
 int hm_cmd_migrate(int argc, char **argv)
 {
 	struct mig_opts o = { 0 };
@@ -432,6 +454,7 @@ int hm_cmd_migrate(int argc, char **argv)
 	pid_t sender = -1;
 	int rc = EXIT_SETUP, sst = 0, r;
 	uint64_t t0, last_poke = 0;
+	unsigned long qemu_ver = 0;
 
 	r = parse(argc, argv, &o);
 	if (r)
@@ -453,7 +476,9 @@ int hm_cmd_migrate(int argc, char **argv)
 	}
 	xml = virDomainGetXMLDesc(dom, 0);
 	rf = open_memstream(&report, &report_len);
-	if (!xml || !rf || hm_lv_dom_read(xml, rf, &d) < 0) {
+	if (virConnectGetVersion(conn, &qemu_ver) < 0)
+		qemu_ver = 0;
+	if (!xml || !rf || hm_lv_dom_read(xml, qemu_ver, rf, &d) < 0) {
 		if (rf)
 			fclose(rf);
 		fprintf(stderr, "hintmig migrate: cannot read the XML of %s\n",
@@ -596,8 +621,8 @@ int hm_cmd_migrate(int argc, char **argv)
 	}
 	if (lm.rc < 0 || sender_status(sst)) {
 		fprintf(stderr, "hintmig migrate: migration of %s failed: %s; "
-			"the source domain runs on\n", o.dom,
-			lm.rc < 0 ? lm.err : "hintmig send failed");
+			"%s\n", o.dom, lm.rc < 0 ? lm.err : "hintmig send failed",
+			where_now(dom, o.dest_uri));
 		rc = EXIT_FAILED;
 		if (lm.ddom)
 			virDomainFree(lm.ddom);

@@ -33,9 +33,12 @@ struct hm_lv_dom {
 	long long mig_expires;	/* epoch seconds */
 };
 
-/* Parse a domain XML and check it, the check's lines printed to report
- * (NULL: not printed). 0, or -EINVAL (not XML). */
-int hm_lv_dom_read(const char *xml, FILE *report, struct hm_lv_dom *d);
+/* Parse a domain XML and check it for the QEMU version qemu_ver
+ * (libvirt's encoding, major * 1000000 + minor * 1000 + micro; 0 when
+ * unknown), the check's lines printed to report (NULL: not printed).
+ * 0, or -EINVAL (not XML). */
+int hm_lv_dom_read(const char *xml, unsigned long qemu_ver, FILE *report,
+		   struct hm_lv_dom *d);
 void hm_lv_dom_fini(struct hm_lv_dom *d);
 
 /* Path of hintmig's QMP socket for the running domain with this id, as

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Two libvirtd 9.0 on one machine, without systemd (sourced by the libvirt
+# Two libvirtd (9.0, or 11.3 in the Debian 13 root) on one machine, without systemd (sourced by the libvirt
 # tests). Each runs the system daemon in the foreground in a mount namespace
 # of its own, with /etc/libvirt, /run/libvirt, /var/lib/libvirt,
 # /var/log/libvirt and /var/cache/libvirt bind-mounted from a directory of
@@ -35,8 +35,12 @@ lv_start() { # DIR NAME UUID
 	EOF
 	# stdio_handler file: no virtlogd; no cgroups (none delegated here);
 	# QEMU as root without a security driver or private namespaces, so
-	# that it sees the same /dev/shm and sockets as the test
+	# that it sees the same /dev/shm and sockets as the test. File-backed
+	# guest RAM (<source type='file'/>) on a tmpfs of its own: QEMU >= 8.1
+	# leaves only named files out of its stream (docs/libvirt.md)
+	mkdir -p "/dev/shm/${1##*/}-$name"
 	cat > "$base/etc/qemu.conf" <<-EOF
+	memory_backing_dir = "/dev/shm/${1##*/}-$name"
 	stdio_handler = "file"
 	cgroup_controllers = [ ]
 	security_driver = "none"
@@ -87,6 +91,8 @@ lv_stop_all() {
 			[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
 		done
 		pid=$(cat "$base/libvirtd.pid" 2>/dev/null) && kill "$pid" 2>/dev/null
+		# its memory_backing_dir (lv_start)
+		rm -rf "/dev/shm/$(basename "$(dirname "$base")")-$(basename "$base")"
 	done
 	for base in $LV_STARTED; do
 		pid=$(cat "$base/libvirtd.pid" 2>/dev/null) || continue

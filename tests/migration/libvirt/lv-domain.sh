@@ -13,8 +13,10 @@
 #   lv_hintmig_migrate FROM TO [OPTIONS...] DOMAIN   hintmig migrate from
 #                                  instance FROM to TO, in FROM's mount
 #                                  namespace (the source host's view), on a
-#                                  random loopback port
-#   lv_domain_xml NAME GUEST SERIAL [EXTRA_DEVICES [EXTRA_TOP]]
+#                                  random loopback port (LV_HM_PORT: this one)
+#   lv_domain_xml NAME GUEST SERIAL [EXTRA_DEVICES [EXTRA_TOP]]   RAM in a
+#                                  file of memory_backing_dir (LV_RAM_SOURCE:
+#                                  another <source type=...>)
 #   lv_rounds / lv_last_round / lv_errors / lv_wait_rounds N   (SERIAL in
 #                                  $LV_SERIAL)
 
@@ -49,8 +51,9 @@ lv_hintmig_migrate() { # FROM TO [OPTIONS...] DOMAIN
 	local from=$1 to=$2 furi turi
 	shift 2
 	eval "furi=\$LV_URI_$from turi=\$LV_URI_$to"
-	nsenter -m -t "$(cat "$LV_DIR/$from/libvirtd.pid")" "$LV_HINTMIG" \
-		migrate -c "$furi" --hintmig-uri "tcp:127.0.0.1:$((20000 + RANDOM % 20000))" \
+	# -r -w: inside a chroot (the Debian 13 root) stay in it
+	nsenter -m -r -w -t "$(cat "$LV_DIR/$from/libvirtd.pid")" "$LV_HINTMIG" \
+		migrate -c "$furi" --hintmig-uri "tcp:127.0.0.1:${LV_HM_PORT:-$((20000 + RANDOM % 20000))}" \
 		"$@" "$turi"
 }
 
@@ -65,7 +68,7 @@ lv_domain_xml() { # NAME GUEST SERIAL [EXTRA_DEVICES [EXTRA_TOP]]
   <vcpu>1</vcpu>
   ${5:-}
   <memoryBacking>
-    <source type='memfd'/>
+    <source type='${LV_RAM_SOURCE:-file}'/>
     <access mode='shared'/>
   </memoryBacking>
   <os>

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# virsh migrate between two libvirtd 9.0 on this machine (libvirtd-pair.sh):
-# the QEMU suite's Debian guest in a TCG domain whose RAM is shared memfd
-# and which has hintmig-agent's channel, i.e. a domain set up for hintmig
+# virsh migrate between two libvirtd on this machine (libvirtd-pair.sh; 9.0,
+# or 11.3 in the Debian 13 root): the QEMU suite's Debian guest in a TCG
+# domain whose RAM is a shared file on a tmpfs and which has hintmig-agent's
+# channel, i.e. a domain set up for hintmig
 # (docs/libvirt.md), migrated by plain `virsh migrate` A to B and
 # back: hintmig's setup must not break a normal migration. The workload
 # verifies its memory every round and must go on, without an error, on
@@ -35,7 +36,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lv-domain.sh"
 mkguest=$1 workload=$2 cache=$3 hintmig=${4:-} ramcmp=${5:-}
 have_migrate=0
-[ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  migrate' && have_migrate=1
+if [ -n "$hintmig" ]; then
+	"$hintmig" --help | grep -q '^  migrate' ||
+		{ echo "FAIL $hintmig has no migrate command (built without libvirt-dev?): hintmig's half cannot run"; exit 1; }
+	have_migrate=1
+fi
 
 skip() {
 	echo "SKIP: $*"
@@ -76,10 +81,10 @@ if [ "$have_migrate" = 1 ]; then
 		#!/bin/bash
 		cat > /dev/null
 		[ "\$2" = started ] && [ -f $tmp/compare ] || exit 0
-		memfd() { local f; for f in /proc/\$1/fd/*; do
-			case \$(readlink "\$f") in */memfd:memory-backend-memfd*) echo "\$f"; return;; esac
+		ramfile() { local f; for f in /proc/\$1/fd/*; do
+			case \$(readlink "\$f") in /dev/shm/*|*/memfd:memory-backend-memfd*) echo "\$f"; return;; esac
 		done; }
-		src=\$(memfd \$(cat $tmp/$o/run/qemu/$dom.pid)) dst=\$(memfd \$(cat /run/libvirt/qemu/$dom.pid))
+		src=\$(ramfile \$(cat $tmp/$o/run/qemu/$dom.pid)) dst=\$(ramfile \$(cat /run/libvirt/qemu/$dom.pid))
 		echo "compare $o to $n: \$src \$dst" >> $tmp/compare.log
 		$ramcmp \$(cat $tmp/compare) "\$src" "\$dst" >> $tmp/compare.log 2>&1
 		echo "ramcmp exit \$?" >> $tmp/compare.log
@@ -122,7 +127,7 @@ if [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  libvirt'; then
 	out=$("$hintmig" libvirt check --connect "$LV_URI_A" "$dom" 2>&1); rc=$?
 	echo "$out" | sed 's/^/  check: /'
 	[ $rc = 0 ] || fail "hintmig libvirt check: exit $rc on a domain set up for hintmig"
-	grep -q "^ok       RAM: shared (memfd)" <<<"$out" || fail "check: shared RAM not seen"
+	grep -q "^ok       RAM: shared (file)" <<<"$out" || fail "check: shared RAM not seen"
 	grep -q "hintmig send --agent $agent_sock" <<<"$out" || fail "check: agent socket not named"
 elif [ -n "$hintmig" ]; then
 	fail "$hintmig has no libvirt command (built without libvirt-dev?)"
@@ -177,6 +182,12 @@ hm_migrate() { # FROM TO NAME HINTS(auto|none) [RAMCMP_FLAGS]
 	sed "s/^/  $name: /" "$tmp/compare.log"
 	cat "$tmp/$to/log/qemu/$dom-hintmig.log" 2>/dev/null | sed "s/^/  $name recv: /" | tail -8
 	[ $rc = 0 ] || { fail "$name: hintmig migrate exit $rc"; return; }
+	# QEMU's own stream carried device state only (x-ignore-shared left
+	# the RAM file out): a RAM-sized figure means QEMU moved it itself
+	qmib=$(sed -n 's/^Data by libvirt: *\([0-9.]*\) MiB.*/\1/p' "$tmp/hm.log")
+	echo "$name: QEMU's own stream ${qmib:-?} MiB (bound 16 MiB: device state only)"
+	[ -n "$qmib" ] && awk -v m="$qmib" 'BEGIN { exit !(m < 16) }' ||
+		fail "$name: QEMU's own stream carried ${qmib:-an unknown amount of} MiB: RAM moved by QEMU, not hintmig"
 	grep -q "ramcmp exit 0" "$tmp/compare.log" ||
 		fail "$name: the RAM of source and destination differ (or were not compared)"
 	grep -q "page compare: [1-9][0-9]* pages" "$tmp/compare.log" ||
@@ -221,6 +232,24 @@ if [ "$have_migrate" = 1 ]; then
 	[ "$(state "$LV_URI_A")" = running ] || fail "sender killed at attach: the source domain is $(state "$LV_URI_A")"
 	[ -z "$(state "$LV_URI_B")" ] || fail "sender killed at attach: a domain was left on the destination"
 	echo "sender killed at attach: failed after $(( $(date +%s) - t0 )) s (the receiver alone would wait 60 s)"
+
+	# The destination's hook cannot receive (hintmig's port is taken
+	# there): the hook fails, so libvirt's migration fails, the source
+	# runs on, and hintmig migrate says so (true: checked here).
+	port=$((40000 + RANDOM % 20000))
+	python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port)); s.listen(); time.sleep(120)" &
+	blocker=$!
+	sleep 0.5
+	LV_HM_PORT=$port lv_hintmig_migrate A B --verbose "$dom" > "$tmp/hmfault4.log" 2>&1
+	rc=$?
+	kill $blocker 2>/dev/null; wait $blocker 2>/dev/null
+	grep -v '^\[' "$tmp/hmfault4.log" | tail -3 | sed 's/^/  hook cannot receive: /'
+	tail -3 "$tmp/B/log/qemu/$dom-hintmig.log" 2>/dev/null | sed 's/^/  hook cannot receive (recv): /'
+	[ $rc = 3 ] || fail "hook cannot receive: hintmig migrate exit $rc, want 3"
+	grep -q "the source domain runs on" "$tmp/hmfault4.log" || fail "hook cannot receive: the report does not say the source runs on"
+	wait_running "$LV_URI_A" || fail "hook cannot receive: the source domain is $(state "$LV_URI_A"), not running"
+	[ -z "$(state "$LV_URI_B")" ] || fail "hook cannot receive: libvirt carried on without hintmig (the domain is on B: $(state "$LV_URI_B"))"
+	lv_wait_rounds 3 || fail "hook cannot receive: the source guest made no progress"
 
 	# hintmig left nothing behind: x-ignore-shared is off again on the
 	# source of the failed migration (the guardian) and on the
@@ -296,6 +325,25 @@ if [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  libvirt'; then
 	grep -q "^REFUSED  1 disk" <<<"$out" || fail "check: the O_DIRECT disk not named"
 	grep -q "^note     no hint agent channel" <<<"$out" || fail "check: missing channel not noted"
 	virsh -q -c "$LV_URI_A" undefine hm-plain >/dev/null
+
+	# memfd RAM: QEMU 8.1 and later migrate it themselves despite
+	# x-ignore-shared, so it is refused there and fine on 7.2
+	sed -e "s|<name>$dom</name>|<name>hm-memfd</name>|" \
+	    -e "s|<source type='file'/>|<source type='memfd'/>|" "$tmp/dom.xml" > "$tmp/memfd.xml"
+	virsh -q -c "$LV_URI_A" define "$tmp/memfd.xml" >/dev/null || fail "virsh define of the memfd domain"
+	out=$("$hintmig" libvirt check --connect "$LV_URI_A" hm-memfd 2>&1); rc=$?
+	ver=$(sed -n 's/^domain hm-memfd, QEMU \([0-9]*\)\.\([0-9]*\)\..*/\1 \2/p' <<<"$out")
+	echo "$out" | grep -i "RAM\|QEMU" | sed 's/^/  check memfd: /'
+	if [ -z "$ver" ]; then
+		fail "check memfd: no QEMU version in the report"
+	elif [ "${ver% *}" -gt 8 ] || { [ "${ver% *}" = 8 ] && [ "${ver#* }" -ge 1 ]; }; then
+		[ $rc = 1 ] || fail "check memfd on QEMU $ver: exit $rc, want 1 (not ready)"
+		grep -q "^MISSING  RAM in a named file" <<<"$out" || fail "check memfd on QEMU $ver: memfd not refused"
+		grep -q "source type='file'" <<<"$out" || fail "check memfd: the file backing not recommended"
+	else
+		grep -q "^ok       RAM: shared (memfd)" <<<"$out" || fail "check memfd on QEMU $ver: memfd not accepted"
+	fi
+	virsh -q -c "$LV_URI_A" undefine hm-memfd >/dev/null
 fi
 n=$(lv_errors)
 [ "$n" = 0 ] || { grep -a 'HMW: ERROR\|FAILED\|Kernel panic' "$serial" | head -5; fail "$n guest error line(s)"; }

@@ -50,6 +50,10 @@ struct hm_scenario {
 	 * `hintmig send --qemu` run beside them, QEMU moves only the device
 	 * state (x-ignore-shared); the two RAM files are compared. */
 	int hintmig;
+	/* The guest is hm-payload (no Linux) under KVM: for hosts whose KVM
+	 * runs small guests but cannot boot a stock kernel (a nested PVM).
+	 * The payload speaks the workload's console language. */
+	int kvm_payload;
 	const char *hm_args;      /* more `hintmig send` options, or NULL */
 	int hm_memfd;             /* memory-backend-memfd instead of a file */
 	/* MiB of guest RAM that the workload's stand-in hint reporter
@@ -190,5 +194,14 @@ size_t hm_corrupt_pattern(unsigned char *buf, size_t len);
 
 /* Environment knobs (documented in docs/qemu-tests.md). */
 int hm_env_flag(const char *name);
+
+/* The version of the QEMU the tests run (HM_QEMU or the configured one),
+ * from its --version line: 0, or -1 if it cannot be read. */
+int hm_qemu_binary_version(int *major, int *minor);
+
+/* The bound on QEMU's own stream in a run where hintmig moves the RAM:
+ * device state, firmware and VRAM blocks. More means QEMU migrated the
+ * guest RAM itself (x-ignore-shared did not leave it out). */
+#define HM_QEMU_DEVICE_MAX (16ll << 20)
 
 #endif
