@@ -15,6 +15,7 @@ PKGS=(
   debhelper dpkg-dev lintian file dh-dkms dkms  # the Debian packages and their test
   linux-headers-amd64                 # the agent's module, built for the test guest
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev  # two libvirtd in the libvirt tests
+  mmdebstrap                          # the Debian 13 root of the second stack
 )
 
 missing=()
@@ -38,6 +39,13 @@ setup_dir() { # dir, meson args...
   fi
   ninja -C "$dir"
 }
+
+# The second stack (QEMU 10.0, libvirt 11.3, kernel 6.12): a Debian 13 root,
+# made once and cached (scripts/deb13-root.sh; the qemu-deb13 and
+# libvirt-deb13 suites run in it). Only as root; HM_NO_DEB13=1 skips it.
+if [ "$(id -u)" -eq 0 ] && [ "${HM_NO_DEB13:-}" != 1 ]; then
+  scripts/deb13-root.sh >/dev/null
+fi
 
 setup_dir build -Dqemu_tests=enabled -Dfuzz=enabled -Dzstd=enabled -Djson=enabled -Durcu=enabled
 if [ "${1:-}" = "--asan" ]; then

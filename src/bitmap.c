@@ -291,6 +291,57 @@ long hm_bitmap_apply_ranges(struct hm_bitmap *b,
 	return (long)changed;
 }
 
+/* Clear [start, end) of b, setting in into (atomically) every bit that
+ * was set in b and is now clear. Returns the count of those bits. */
+static size_t range_move(struct hm_bitmap *b, struct hm_bitmap *into,
+			 size_t start, size_t end)
+{
+	size_t ws = start / HM_BITS_PER_WORD;
+	size_t we = (end - 1) / HM_BITS_PER_WORD;
+	size_t c = 0;
+
+	for (size_t w = ws; w <= we; w++) {
+		uint64_t m = WORD_ONES, old;
+
+		if (w == ws)
+			m &= mask_from(start);
+		if (w == we)
+			m &= mask_to(end);
+		if (!(ld(&b->words[w]) & m))
+			continue;
+		old = __atomic_fetch_and(&b->words[w], ~m, __ATOMIC_ACQ_REL);
+		old &= m;
+		if (!old)
+			continue;
+		__atomic_fetch_or(&into->words[w], old, __ATOMIC_ACQ_REL);
+		c += popcount64(old);
+	}
+	return c;
+}
+
+long hm_bitmap_clear_ranges_into(struct hm_bitmap *b,
+				 const struct hm_page_range *ranges, size_t n,
+				 struct hm_bitmap *into)
+{
+	size_t moved = 0;
+
+	if (n == 0)
+		return 0;
+	if (!ranges || !into || into->nbits != b->nbits)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (ranges[i].start > (uint64_t)b->nbits ||
+		    ranges[i].len > (uint64_t)b->nbits - ranges[i].start)
+			return -ERANGE;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (ranges[i].len)
+			moved += range_move(b, into, (size_t)ranges[i].start,
+					    (size_t)(ranges[i].start +
+						     ranges[i].len));
+	return (long)moved;
+}
+
 /* ---- search and count ---------------------------------------------------- */
 
 /* First bit at or after from whose value, XORed with inv, is 1. Bits past

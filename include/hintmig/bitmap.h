@@ -118,6 +118,15 @@ long hm_bitmap_apply_ranges(struct hm_bitmap *b,
 			    const struct hm_page_range *ranges, size_t n,
 			    bool op_set);
 
+/* Clear a list of ranges of b, atomically per word, and set in into every
+ * bit this call found set in b (the pages a hint took out of the
+ * migration bitmap: the hinted map of hintmig send --hinted-map). Checked
+ * as hm_bitmap_apply_ranges (-ERANGE, nothing done); -EINVAL when into is
+ * NULL or of another size. Returns the number of bits moved (>= 0). */
+long hm_bitmap_clear_ranges_into(struct hm_bitmap *b,
+				 const struct hm_page_range *ranges, size_t n,
+				 struct hm_bitmap *into);
+
 #ifdef __cplusplus
 }
 #endif

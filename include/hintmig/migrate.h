@@ -211,6 +211,14 @@ int hm_migration_resume_guest(struct hm_migration *m);
 void hm_migration_get_stats(const struct hm_migration *m,
 			    struct hm_migrate_stats *st);
 
+/* The hinted map: one bit a guest page (global page index), set for every
+ * page a hint took out of the migration bitmap after it was last sent, so
+ * that the destination holds an older copy of it or none (zero). Every
+ * other page the destination holds exactly as the paused source does.
+ * Complete once hm_migration_run() returned 0; owned by m. NULL if m is
+ * NULL. (hintmig send --hinted-map writes it: docs/protocol.md.) */
+const struct hm_bitmap *hm_migration_hinted(const struct hm_migration *m);
+
 /* Closes the connection (telling the destination it is done) and frees. */
 void hm_migration_free(struct hm_migration *m);
 

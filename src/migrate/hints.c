@@ -50,6 +50,7 @@ struct hm_hints {
 	struct hm_hint_source *src;
 	struct hm_guest *guest;
 	struct hm_bitmap *m;
+	struct hm_bitmap *hinted;	/* NULL: not recorded */
 	struct hm_tracker *tracker;
 	struct hm_log log;
 	unsigned unsafe;
@@ -437,8 +438,11 @@ static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
 	if (n == 0)
 		goto out;
 
-	/* M &= ~H: both kinds (R3, R4). */
-	cleared = hm_bitmap_apply_ranges(h->m, h->pr, n, false);
+	/* M &= ~H: both kinds (R3, R4); what was pending there is recorded
+	 * as hinted, until the page is sent again (source.c) */
+	cleared = h->hinted ? hm_bitmap_clear_ranges_into(h->m, h->pr, n,
+							  h->hinted)
+			    : hm_bitmap_apply_ranges(h->m, h->pr, n, false);
 	if (cleared < 0) { /* validated above: cannot happen */
 		ctr_add(&h->n_rejected, n);
 		goto out;
@@ -571,6 +575,7 @@ struct hm_hints *hm_hints_new(const struct hm_hints_opts *o)
 	h->src = o->src;
 	h->guest = o->guest;
 	h->m = o->m;
+	h->hinted = o->hinted;
 	h->tracker = o->tracker;
 	h->log = o->log;
 	h->unsafe = o->unsafe;

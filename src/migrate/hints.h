@@ -48,6 +48,8 @@ struct hm_hints_opts {
 	struct hm_hint_source *src;	/* not owned */
 	struct hm_guest *guest;		/* not owned: validation, geometry */
 	struct hm_bitmap *m;		/* the migration bitmap M */
+	struct hm_bitmap *hinted;	/* optional: gets the bits a hint
+					 * took out of M (hm_migration_hinted) */
 	struct hm_tracker *tracker;	/* for ISOLATED (R4); not owned */
 	uint32_t max_ranges;		/* per session, > 0 */
 	unsigned unsafe;		/* enum hm_unsafe (tests only) */

@@ -147,7 +147,10 @@ static void wait_ended(struct hm_qemu *q, unsigned ms)
 	while (now_ms() < end) {
 		struct json_object *r;
 		const char *s = migrate_status(q, &r);
-		bool active = !s || status_active(s);
+		/* a destination waiting for its stream (QEMU 10: "setup"
+		 * from migrate-incoming on) has nothing running to wait for */
+		bool active = !s || (status_active(s) &&
+				     (q->source || strcmp(s, "setup")));
 
 		json_object_put(r);
 		if (!active || !s)

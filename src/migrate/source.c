@@ -161,6 +161,9 @@ struct hm_migration {
 	size_t dev_state_len;
 
 	struct hm_bitmap M;
+	/* pages a hint took out of M since they were last sent: what the
+	 * destination does not hold the source's copy of (hinted map) */
+	struct hm_bitmap hinted;
 	struct hm_tracker *tracker;
 	struct hm_hints *hints;
 	struct hm_wire_geometry geo;
@@ -499,6 +502,12 @@ static int tx_drain(struct tx_chan *c)
 			goto out;
 		}
 		bits = hm_bitmap_fetch_clear_word(&m->M, w);
+		/* these go now: no longer hinted (a hint clears M and sets
+		 * hinted in one apply section, which a sync waits for, so
+		 * no hint of an earlier send can land after this) */
+		if (bits)
+			__atomic_fetch_and(&m->hinted.words[w], ~bits,
+					   __ATOMIC_ACQ_REL);
 		while (bits) {
 			unsigned b = (unsigned)__builtin_ctzll(bits);
 			uint64_t rest = bits >> b;
@@ -731,6 +740,11 @@ static void tx_stop_all(struct hm_migration *m)
 
 /* ---- statistics ---------------------------------------------------------- */
 
+const struct hm_bitmap *hm_migration_hinted(const struct hm_migration *m)
+{
+	return m ? &m->hinted : NULL;
+}
+
 void hm_migration_get_stats(const struct hm_migration *m,
 			    struct hm_migrate_stats *st)
 {
@@ -877,7 +891,8 @@ struct hm_migration *hm_migration_new(struct hm_guest *g,
 		err = errno;
 		goto fail;
 	}
-	if (hm_bitmap_init(&m->M, g->npages) < 0)
+	if (hm_bitmap_init(&m->M, g->npages) < 0 ||
+	    hm_bitmap_init(&m->hinted, g->npages) < 0)
 		goto fail;
 	m->ch = calloc(m->nch, sizeof(*m->ch));
 	if (!m->ch)
@@ -892,6 +907,7 @@ struct hm_migration *hm_migration_new(struct hm_guest *g,
 fail:
 	if (m) {
 		hm_bitmap_fini(&m->M);
+		hm_bitmap_fini(&m->hinted);
 		if (m->wake_fd >= 0)
 			close(m->wake_fd);
 		free(m->ch);
@@ -1284,6 +1300,7 @@ static int open_hints(struct hm_migration *m)
 	o.src = m->src;
 	o.guest = m->g;
 	o.m = &m->M;
+	o.hinted = &m->hinted;
 	o.tracker = m->tracker;
 	o.max_ranges = m->p.max_hint_ranges;
 	o.unsafe = m->p.unsafe;
@@ -1818,6 +1835,7 @@ void hm_migration_free(struct hm_migration *m)
 	free(m->ch);
 	free(m->bmap);
 	hm_bitmap_fini(&m->M);
+	hm_bitmap_fini(&m->hinted);
 	free(m->dev_state);
 	pthread_cond_destroy(&m->work_cond);
 	close(m->wake_fd);

@@ -9,6 +9,7 @@
  * cancelled, 4 setup error (guest, tracker, memory).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -31,10 +32,13 @@
 #endif
 
 #include <hintmig/hintmig.h>
+#include <hintmig/hinted_map.h>
 #include <hintmig/migrate.h>
 
 #include "cmd.h"
 #include "parse.h"
+#include "migrate/guest.h"
+#include "migrate/le.h"
 #include "migrate/synth.h"
 #include "migrate/transport.h"
 #if HM_HAVE_JSONC
@@ -345,6 +349,53 @@ static int add_u64(struct json_object *o, const char *k, uint64_t v)
 								  : (int64_t)v));
 }
 
+/* The hinted map file (include/hintmig/hinted_map.h), written whole to a
+ * temporary name and renamed into place: a reader never sees half. */
+static int write_hinted_map(const char *path, const struct hm_bitmap *b,
+			    size_t page_size)
+{
+	uint8_t hdr[HM_HINTED_MAP_HEADER] = { 0 };
+	char tmp[4096];
+	size_t nw = (b->nbits + 63) / 64;
+	int fd, r = 0;
+	FILE *f;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(hdr, HM_HINTED_MAP_MAGIC, 8);
+	put32(hdr + 8, HM_HINTED_MAP_VERSION);
+	put32(hdr + 12, (uint32_t)page_size);
+	put64(hdr + 16, b->nbits);
+	put64(hdr + 24, hm_bitmap_count(b));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	f = fdopen(fd, "w");
+	if (!f) {
+		r = -errno;
+		close(fd);
+		goto out;
+	}
+	if (fwrite(hdr, sizeof(hdr), 1, f) != 1)
+		r = -EIO;
+	for (size_t i = 0; r == 0 && i < nw; i++) {
+		uint8_t le[8];
+
+		put64(le, __atomic_load_n(&b->words[i],
+						__ATOMIC_ACQUIRE));
+		if (fwrite(le, sizeof(le), 1, f) != 1)
+			r = -EIO;
+	}
+	if (fclose(f) && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+out:
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
 static int write_json(const char *path, const struct summary *s)
 {
 	const struct hm_migrate_stats *st = &s->st;
@@ -534,6 +585,9 @@ static void send_usage(FILE *f)
 "output:\n"
 "  --verify                compare every in-use page with the destination\n"
 "  --json FILE             QEMU query-migrate shaped summary\n"
+"  --hinted-map FILE       the pages left out because hinted (never sent\n"
+"                          after the hint): the only pages a compare may\n"
+"                          find different (format: docs/protocol.md)\n"
 "  --raw-throughput        also measure the raw loopback throughput of the\n"
 "                          same transport (the physical limit): plain\n"
 "                          sends of 1 MiB walking a 64 MiB buffer per\n"
@@ -553,7 +607,7 @@ static void send_usage(FILE *f)
 struct send_opts {
 	const char *to;
 	const char *qemu, *qemu_uri, *agent;
-	const char *json;
+	const char *json, *hinted_map;
 	bool verify, quiet, raw, hints_set, libvirt, progress_virsh;
 	int verbose;
 	enum hints_mode hints;
@@ -564,7 +618,7 @@ struct send_opts {
 enum {
 	OPT_TO = 256, OPT_RAM, OPT_USED, OPT_DIRTY, OPT_PATTERN, OPT_HINTS,
 	OPT_TRACKER, OPT_CHANNELS, OPT_COMPRESS, OPT_BW, OPT_DOWNTIME,
-	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_VERIFY, OPT_MEMFD, OPT_THP,
+	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_HINTED_MAP, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
 	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
 	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT, OPT_PROGRESS, OPT_TRACK_UNIT,
@@ -595,6 +649,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "max-rounds", required_argument, NULL, OPT_ROUNDS },
 		{ "force-converge", no_argument, NULL, OPT_FORCE },
 		{ "json", required_argument, NULL, OPT_JSON },
+		{ "hinted-map", required_argument, NULL, OPT_HINTED_MAP },
 		{ "verify", no_argument, NULL, OPT_VERIFY },
 		{ "memfd", no_argument, NULL, OPT_MEMFD },
 		{ "thp", no_argument, NULL, OPT_THP },
@@ -698,6 +753,9 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 			break;
 		case OPT_FORCE:
 			o->mp.force_on_max_rounds = true;
+			break;
+		case OPT_HINTED_MAP:
+			o->hinted_map = optarg;
 			break;
 		case OPT_JSON:
 			o->json = optarg;
@@ -1053,6 +1111,18 @@ int hm_cmd_send(int argc, char **argv)
 
 	r = hm_migration_run(m, o.to);
 	progress_end(&pr);
+	if (r == 0 && o.hinted_map) {
+		/* now, before the device state moves: under libvirt the
+		 * destination's hook compares while the source is paused */
+		int w = write_hinted_map(o.hinted_map, hm_migration_hinted(m),
+					 g->page_size);
+
+		if (w < 0) {
+			fprintf(stderr, "hintmig send: cannot write %s: %s\n",
+				o.hinted_map, strerror(-w));
+			ret = EXIT_SETUP;
+		}
+	}
 #if HM_HAVE_JSONC
 	/* R8: the destination has acknowledged all RAM; only now may QEMU
 	 * send the device state. */

@@ -6,7 +6,7 @@
 # 10.0, libvirt 11.3, 6.12 guest kernel and its headers, busybox, compiler
 # for the agent's module. The root is entered in a mount namespace of the
 # test's own (nothing is mounted on the host): /proc, /sys, /dev (with
-# /dev/shm and /dev/hugepages) and /tmp are the host's, the source and
+# /dev/shm and /dev/hugepages), /tmp and /etc/hosts are the host's, the source and
 # build trees appear at their own paths, and the test runs chrooted with
 # its working directory and environment, HOME=/root inside the root (the
 # guest image cache of the QEMU suite lives there).
@@ -22,9 +22,14 @@ exec unshare --mount --propagation private -- bash -c '
 	set -e
 	root=$1 src=$2 build=$3 cwd=$4
 	shift 4
+	# the root a mount of its own: inside it, unshare --propagation
+	# (libvirtd-pair.sh) needs / to be a mount point
+	mount --bind "$root" "$root"
 	for d in /proc /sys /dev /tmp; do
 		mount --rbind "$d" "$root$d"
 	done
+	# the host name resolves as on the host (libvirt migrates to it)
+	mount --bind /etc/hosts "$root/etc/hosts"
 	for d in "$src" "$build"; do
 		mkdir -p "$root$d"
 		mount --bind "$d" "$root$d"

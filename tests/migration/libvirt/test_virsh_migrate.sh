@@ -82,7 +82,9 @@ if [ "$have_migrate" = 1 ]; then
 		cat > /dev/null
 		[ "\$2" = started ] && [ -f $tmp/compare ] || exit 0
 		ramfile() { local f; for f in /proc/\$1/fd/*; do
-			case \$(readlink "\$f") in /dev/shm/*|*/memfd:memory-backend-memfd*) echo "\$f"; return;; esac
+			# (another mount namespace's file may read as the
+			# path from its absolute root: */dev/shm/*)
+			case \$(readlink "\$f") in */dev/shm/*|*/memfd:memory-backend-memfd*) echo "\$f"; return;; esac
 		done; }
 		src=\$(ramfile \$(cat $tmp/$o/run/qemu/$dom.pid)) dst=\$(ramfile \$(cat /run/libvirt/qemu/$dom.pid))
 		echo "compare $o to $n: \$src \$dst" >> $tmp/compare.log
@@ -227,8 +229,11 @@ if [ "$have_migrate" = 1 ]; then
 	t0=$(date +%s)
 	HINTMIG_TEST_DIE_AT=attached lv_hintmig_migrate A B "$dom" > "$tmp/hmfault3.log" 2>&1
 	rc=$?
+	t1=$(date +%s)
 	grep -v '^\[' "$tmp/hmfault3.log" | tail -2 | sed 's/^/  sender killed at attach: /'
+	tail -4 "$tmp/B/log/qemu/$dom-hintmig.log" 2>/dev/null | sed 's/^/  sender killed at attach (recv): /'
 	[ $rc = 3 ] || fail "sender killed at attach: hintmig migrate exit $rc, want 3"
+	[ $((t1 - t0)) -le 20 ] || fail "sender killed at attach: failed after $((t1 - t0)) s, want at most 20 (the receiver must be ended, not left to its 60 s)"
 	[ "$(state "$LV_URI_A")" = running ] || fail "sender killed at attach: the source domain is $(state "$LV_URI_A")"
 	[ -z "$(state "$LV_URI_B")" ] || fail "sender killed at attach: a domain was left on the destination"
 	echo "sender killed at attach: failed after $(( $(date +%s) - t0 )) s (the receiver alone would wait 60 s)"
@@ -286,17 +291,29 @@ fi
 # migration A to B, throttled to 1 MiB/s so that it is still running: the
 # migration fails, the source domain runs on.
 kill_dest_fault() { # NAME LOG COMMAND...
-	local name=$1 log=$2 mpid
+	local name=$1 log=$2 mpid i
 	shift 2
 	"$@" > "$log" 2>&1 &
 	mpid=$!
-	sleep 4
+	# kill only once the migration really runs: the destination's QEMU
+	# is up (and, for hintmig, its receiver listens), not after a guess
+	for i in $(seq 1 150); do
+		ls "$tmp"/B/run/qemu/*.pid >/dev/null 2>&1 &&
+			{ [ "$name" = fault ] || grep -q "listening on" "$tmp/B/log/qemu/$dom-hintmig.log" 2>/dev/null; } &&
+			break
+		kill -0 "$mpid" 2>/dev/null || break
+		sleep 0.2
+	done
+	kill -0 "$mpid" 2>/dev/null || fail "$name: the migration ended before the destination was killed"
+	sleep 1
 	for f in "$tmp"/B/run/qemu/*.pid; do
 		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
 	done
 	kill -9 "$(cat "$tmp/B/libvirtd.pid")"
 	wait "$mpid" && fail "$name: the migration succeeded with the destination killed"
 	grep -v '^\[\|^round' "$log" | tail -4 | sed "s/^/  $name: /"
+	grep -q "already active\|not set up\|cannot connect to" "$log" &&
+		fail "$name: the migration failed for another reason than the killed destination"
 	wait_running "$LV_URI_A" || fail "$name: the source domain is $(state "$LV_URI_A"), not running"
 	lv_wait_rounds 5 || fail "$name: the source guest made no progress after the failed migration"
 	echo "$name: source domain $(state "$LV_URI_A"), guest at round $(lv_last_round)"
@@ -304,7 +321,15 @@ kill_dest_fault() { # NAME LOG COMMAND...
 kill_dest_fault "fault" "$tmp/fault.log" \
 	virsh -q -c "$LV_URI_A" migrate --live --bandwidth 1 "$dom" "$LV_URI_B"
 if [ "$have_migrate" = 1 ]; then
+	: > "$tmp/B/log/qemu/$dom-hintmig.log" 2>/dev/null
 	lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b # again
+	# libvirtd (11.3) forgets the killed domain asynchronously after a
+	# restart: until then it refuses a new incoming one as "already active"
+	for _ in $(seq 1 100); do
+		[ -z "$(state "$LV_URI_B")" ] && break
+		sleep 0.2
+	done
+	[ -z "$(state "$LV_URI_B")" ] || fail "libvirtd B still lists the killed domain ($(state "$LV_URI_B"))"
 	kill_dest_fault "fault, hintmig" "$tmp/hmfault2.log" \
 		lv_hintmig_migrate A B --bandwidth 1 "$dom"
 fi
