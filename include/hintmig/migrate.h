@@ -162,6 +162,10 @@ struct hm_migrate_stats {
 	uint64_t hint_pages_applied;
 	uint64_t hint_dropped_stale;	/* ranges of an old epoch (R2/R5) */
 	uint64_t hint_rejected;		/* ranges failing validation */
+	uint64_t hint_session_pages_max; /* most pages one session named
+					  * (overlaps counted again): at most
+					  * the budget, 2 * pages + 4096 */
+	uint64_t hint_apply_us;		/* time spent applying hints */
 	uint64_t tracker_faults;
 };
 

@@ -56,6 +56,7 @@ struct hm_hints {
 	unsigned unsafe;
 	uint32_t max_ranges;
 	uint32_t max_msgs;
+	uint64_t max_pages;	/* per session: the work budget, in pages */
 
 	_Atomic uint64_t cur_epoch;	/* open session, 0 = none */
 	atomic_bool started;
@@ -81,6 +82,7 @@ struct hm_hints {
 	uint64_t sess_epoch;
 	uint64_t sess_ranges;
 	uint64_t sess_msgs;
+	uint64_t sess_pages;
 	bool sess_flooded;
 	bool sess_warned;
 	bool sess_warned_iso;
@@ -95,6 +97,7 @@ struct hm_hints {
 	_Atomic uint64_t n_requested, n_done, n_received, n_applied;
 	_Atomic uint64_t n_pages_applied, n_pages_cleared, n_stale;
 	_Atomic uint64_t n_rejected, n_acked, n_floods, n_reisolated;
+	_Atomic uint64_t sess_pages_max, apply_ns;
 };
 
 static void ctr_add(_Atomic uint64_t *c, uint64_t v)
@@ -206,6 +209,7 @@ static bool session_admit(struct hm_hints *h, uint64_t epoch, uint32_t n)
 		h->sess_epoch = epoch;
 		h->sess_ranges = 0;
 		h->sess_msgs = 0;
+		h->sess_pages = 0;
 		h->sess_flooded = false;
 		h->sess_warned = false;
 		h->sess_warned_iso = false;
@@ -226,6 +230,32 @@ static bool session_admit(struct hm_hints *h, uint64_t epoch, uint32_t n)
 	}
 	h->sess_ranges += n;
 	return true;
+}
+
+/* The work budget (docs/design.md, R13): a session may name at most
+ * max_pages pages, counted range by range, overlaps counted again. Every
+ * step of applying a hint (M, the hinted map, L and the re-protection of
+ * ISOLATED ranges) costs at most a word operation per 64 named pages
+ * plus one per range, so a session costs O(max_pages / 64 + max_ranges),
+ * whatever the ranges repeat or overlap: a lying guest cannot stretch the
+ * apply section that the sync, and so the cut-over, waits for. Over the
+ * budget, the session ends as a flood. */
+static bool session_admit_pages(struct hm_hints *h, uint64_t epoch,
+				uint64_t pages)
+{
+	if (h->sess_pages + pages <= h->max_pages) {
+		h->sess_pages += pages;
+		if (h->sess_pages > atomic_load(&h->sess_pages_max))
+			atomic_store(&h->sess_pages_max, h->sess_pages);
+		return true;
+	}
+	h->sess_flooded = true;
+	ctr_add(&h->n_floods, 1);
+	hm_logf(&h->log, HM_LOG_WARN, "hints: epoch %" PRIu64 ": flood (%"
+		PRIu64 " pages named, budget %" PRIu64 "): session ended, the "
+		"rest is rejected", epoch, h->sess_pages + pages,
+		h->max_pages);
+	return false;
 }
 
 /* Validate the ranges of msg into h->pr (pages) and h->ack (gpa). Returns
@@ -410,6 +440,7 @@ static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
 	uint32_t kind = msg->u.hints.kind;
 	uint32_t n = 0;
 	uint64_t cur, pages = 0;
+	struct timespec t0, t1;
 	long cleared;
 	bool isolated = kind == HM_HINT_ISOLATED;
 	bool log_too = kind == HM_HINT_FREE &&
@@ -418,6 +449,7 @@ static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
 			 (h->unsafe & HM_UNSAFE_ACK_BEFORE_REPROTECT);
 
 	ctr_add(&h->n_received, count);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	apply_enter(h);
 	cur = atomic_load_explicit(&h->cur_epoch, memory_order_acquire);
 	if ((cur == 0 || msg->epoch != cur) &&
@@ -437,6 +469,13 @@ static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
 	n = validate(h, msg);
 	if (n == 0)
 		goto out;
+	for (uint32_t i = 0; i < n; i++)
+		pages += h->pr[i].len;
+	if (!session_admit_pages(h, msg->epoch, pages)) {
+		ctr_add(&h->n_rejected, n);
+		goto out;
+	}
+	pages = 0;
 
 	/* M &= ~H: both kinds (R3, R4); what was pending there is recorded
 	 * as hinted, until the page is sent again (source.c) */
@@ -461,6 +500,9 @@ static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
 	ctr_add(&h->n_pages_applied, pages);
 out:
 	apply_leave(h);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ctr_add(&h->apply_ns, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll +
+					 (t1.tv_nsec - t0.tv_nsec)));
 }
 
 static void handle_done(struct hm_hints *h, const struct hm_hc_msg *msg)
@@ -581,6 +623,8 @@ struct hm_hints *hm_hints_new(const struct hm_hints_opts *o)
 	h->unsafe = o->unsafe;
 	h->max_ranges = o->max_ranges;
 	h->max_msgs = o->max_ranges + 16;
+	/* every page twice (a guest may report a page again) and slack */
+	h->max_pages = 2 * o->m->nbits + HM_HC_MAX_RANGES;
 	h->pr = calloc(HM_HC_MAX_RANGES, sizeof(*h->pr));
 	h->ack = calloc(HM_HC_MAX_RANGES, sizeof(*h->ack));
 	h->sub_pr = calloc(HM_HC_MAX_RANGES, sizeof(*h->sub_pr));
@@ -819,6 +863,8 @@ void hm_hints_get_stats(const struct hm_hints *h, struct hm_hints_stats *st)
 	st->acked = atomic_load(&h->n_acked);
 	st->floods = atomic_load(&h->n_floods);
 	st->reisolated_pages = atomic_load(&h->n_reisolated);
+	st->session_pages_max = atomic_load(&h->sess_pages_max);
+	st->apply_us = atomic_load(&h->apply_ns) / 1000;
 	st->disabled = atomic_load(&h->disabled);
 }
 

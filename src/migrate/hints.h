@@ -70,6 +70,8 @@ struct hm_hints_stats {
 	uint64_t floods;	/* sessions ended by a flood */
 	uint64_t reisolated_pages; /* reported ISOLATED again after their
 				    * ACK in the same epoch: FREE only */
+	uint64_t session_pages_max; /* most pages one session named */
+	uint64_t apply_us;	/* time inside apply sections */
 	bool disabled;		/* hinting off for the rest of the migration */
 };
 

@@ -1191,20 +1191,65 @@ int hm_qemu_incoming(struct hm_qemu *q)
 	return 0;
 }
 
+/* R8's last check, fail-closed: the destination may acknowledge only
+ * when QEMU shows that it has not loaded device state. Its incoming
+ * migration must be in a state that precedes the device state ("none"
+ * and "setup": waiting; "active": QEMU's own stream of the small RAM
+ * blocks that are not shared, which the source sends before it stops at
+ * pre-switchover) and its run state must still be "inmigrate". Anything
+ * else, an answer missing or a state this code does not know included,
+ * refuses: an acknowledgement hintmig cannot justify is never sent. */
+static const char *const r8_waiting[] = { "none", "setup", "active" };
+
+int hm_qemu_r8_verdict(const char *mig_status, const char *run_status,
+		       char *why, size_t len)
+{
+	bool waiting = false;
+
+	if (!mig_status || !run_status) {
+		snprintf(why, len, "cannot tell whether it loaded device state "
+			 "(%s failed)", !mig_status ? "query-migrate"
+						    : "query-status");
+		return -EIO;
+	}
+	for (size_t i = 0; i < sizeof(r8_waiting) / sizeof(r8_waiting[0]);
+	     i++)
+		waiting |= !strcmp(mig_status, r8_waiting[i]);
+	if (!waiting) {
+		snprintf(why, len, "its incoming migration is '%s' while "
+			 "hintmig's RAM was not complete: %s", mig_status,
+			 !strcmp(mig_status, "completed") ||
+			 !strcmp(mig_status, "failed")
+			 ? "QEMU loaded device state from incomplete guest RAM "
+			   "(R8: the source continued too early)"
+			 : "not a state that proves no device state was loaded");
+		return -EPROTO;
+	}
+	if (strcmp(run_status, "inmigrate")) {
+		snprintf(why, len, "it is in run state '%s', not 'inmigrate': "
+			 "it has left its incoming migration", run_status);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 int hm_qemu_check_not_loaded(void *opaque)
 {
 	struct hm_qemu *q = opaque;
-	struct json_object *r;
+	struct json_object *r, *rs;
 	const char *s = migrate_status(q, &r);
-	int ret = 0;
+	const char *run;
+	char why[256];
+	int ret;
 
-	if (s && (!strcmp(s, "completed") || !strcmp(s, "failed")))
-		ret = qfail(q, -EPROTO, "destination QEMU %d: its incoming "
-			    "migration is already %s while hintmig's RAM was "
-			    "not complete: QEMU loaded device state from "
-			    "incomplete guest RAM (R8: the source continued "
-			    "too early)", (int)q->pid, s);
+	rs = hm_qmp_exec(q->qmp, "query-status", NULL, (int)q->tmo);
+	run = rs ? hm_json_str(rs, "status", NULL) : NULL;
+	ret = hm_qemu_r8_verdict(s, run, why, sizeof(why));
+	if (ret < 0)
+		qfail(q, ret, "destination QEMU %d: %s: RAM not acknowledged",
+		      (int)q->pid, why);
 	json_object_put(r);
+	json_object_put(rs);
 	return ret;
 }
 

@@ -107,6 +107,13 @@ int hm_qemu_wait_incoming(struct hm_qemu *q, unsigned timeout_ms);
  * not complete. opaque: the struct hm_qemu. */
 int hm_qemu_check_not_loaded(void *opaque);
 
+/* The decision of hm_qemu_check_not_loaded from QEMU's answers (NULL: the
+ * query failed): 0 when they prove that no device state was loaded,
+ * else -EIO (cannot tell) or -EPROTO (loaded or left the incoming
+ * state), why set. Fail-closed: an unknown state refuses. */
+int hm_qemu_r8_verdict(const char *mig_status, const char *run_status,
+		       char *why, size_t len);
+
 /* The default QEMU URI beside hintmig's address addr: tcp:HOST:PORT+1, or
  * unix:PATH.qemu. 0, or -EINVAL. */
 int hm_qemu_default_uri(const char *addr, char *out, size_t len);

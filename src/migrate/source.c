@@ -783,6 +783,8 @@ void hm_migration_get_stats(const struct hm_migration *m,
 	st->hint_pages_applied = hs.pages_applied;
 	st->hint_dropped_stale = hs.dropped_stale;
 	st->hint_rejected = hs.rejected;
+	st->hint_session_pages_max = hs.session_pages_max;
+	st->hint_apply_us = hs.apply_us;
 }
 
 static void update_tracker_stats(struct hm_migration *m)

@@ -893,6 +893,31 @@ static int q_flood(struct sy_child *ch, uint64_t epoch)
 	return ret;
 }
 
+/* HM_SYNTH_LIE_AMPLIFY: the epoch's longest true free run, repeated to
+ * fill SY_FLOOD_MSGS full messages: every range true, each of its pages
+ * named tens of thousands of times. */
+static int q_amplify(struct sy_child *ch, uint64_t epoch)
+{
+	struct hm_gpa_range *f;
+	size_t n = HM_HC_MAX_RANGES, big = 0;
+	int ret = 0;
+
+	if (!ch->nruns)
+		return 0;
+	for (size_t i = 1; i < ch->nruns; i++)
+		if (ch->runs[i].len > ch->runs[big].len)
+			big = i;
+	f = malloc(n * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		f[i] = ch->runs[big];
+	for (int m = 0; ret == 0 && m < SY_FLOOD_MSGS; m++)
+		ret = q_ranges(ch, epoch, HM_HINT_FREE, f, n);
+	free(f);
+	return ret;
+}
+
 static void copy_runs(struct hm_gpa_range *dst, size_t *ndst,
 		      const struct hm_gpa_range *src, size_t n)
 {
@@ -943,6 +968,8 @@ static int handle_request(struct sy_child *ch, uint64_t e, uint32_t max)
 		ret = q_ranges(ch, e, kind, ch->runs, ch->nruns);
 	if (ret == 0 && (mb & HM_SYNTH_LIE_FLOOD))
 		ret = q_flood(ch, e);
+	if (ret == 0 && (mb & HM_SYNTH_LIE_AMPLIFY))
+		ret = q_amplify(ch, e);
 	if (ret == 0)
 		ret = q_simple(ch, HM_HC_DONE, e);
 	if (mb & HM_SYNTH_LIE_STALE) {

@@ -76,6 +76,10 @@ enum hm_synth_misbehave {
 						 * lose only its own data */
 	HM_SYNTH_SAY_NOHINTS = 1u << 8,		/* HELLO with NOHINTS (an agent
 						 * without its kernel module) */
+	HM_SYNTH_LIE_AMPLIFY = 1u << 9,		/* true FREE runs, each sent
+						 * again and again: full
+						 * messages of overlapping
+						 * ranges (work amplification) */
 	HM_SYNTH_DELAY_HINTS = 1u << 7,		/* report FREE hints late,
 						 * after reusing the pages
 						 * (provokes R2/R3 breaks) */

@@ -82,6 +82,9 @@ static void usage(FILE *f)
 "  --hints auto|none       hints from the domain's agent channel (auto)\n"
 "  --timeout S             how long either side waits for the other (60)\n"
 "  --json FILE             hintmig send's summary (query-migrate shaped)\n"
+"  --hinted-map FILE       hintmig send's map of the pages left out because\n"
+"                          hinted (docs/protocol.md), written at the\n"
+"                          acknowledgement, before libvirt moves the devices\n"
 "  --help, --version\n"
 "Exit status: 0 migrated, 1 domain not set up for hintmig (nothing done),\n"
 "2 usage, 3 migration failed (the source domain runs on), 4 setup error.\n",
@@ -90,6 +93,7 @@ static void usage(FILE *f)
 
 struct mig_opts {
 	const char *src_uri, *dom, *dest_uri, *hm_uri, *hm_listen, *json;
+	const char *hinted_map;
 	const char *migrateuri;
 	unsigned long flags;
 	unsigned long bandwidth;	/* MiB/s, 0 = libvirt's default */
@@ -100,7 +104,8 @@ struct mig_opts {
 static int parse(int argc, char **argv, struct mig_opts *o)
 {
 	enum { O_LIVE = 256, O_P2P, O_PERSIST, O_UNDEF, O_BW, O_MURI, O_VERB,
-	       O_HMURI, O_HMLISTEN, O_HINTS, O_TMO, O_JSON, O_VER, O_HELP };
+	       O_HMURI, O_HMLISTEN, O_HINTS, O_TMO, O_JSON, O_HMAP, O_VER,
+	       O_HELP };
 	static const struct option lo[] = {
 		{ "connect", required_argument, NULL, 'c' },
 		{ "live", no_argument, NULL, O_LIVE },
@@ -115,6 +120,7 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 		{ "hints", required_argument, NULL, O_HINTS },
 		{ "timeout", required_argument, NULL, O_TMO },
 		{ "json", required_argument, NULL, O_JSON },
+		{ "hinted-map", required_argument, NULL, O_HMAP },
 		{ "version", no_argument, NULL, O_VER },
 		{ "help", no_argument, NULL, O_HELP },
 		{ 0 }
@@ -138,6 +144,7 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 		case O_HMURI: o->hm_uri = optarg; break;
 		case O_HMLISTEN: o->hm_listen = optarg; break;
 		case O_JSON: o->json = optarg; break;
+		case O_HMAP: o->hinted_map = optarg; break;
 		case O_BW:
 			if (hm_parse_uint(optarg, 1u << 20, &u) || !u) {
 				fprintf(stderr, "hintmig migrate: bad "
@@ -335,6 +342,10 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 	if (o->json) {
 		av[ac++] = "--json";
 		av[ac++] = o->json;
+	}
+	if (o->hinted_map) {
+		av[ac++] = "--hinted-map";
+		av[ac++] = o->hinted_map;
 	}
 	/* as virsh migrate: quiet, or --verbose's progress line */
 	if (o->verbose) {

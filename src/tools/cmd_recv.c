@@ -110,6 +110,55 @@ static int watch_incoming(struct hm_qemu *q, bool quiet)
 }
 #endif
 
+#if HM_HAVE_JSONC
+/* Test hook (HINTMIG_TEST_UNSAFE=drop-page, docs/qemu-tests.md): before
+ * the acknowledgement, drop one page the destination received, the first
+ * holding data from 16 MiB on (a hole punched in the RAM file: it reads
+ * as zeros), and say which. The page compare must catch it: it was sent,
+ * so it is in no hinted map. */
+struct drop_page {
+	struct hm_qemu *q;
+	bool armed;
+};
+
+static int drop_one_page(int fd)
+{
+	static char page[4096];
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	for (off_t off = 16 << 20; off + 4096 <= st.st_size; off += 4096) {
+		bool data = false;
+
+		if (pread(fd, page, sizeof(page), off) != (ssize_t)sizeof(page))
+			return -EIO;
+		for (size_t i = 0; i < sizeof(page) && !data; i++)
+			data = page[i] != 0;
+		if (!data)
+			continue;
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      off, 4096) < 0)
+			return -errno;
+		fprintf(stderr, "hintmig recv: UNSAFE (test): dropped the "
+			"received page at offset 0x%llx\n",
+			(unsigned long long)off);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int before_ack(void *opaque)
+{
+	struct drop_page *dp = opaque;
+	int r = hm_qemu_check_not_loaded(dp->q);
+
+	if (r == 0 && dp->armed)
+		r = drop_one_page(hm_qemu_ram_fd(dp->q));
+	return r;
+}
+#endif
+
 int hm_cmd_recv(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -136,6 +185,7 @@ int hm_cmd_recv(int argc, char **argv)
 	const char *qemu_uri = NULL;
 #if HM_HAVE_JSONC
 	struct hm_qemu *q = NULL;
+	struct drop_page dp = { 0 };
 	char quri[300];
 #endif
 	bool quiet = false, libvirt = false;
@@ -258,8 +308,11 @@ int hm_cmd_recv(int argc, char **argv)
 		p.ram_fd = hm_qemu_ram_fd(q);
 		p.ram_fd_fixed = true;
 		p.expect_blocks = hm_qemu_blocks(q, &p.n_expect_blocks);
-		p.before_ack = hm_qemu_check_not_loaded;
-		p.before_ack_opaque = q;
+		dp.q = q;
+		dp.armed = getenv("HINTMIG_TEST_UNSAFE") &&
+			   !strcmp(getenv("HINTMIG_TEST_UNSAFE"), "drop-page");
+		p.before_ack = before_ack;
+		p.before_ack_opaque = &dp;
 		if (!quiet)
 			fprintf(stderr, "hintmig recv: QEMU %d waits for its "
 				"device state %s%s\n", (int)hm_qemu_pid(q),

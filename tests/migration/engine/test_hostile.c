@@ -15,6 +15,7 @@
  *
  * usage: test_hostile MODE [free|isolated]
  *   MODE: out-of-range misaligned overlap flood stale garbage inuse all
+ *         amplify (a 2 GiB guest repeating true ranges: the page budget)
  *         poison poison-zero nohints (a reporter that says it cannot
  *         hint: none asked for, the migration verifies)
  */
@@ -38,6 +39,7 @@ static const struct {
 	{ "stale", HM_SYNTH_LIE_STALE },
 	{ "garbage", HM_SYNTH_LIE_GARBAGE },
 	{ "inuse", HM_SYNTH_LIE_INUSE },
+	{ "amplify", HM_SYNTH_LIE_AMPLIFY },
 	{ "poison", 0 },
 	{ "poison-zero", 0 },
 	{ "nohints", HM_SYNTH_SAY_NOHINTS },
@@ -89,6 +91,18 @@ int main(int argc, char **argv)
 	c.mp.hint_timeout_ms = 300;
 	c.split_lied = true;
 	c.resume_after = true;
+	if (mb == HM_SYNTH_LIE_AMPLIFY) {
+		/* work amplification (R13): a 2 GiB guest whose true free
+		 * runs come back 4096 times a message, 16 full messages an
+		 * epoch; without a budget in pages, each message would cost
+		 * 4096 x the free RAM's words inside the apply section the
+		 * sync (and the cut-over) waits for */
+		c.sp.ram_bytes = 2ull << 30;
+		c.sp.used_frac = 0.25;
+		c.mp.max_bandwidth = 0;
+		c.mp.downtime_limit_ms = 300;
+		c.mp.hint_timeout_ms = 2000;
+	}
 	if (!strncmp(argv[1], "poison", 6)) {
 		c.sp.poison = true;
 		c.sp.poison_byte = strcmp(argv[1], "poison") ? 0 : 0xaa;
@@ -124,6 +138,22 @@ int main(int argc, char **argv)
 		HM_CHECK(r.st.hint_requested == 0 && r.st.hint_applied == 0);
 	if (!strcmp(argv[1], "poison-zero"))
 		HM_CHECK(r.st.hint_applied > 0);
+	if (mb == HM_SYNTH_LIE_AMPLIFY) {
+		uint64_t npages = c.sp.ram_bytes / 4096;
+		uint64_t budget = 2 * npages + 4096;
+
+		fprintf(stderr, "%s: most pages named in one session %" PRIu64
+			" (budget %" PRIu64 " = 2 x %" PRIu64 " + 4096), %"
+			PRIu64 " ranges rejected, %" PRIu64 " applied; %.1f ms "
+			"applying hints in all, downtime %" PRIu64 " ms\n",
+			what, r.st.hint_session_pages_max, budget, npages,
+			r.st.hint_rejected, r.st.hint_applied,
+			r.st.hint_apply_us / 1000.0, r.st.downtime_ms);
+		HM_CHECK(r.st.hint_session_pages_max > 0);
+		HM_CHECK(r.st.hint_session_pages_max <= budget);
+		HM_CHECK(r.st.hint_rejected > 0);
+		HM_CHECK(r.st.hint_applied > 0);
+	}
 	if (mb & HM_SYNTH_LIE_INUSE) {
 		HM_CHECK(r.lied_pages > 0);
 		fprintf(stderr, "%s: %ld of %" PRIu64 " lied-about in-use "

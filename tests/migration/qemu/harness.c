@@ -1301,6 +1301,7 @@ static double qemu_cpu_ms(pid_t pid)
 }
 
 static char g_send_log[PATH_MAX], g_recv_log[PATH_MAX];
+static char g_hinted_map[PATH_MAX];	/* hintmig send --hinted-map */
 
 /* Does the file hold text anywhere? (Read in pieces that overlap by the
  * text's length, so a match across two reads is found.) */
@@ -1635,6 +1636,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 			      struct hm_vm *dst)
 {
 	char addr[PATH_MAX + 8], json[PATH_MAX], extra[512], unsafe_env[128];
+	static char recv_env[128];	/* putenv keeps it */
 	const char *rargs[16], *sargs[40];
 	struct json_object *j, *ram;
 	pid_t rp, sp;
@@ -1656,6 +1658,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	sfmt(unsafe_env, sizeof(unsafe_env), "HINTMIG_TEST_UNSAFE=%s",
 	     s->unsafe ? s->unsafe : "");
 	sfmt(json, sizeof(json), "%s/send.json", g_tmpdir);
+	sfmt(g_hinted_map, sizeof(g_hinted_map), "%s/hinted.map", g_tmpdir);
+	unlink(g_hinted_map);
 	sfmt(g_send_log, sizeof(g_send_log), "%s/hintmig-send.log", g_tmpdir);
 	sfmt(g_recv_log, sizeof(g_recv_log), "%s/hintmig-recv.log", g_tmpdir);
 	rargs[n++] = "recv";
@@ -1665,7 +1669,11 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	rargs[n++] = addr;
 	rargs[n++] = "--verbose";
 	rargs[n] = NULL;
-	rp = s->refuse ? 0 : spawn_hintmig(rargs, g_recv_log, NULL);
+	if (s->recv_unsafe)
+		sfmt(recv_env, sizeof(recv_env), "HINTMIG_TEST_UNSAFE=%s",
+		     s->recv_unsafe);
+	rp = s->refuse ? 0 : spawn_hintmig(rargs, g_recv_log,
+					   s->recv_unsafe ? recv_env : NULL);
 	if (rp < 0) {
 		fail_set(r, "cannot start hintmig recv: %s", strerror(errno));
 		return -1;
@@ -1696,6 +1704,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	sargs[k++] = addr;
 	sargs[k++] = "--json";
 	sargs[k++] = json;
+	sargs[k++] = "--hinted-map";
+	sargs[k++] = g_hinted_map;
 	sargs[k++] = "--verbose";
 	if (s->hm_hint_mib || s->hm_agent) {
 		sargs[k++] = "--agent";
@@ -1724,10 +1734,24 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		r->hm_send_rc = wait_child_cpu(sp, end, &r->hm_send_cpu_ms);
 		r->hm_wall_ms = (long long)((mono_s() - t0) * 1000);
 	}
+	r->dropped_offset = UINT64_MAX;
 	r->hm_recv_rc = wait_child_cpu(rp, r->hm_send_rc == 0
 					       ? mono_s() + tmo_ms(120) / 1000.0
 					       : mono_s() + 5,
 				       &r->hm_recv_cpu_ms);
+	if (s->recv_unsafe) {
+		FILE *lf = fopen(g_recv_log, "re");
+		char line[512];
+
+		while (lf && fgets(line, sizeof(line), lf)) {
+			const char *p = strstr(line, "dropped the received "
+						     "page at offset ");
+			if (p)
+				r->dropped_offset = strtoull(p + 36, NULL, 0);
+		}
+		if (lf)
+			fclose(lf);
+	}
 	if (s->unsafe)
 		return unsafe_caught(s, r);
 	if (r->hm_send_rc || r->hm_recv_rc) {
@@ -2058,12 +2082,26 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			fail_set(r, "%s", err);
 			return -1;
 		}
-		if (hm_ramcmp_files(sp, dp, mem,
-				    s->balloon == HM_BALLOON_HINT ||
-					    s->hm_hint_mib ||
-						    s->hm_agent == HM_AGENT_ON,
-				    pat, plen,
-				    &r->cmp, err, sizeof(err))) {
+		/* QEMU's own hinting: any page zero on the destination (it
+		 * says nothing of which it left out); hintmig: exactly the
+		 * pages of its hinted map, whatever the destination holds */
+		struct hm_ramcmp_allow allow = {
+			.dst_zero = s->balloon == HM_BALLOON_HINT };
+		uint64_t *hinted = NULL;
+		int cr;
+
+		if (s->hintmig &&
+		    hm_ramcmp_load_hinted(g_hinted_map, &hinted,
+					  &allow.hinted_pages, err,
+					  sizeof(err))) {
+			fail_set(r, "hintmig send's hinted map: %s", err);
+			return -1;
+		}
+		allow.hinted = hinted;
+		cr = hm_ramcmp_files(sp, dp, mem, &allow, pat, plen, &r->cmp,
+				     err, sizeof(err));
+		free(hinted);
+		if (cr) {
 			fail_set(r, "%s", err);
 			return -1;
 		}
@@ -2076,9 +2114,11 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		     " identical, %" PRIu64 " zero on the destination only, %"
 		     PRIu64 " bad", s->name,
 		     s->balloon == HM_BALLOON_HINT
-			     ? "hinting: a page may differ only where the "
-			       "destination's copy is all zeros"
-			     : "must be identical",
+			     ? "QEMU's hinting: a page may differ only where "
+			       "the destination's copy is all zeros"
+			     : s->hintmig ? "a page may differ only if it is "
+					    "in hintmig's hinted map"
+					  : "must be identical",
 		     r->compare_s, r->cmp.pages, r->cmp.equal,
 		     r->cmp.zero_on_dst, r->cmp.bad);
 	}
@@ -2142,8 +2182,8 @@ int hm_run(const struct hm_scenario *s, struct hm_run_result *r)
 static int no_hints_verdict(const struct hm_run_result *r, const char *what,
 			    const char *said, char *why, size_t len)
 {
-	if (!r->cmp.zero_on_dst && r->mig.skipped == 0 &&
-	    file_has(g_send_log, said))
+	if (!r->cmp.zero_on_dst && !r->cmp.hinted_older &&
+	    r->mig.skipped == 0 && file_has(g_send_log, said))
 		return 0;
 	sfmt(why, len, "%s: %" PRIu64 " pages differ, %lld skipped as "
 	     "hinted; hintmig send must use no hints and log \"%s\" (%s)",
@@ -2232,7 +2272,8 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 		return -1;
 	}
 	if (s->hm_hint_lie == 2 &&
-	    (r->cmp.zero_on_dst || r->mig.skipped != 0 ||
+	    (r->cmp.zero_on_dst || r->cmp.hinted_older ||
+	     r->mig.skipped != 0 ||
 	     !file_has(g_send_log, "malformed"))) {
 		sfmt(why, len, "garbage from the agent: %" PRIu64 " pages "
 		     "differ, %lld skipped as hinted, and hintmig send must "

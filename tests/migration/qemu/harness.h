@@ -101,6 +101,9 @@ struct hm_scenario {
 	/* A rule broken on purpose in hintmig send (HINTMIG_TEST_UNSAFE):
 	 * the run passes only if the break is caught, and says where. */
 	const char *unsafe;
+	/* The same for hintmig recv: "drop-page" drops one received page
+	 * before the acknowledgement (the compare must name it) */
+	const char *recv_unsafe;
 	int hm_tcp;               /* hintmig over TCP loopback, not UNIX */
 	unsigned hm_min_rounds;   /* hintmig must have needed this many */
 	unsigned hm_min_empty_mib; /* ... and skipped this much as empty */
@@ -164,6 +167,8 @@ struct hm_run_result {
 	double hm_send_cpu_ms, hm_recv_cpu_ms;
 	double src_qemu_cpu_ms, dst_qemu_cpu_ms;
 	double guest_rounds_ps_before, guest_rounds_ps_during;
+	uint64_t dropped_offset;  /* recv_unsafe drop-page: the page, or
+				   * UINT64_MAX if hintmig recv named none */
 	char failure[512];        /* why the run could not go on, or "" */
 };
 

@@ -25,7 +25,7 @@
 #include "harness.h"
 #include "hm_test.h"
 
-enum kind { NORMAL, CORRUPT_DETECT, TCG_BUG_256K, FAULT };
+enum kind { NORMAL, CORRUPT_DETECT, TCG_BUG_256K, FAULT, LOST_PAGE };
 
 struct test {
 	const char *name;
@@ -191,6 +191,11 @@ static const struct test tests[] = {
 	  "writes mark the pages written without a fault to user space", 1,
 	  "--tracker async --max-bandwidth 4M", .mem = 16u << 20,
 	  .kvm_payload = 1 },
+	{ "/hintmig/qemu/rules/lost-unhinted-page", LOST_PAGE, HM_BALLOON_NONE,
+	  "the receiver drops one page it received (never hinted) while "
+	  "the stand-in agent's hints leave 128 MiB unsent: the compare "
+	  "with the hinted map must fail and name exactly that page", 1,
+	  "--hint-timeout 20000", 0, 128 },
 	{ "/hintmig/qemu/rules/r8-continue-early", FAULT, HM_BALLOON_NONE,
 	  "a hintmig that sends migrate-continue before the final round "
 	  "(R8 broken on purpose): the destination must catch it", 1,
@@ -279,6 +284,43 @@ static void run_corrupt_detect(const struct test *t, struct hm_scenario *s)
 		fail_with_logs(r.dst_log.first_error);
 	printf("# the destination guest reported it too: %s\n",
 	       r.dst_log.first_error);
+	printf("ok %s\n", t->name);
+}
+
+/* The mutation test of the hinted-map compare: it passes only if the
+ * normal checks fail because of the one dropped page, and name it. */
+static void run_lost_page(const struct test *t, struct hm_scenario *s)
+{
+	struct hm_run_result r;
+	char why[768];
+
+	s->recv_unsafe = "drop-page";
+	hm_run(s, &r);
+	hm_print_result(s, &r);
+	if (r.dropped_offset == UINT64_MAX)
+		fail_with_logs("hintmig recv dropped no page: the test proves "
+			       "nothing");
+	printf("# hintmig recv dropped the received page at 0x%" PRIx64 "\n",
+	       r.dropped_offset);
+	if (!r.migrated || !r.compared)
+		fail_with_logs(r.failure[0] ? r.failure
+					    : "migration or compare missing");
+	if (!hm_verdict(s, &r, why, sizeof(why)))
+		fail_with_logs("the checks PASSED a migration that lost a page "
+			       "that was never hinted");
+	printf("# the checks fail as they must: %s\n", why);
+	HM_CHECK_EQ(r.cmp.bad, 1);
+	HM_CHECK_EQ(r.cmp.bads[0].gpa, r.dropped_offset);
+	/* all zeros on the destination: the old rule ("may differ where the
+	 * destination is zero") would have let it through */
+	HM_CHECK_EQ(r.cmp.bads[0].dst_zero, 1);
+	if (r.cmp.zero_on_dst + r.cmp.hinted_older == 0)
+		fail_with_logs("no hinted page differed: the map was not "
+			       "exercised");
+	printf("# page compare named it: gpa 0x%" PRIx64 " (%u bytes, "
+	       "destination all zeros), while %" PRIu64 " hinted pages "
+	       "differ as allowed\n", r.cmp.bads[0].gpa, r.cmp.bads[0].ndiff,
+	       r.cmp.zero_on_dst + r.cmp.hinted_older);
 	printf("ok %s\n", t->name);
 }
 
@@ -393,6 +435,9 @@ int main(int argc, char **argv)
 		break;
 	case FAULT:
 		run_normal(t, &s);
+		break;
+	case LOST_PAGE:
+		run_lost_page(t, &s);
 		break;
 	}
 	return 0;

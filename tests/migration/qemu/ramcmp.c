@@ -2,8 +2,11 @@
 /* Guest RAM dump comparison: see ramcmp.h. */
 #include "ramcmp.h"
 
+#include <hintmig/hinted_map.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -47,16 +50,81 @@ static const unsigned char *map_file(const char *path, uint64_t size,
 	return p;
 }
 
-int hm_ramcmp_files(const char *src_path, const char *dst_path, uint64_t size,
-		    int allow_dst_zero, const void *marker, size_t marker_len,
-		    struct hm_ramcmp *r, char *err, size_t errlen)
+static uint64_t le64(const unsigned char *p)
 {
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+int hm_ramcmp_load_hinted(const char *path, uint64_t **words, uint64_t *pages,
+			  char *err, size_t errlen)
+{
+	unsigned char h[HM_HINTED_MAP_HEADER], w[8];
+	uint64_t n, nw, set = 0, *out;
+	FILE *f = fopen(path, "re");
+
+	*words = NULL;
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fread(h, sizeof(h), 1, f) != 1 ||
+	    memcmp(h, HM_HINTED_MAP_MAGIC, 8) ||
+	    (uint32_t)le64(h + 8) != HM_HINTED_MAP_VERSION ||
+	    (uint32_t)(le64(h + 8) >> 32) != HM_RAMCMP_PAGE) {
+		snprintf(err, errlen, "%s: not a version %u hinted map of "
+			 "4 KiB pages", path, HM_HINTED_MAP_VERSION);
+		fclose(f);
+		return -1;
+	}
+	n = le64(h + 16);
+	nw = (n + 63) / 64;
+	out = n > (1ull << 40) ? NULL : calloc(nw ? nw : 1, sizeof(*out));
+	for (uint64_t i = 0; out && i < nw; i++) {
+		if (fread(w, sizeof(w), 1, f) != 1) {
+			free(out);
+			out = NULL;
+			break;
+		}
+		out[i] = le64(w);
+		set += (uint64_t)__builtin_popcountll(out[i]);
+	}
+	fclose(f);
+	if (!out || set != le64(h + 24) ||
+	    (n % 64 && (out[nw - 1] >> (n % 64)))) {
+		snprintf(err, errlen, "%s: truncated or inconsistent hinted "
+			 "map", path);
+		free(out);
+		return -1;
+	}
+	*words = out;
+	*pages = n;
+	return 0;
+}
+
+int hm_ramcmp_files(const char *src_path, const char *dst_path, uint64_t size,
+		    const struct hm_ramcmp_allow *allow, const void *marker,
+		    size_t marker_len, struct hm_ramcmp *r, char *err,
+		    size_t errlen)
+{
+	static const struct hm_ramcmp_allow none;
 	const unsigned char *s, *d;
 
 	memset(r, 0, sizeof(*r));
 	r->marker_gpa = UINT64_MAX;
+	if (!allow)
+		allow = &none;
 	if (!size || size % HM_RAMCMP_PAGE) {
 		snprintf(err, errlen, "bad dump size %" PRIu64, size);
+		return -1;
+	}
+	if (allow->hinted && allow->hinted_pages != size / HM_RAMCMP_PAGE) {
+		snprintf(err, errlen, "the hinted map has %" PRIu64 " pages, "
+			 "the RAM %" PRIu64, allow->hinted_pages,
+			 size / HM_RAMCMP_PAGE);
 		return -1;
 	}
 	s = map_file(src_path, size, err, errlen);
@@ -70,8 +138,12 @@ int hm_ramcmp_files(const char *src_path, const char *dst_path, uint64_t size,
 	for (uint64_t off = 0; off < size; off += HM_RAMCMP_PAGE) {
 		const unsigned char *sp = s + off, *dp = d + off;
 		int sz = page_is_zero(sp);
+		uint64_t pg = off / HM_RAMCMP_PAGE;
+		int in_map = allow->hinted &&
+			     (allow->hinted[pg / 64] >> (pg % 64) & 1);
 
 		r->pages++;
+		r->hinted += (uint64_t)in_map;
 		if (!sz)
 			r->src_nonzero++;
 		if (marker && marker_len && !memcmp(sp, marker, marker_len)) {
@@ -99,8 +171,12 @@ int hm_ramcmp_files(const char *src_path, const char *dst_path, uint64_t size,
 			r->dst_nonzero++;
 		if (r->ndiffs < HM_RAMCMP_LIST)
 			r->diffs[r->ndiffs++] = df;
-		if (allow_dst_zero && df.dst_zero) {
-			r->zero_on_dst++;
+		if (in_map || (!allow->hinted && allow->dst_zero &&
+			       df.dst_zero)) {
+			if (df.dst_zero)
+				r->zero_on_dst++;
+			else
+				r->hinted_older++;
 			continue;
 		}
 		r->bad++;
@@ -126,10 +202,12 @@ void hm_ramcmp_print(FILE *f, const struct hm_ramcmp *r)
 	fprintf(f,
 		"  page compare: %" PRIu64 " pages, %" PRIu64 " identical, %" PRIu64
 		" differ where the destination is all zeros (hinted, never sent), "
-		"%" PRIu64 " BAD; source non-zero pages %" PRIu64
-		", destination non-zero pages %" PRIu64 "\n",
-		r->pages, r->equal, r->zero_on_dst, r->bad, r->src_nonzero,
-		r->dst_nonzero);
+		"%" PRIu64 " differ holding an older copy (hinted after it was "
+		"sent), %" PRIu64 " BAD; source non-zero pages %" PRIu64
+		", destination non-zero pages %" PRIu64 "; %" PRIu64 " pages "
+		"in the hinted map\n",
+		r->pages, r->equal, r->zero_on_dst, r->hinted_older, r->bad,
+		r->src_nonzero, r->dst_nonzero, r->hinted);
 	if (r->nbads) {
 		fprintf(f, "  first bad pages (of %" PRIu64 "):\n", r->bad);
 		for (unsigned i = 0; i < r->nbads; i++)
