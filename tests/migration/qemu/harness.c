@@ -1770,6 +1770,10 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	r->mig.skipped = hm_json_int(ram, "skipped-hinted", -1);
 	r->mig.hint_rejected = hm_json_int(hm_json_obj(j, "hints"), "rejected",
 					   -1);
+	if (hm_json_obj(j, "hints"))
+		note("%s: hintmig's hint counters %s", s->name,
+		     json_object_to_json_string_ext(hm_json_obj(j, "hints"),
+						    JSON_C_TO_STRING_PLAIN));
 	r->mig.hint_stale = hm_json_int(hm_json_obj(j, "hints"),
 					"dropped-stale", -1);
 	r->hm_skipped_empty = hm_json_int(ram, "skipped-empty", -1);

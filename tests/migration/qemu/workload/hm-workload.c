@@ -519,9 +519,19 @@ static void lie(int fd, uint64_t epoch, const char *base, size_t pages,
  * REQUEST with the region's ranges as FREE hints and DONE. */
 static void hint_reporter(const char *base, size_t pages)
 {
-	static uint64_t ranges[2 * HC_MAX_RANGES];
+	/* as many ranges as pages: a guest kernel may give the region
+	 * scattered pages (Debian 13's 6.12 does: one range a page), sent
+	 * in messages of at most the host's maximum */
+	uint64_t *ranges = calloc(2 * (pages > HC_MAX_RANGES ? pages
+							     : HC_MAX_RANGES),
+				  sizeof(*ranges));
 	static unsigned char buf[16 + 16 * HC_MAX_RANGES];
 	int fd;
+
+	if (!ranges) {
+		say("ERROR hint reporter: no memory for %zu ranges", pages);
+		_exit(1);
+	}
 
 	for (int i = 0; (fd = open_agent_port()) < 0; i++) {
 		if (i == 50) {
@@ -569,7 +579,7 @@ static void hint_reporter(const char *base, size_t pages)
 			{
 				uint32_t max = 0, k, cnt;
 				size_t n = region_ranges(base, pages, ranges,
-							 HC_MAX_RANGES);
+							 pages);
 
 				memcpy(&max, buf, 4);
 				if (!max || max > HC_MAX_RANGES)
@@ -623,7 +633,7 @@ static uint64_t hint_region_check(uint64_t so_far)
 static void hint_region_start(void)
 {
 	size_t pages = (opt_hint << 20) / PAGE, n;
-	static uint64_t ranges[2 * HC_MAX_RANGES];
+	uint64_t *ranges;
 	char *base;
 	pid_t pid;
 
@@ -648,7 +658,9 @@ static void hint_region_start(void)
 	if (mlock(base, pages * PAGE))
 		say("warning: mlock of the hint region failed: %s",
 		    strerror(errno));
-	n = region_ranges(base, pages, ranges, HC_MAX_RANGES);
+	ranges = calloc(2 * pages, sizeof(*ranges));
+	n = ranges ? region_ranges(base, pages, ranges, pages) : 0;
+	free(ranges);
 	say("hint region pages=%zu ranges=%zu lie=%lu", pages, n, opt_hintlie);
 	if (opt_hintlie == 3) {
 		g_hint_base = base;
