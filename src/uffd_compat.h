@@ -157,6 +157,16 @@ static inline int hm_sys_pidfd_getfd(int pidfd, int targetfd,
 	return (int)syscall(__NR_pidfd_getfd, pidfd, targetfd, flags);
 }
 
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal 424
+#endif
+
+/* 0 while the process of pidfd lives (signal 0), else -1 and errno. */
+static inline int hm_sys_pidfd_alive(int pidfd)
+{
+	return (int)syscall(__NR_pidfd_send_signal, pidfd, 0, NULL, 0);
+}
+
 static inline int hm_sys_userfaultfd(int flags)
 {
 	return (int)syscall(__NR_userfaultfd, flags);

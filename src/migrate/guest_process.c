@@ -34,10 +34,6 @@
 #include "guest_priv.h"
 #include "uffd_compat.h"
 
-#ifndef __NR_pidfd_send_signal
-#define __NR_pidfd_send_signal 424
-#endif
-
 #define HM_PAUSE_TIMEOUT_MS 5000
 
 static const struct hm_guest_ops process_ops;

@@ -35,6 +35,7 @@
 
 #include "qemu.h"
 #include "qmp.h"
+#include "uffd_compat.h"
 #include "uffd_inject.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -45,6 +46,7 @@ struct hm_qemu {
 	struct hm_qmp *qmp;
 	struct hm_log log;
 	pid_t pid;
+	int pidfd;		/* held from the identity check on (R14) */
 	bool source, kvm;
 	int major, minor;
 	unsigned tmo;
@@ -297,6 +299,49 @@ static void guardian_stop(struct hm_qemu *q)
 			;
 		q->guardian = 0;
 	}
+}
+
+/* ---- identity (R14) --------------------------------------------------------- */
+
+/* Before root ptraces a process or opens its memory, prove it is the
+ * QEMU meant: the process that answers on the QMP socket (its peer
+ * credentials), held by a pidfd from here on so that a recycled pid is
+ * never acted on; its program a QEMU system emulator; and, when the
+ * caller knows it (libvirt's pidfile), the expected pid. */
+static int check_identity(struct hm_qemu *q, const char *qmp_path,
+			  pid_t expect)
+{
+	char path[64], exe[4096];
+	const char *base;
+	ssize_t n;
+
+	q->pidfd = hm_sys_pidfd_open(q->pid, 0);
+	if (q->pidfd < 0)
+		return qfail(q, -errno, "process %d on QMP socket %s: "
+			     "pidfd_open: %s", (int)q->pid, qmp_path,
+			     strerror(errno));
+	if (expect > 0 && expect != q->pid)
+		return qfail(q, -EPERM, "the process answering on QMP socket "
+			     "%s is %d, not the QEMU %d expected (its "
+			     "pidfile): refused, nothing done", qmp_path,
+			     (int)q->pid, (int)expect);
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)q->pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n < 0)
+		return qfail(q, -errno, "%s: %s", path, strerror(errno));
+	exe[n] = 0;
+	base = strrchr(exe, '/');
+	base = base ? base + 1 : exe;
+	if (strncmp(base, "qemu-system-", 12) && strncmp(base, "qemu-kvm", 8))
+		return qfail(q, -EPERM, "the process answering on QMP socket "
+			     "%s (pid %d) runs %s, not QEMU: refused, nothing "
+			     "done (root never traces or maps a process it "
+			     "has not identified)", qmp_path, (int)q->pid, exe);
+	/* the pidfd is of the process just checked: it still lives */
+	if (hm_sys_pidfd_alive(q->pidfd) < 0)
+		return qfail(q, -ESRCH, "QEMU %d exited during the identity "
+			     "check", (int)q->pid);
+	return 0;
 }
 
 /* ---- checks ----------------------------------------------------------------- */
@@ -808,6 +853,10 @@ static int find_ram(struct hm_qemu *q)
 		return qfail(q, -errno, "%s: %s (root is needed to open "
 			     "another process's mappings)", path,
 			     strerror(errno));
+	/* opened by pid: still the identified process (R14) */
+	if (hm_sys_pidfd_alive(q->pidfd) < 0)
+		return qfail(q, -ESRCH, "QEMU %d exited while its RAM was "
+			     "opened", (int)q->pid);
 	if (fstat(q->ram_fd, &st) < 0 || (uint64_t)st.st_size < used)
 		return qfail(q, -EMEDIUMTYPE, "RAM file of '%s' is smaller "
 			     "than the block", q->memdev);
@@ -857,6 +906,7 @@ struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 	q->unsafe_continue_early = o->unsafe_continue_early;
 	q->libvirt = o->libvirt;
 	q->ram_fd = -1;
+	q->pidfd = -1;
 	q->guard_fd = -1;
 	q->tmo = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 	snprintf(q->uri, sizeof(q->uri), "%s",
@@ -874,7 +924,9 @@ struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 			    o->qmp_path);
 		goto fail;
 	}
-	ret = check_version_state(q);
+	ret = check_identity(q, o->qmp_path, o->expect_pid);
+	if (ret == 0)
+		ret = check_version_state(q);
 	if (ret == 0)
 		ret = check_devices(q);
 	if (ret == 0)
@@ -909,6 +961,8 @@ void hm_qemu_detach(struct hm_qemu *q)
 	hm_qmp_close(q->qmp);
 	if (q->ram_fd >= 0)
 		close(q->ram_fd);
+	if (q->pidfd >= 0)
+		close(q->pidfd);
 	free(q);
 }
 
@@ -1133,6 +1187,10 @@ struct hm_guest *hm_qemu_guest(struct hm_qemu *q, const struct hm_log *log)
 	 * kernel's copies into guest RAM (read(2) of a disk image) fault in
 	 * kernel mode, and in sync mode they must wait for us like QEMU's
 	 * own threads. */
+	if (hm_sys_pidfd_alive(q->pidfd) < 0) {	/* R14 */
+		errno = ESRCH;
+		return NULL;
+	}
 	uffd = hm_inject_userfaultfd(q->pid, O_CLOEXEC | O_NONBLOCK, &q->log);
 	if (uffd < 0) {
 		errno = -uffd;

@@ -50,6 +50,10 @@ struct hm_qemu_opts {
 	 * Destination: hm_qemu_incoming() only sets x-ignore-shared (libvirt
 	 * has sent migrate-incoming); qemu_uri is not used. */
 	bool libvirt;
+	/* Identity (docs/design.md R14): the pid the QEMU must have
+	 * (libvirt's pidfile of the domain, hintmig send/recv --expect-pid);
+	 * 0: any process whose program is QEMU's. */
+	pid_t expect_pid;
 };
 
 /* QEMU's figures of its own migration (query-migrate on the source). */
@@ -72,7 +76,8 @@ struct hm_qemu_stats {
  * NULL with errno: ENOENT/ECONNREFUSED (no QMP there), EMEDIUMTYPE (RAM
  * not shared), EXDEV (an R10 device), EBUSY (wrong run state: a source
  * that holds no guest, a destination not started with -incoming),
- * EINPROGRESS (QEMU already runs a migration), ENOTSUP. */
+ * EINPROGRESS (QEMU already runs a migration), EPERM (the process on the
+ * socket is not QEMU, or not the expected one: R14), ENOTSUP. */
 struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 			       const struct hm_log *log);
 

@@ -441,20 +441,44 @@ pid_t hm_lv_spawn_self(const char *const argv[], int out_fd)
 	return pid;
 }
 
-/* The receiver: hintmig recv --libvirt into the QEMU at qmp, its output
- * appended to log (libvirt's per-domain log directory). Its exit status. */
+pid_t hm_lv_qemu_pid(const char *name)
+{
+	char path[512], buf[32] = "";
+	long v;
+	FILE *f;
+
+	if (!name || snprintf(path, sizeof(path), HM_LV_RUNDIR "/%s.pid",
+			      name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	v = strtol(buf, NULL, 10);
+	return v > 0 && v < INT32_MAX ? (pid_t)v : -EINVAL;
+}
+
+/* The receiver: hintmig recv --libvirt into the QEMU at qmp (whose pid
+ * libvirt's pidfile gives: R14), its output appended to log (libvirt's
+ * per-domain log directory). Its exit status. */
 static int run_recv(const char *qmp, const struct hm_lv_dom *d,
 		    const char *log)
 {
-	char tmo[32];
+	char tmo[32], qpid[16] = "";
+	pid_t qp = hm_lv_qemu_pid(d->name);
 	const char *av[] = { "hintmig", "recv", "--qemu", qmp, "--listen",
 			     d->mig_listen, "--libvirt", "--accept-timeout",
-			     tmo, "--io-timeout", tmo, NULL };
+			     tmo, "--io-timeout", tmo,
+			     qp > 0 ? "--expect-pid" : NULL, qpid, NULL };
 	int st, fd;
 	pid_t pid;
 
 	snprintf(tmo, sizeof(tmo), "%u",
 		 (d->mig_timeout_s ? d->mig_timeout_s : 60) * 1000);
+	if (qp > 0)
+		snprintf(qpid, sizeof(qpid), "%d", (int)qp);
 	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	pid = hm_lv_spawn_self(av, fd);
 	if (fd >= 0)

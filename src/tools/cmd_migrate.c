@@ -312,9 +312,9 @@ static void *lv_mig_thread(void *arg)
 /* ---- the sender -------------------------------------------------------- */
 
 static pid_t start_sender(const struct mig_opts *o, const char *qmp,
-			  const char *agent, const char *to)
+			  const char *agent, const char *to, pid_t qemu_pid)
 {
-	char tmo[32], bw[32];
+	char tmo[32], bw[32], pid[16];
 	const char *av[40];
 	int ac = 0;
 
@@ -346,6 +346,11 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 	if (o->hinted_map) {
 		av[ac++] = "--hinted-map";
 		av[ac++] = o->hinted_map;
+	}
+	if (qemu_pid > 0) {
+		snprintf(pid, sizeof(pid), "%d", (int)qemu_pid);
+		av[ac++] = "--expect-pid";
+		av[ac++] = pid;
 	}
 	/* as virsh migrate: quiet, or --verbose's progress line */
 	if (o->verbose) {
@@ -466,6 +471,7 @@ int hm_cmd_migrate(int argc, char **argv)
 	int rc = EXIT_SETUP, sst = 0, r;
 	uint64_t t0, last_poke = 0;
 	unsigned long qemu_ver = 0;
+	pid_t qemu_pid;
 
 	r = parse(argc, argv, &o);
 	if (r)
@@ -580,7 +586,13 @@ int hm_cmd_migrate(int argc, char **argv)
 			o.dom, d.id, qmp, to, listen,
 			d.agent_sock && o.hints ? d.agent_sock : "none");
 	t0 = now_ms();
-	sender = start_sender(&o, qmp, d.agent_sock, to);
+	/* R14: only the domain's QEMU, as libvirt's pidfile names it */
+	qemu_pid = hm_lv_qemu_pid(d.name);
+	if (o.verbose)
+		fprintf(stderr, "hintmig migrate: %s's QEMU: pid %d (libvirt's "
+			"pidfile)%s\n", o.dom, (int)qemu_pid, qemu_pid > 0 ? ""
+			: ": unknown, any QEMU on the monitor accepted");
+	sender = start_sender(&o, qmp, d.agent_sock, to, qemu_pid);
 	if (sender < 0) {
 		fprintf(stderr, "hintmig migrate: cannot start hintmig send: "
 			"%s\n", strerror((int)-sender));

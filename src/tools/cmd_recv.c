@@ -55,6 +55,9 @@ static void recv_usage(FILE *f)
 		"once the RAM is\n"
 		"                   acknowledged, a child turns x-ignore-shared "
 		"off afterwards\n"
+		"  --expect-pid PID the QEMU's pid (its pidfile): refuse any "
+		"other process\n"
+		"                   on the QMP socket (any QEMU otherwise)\n"
 		"  --accept-timeout MS  give up when no source connects for "
 		"this long\n"
 		"  --ram-file PATH  receive into this file (created, sized to "
@@ -174,6 +177,7 @@ int hm_cmd_recv(int argc, char **argv)
 		{ "qemu-uri", required_argument, NULL, 'U' },
 		{ "libvirt", no_argument, NULL, 'L' },
 		{ "accept-timeout", required_argument, NULL, 'A' },
+		{ "expect-pid", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hm_log log = { .fn = hm_log_stderr,
@@ -189,6 +193,7 @@ int hm_cmd_recv(int argc, char **argv)
 	char quri[300];
 #endif
 	bool quiet = false, libvirt = false;
+	uint64_t expect_pid = 0;
 	int ram_fd = -1, ret = 2, c, r;
 
 	memset(&p, 0, sizeof(p));
@@ -236,6 +241,14 @@ int hm_cmd_recv(int argc, char **argv)
 		case 'L':
 			libvirt = true;
 			break;
+		case 'P':
+			if (hm_parse_uint(optarg, INT32_MAX, &expect_pid) ||
+			    !expect_pid) {
+				fprintf(stderr, "hintmig recv: bad "
+					"--expect-pid '%s'\n", optarg);
+				goto out;
+			}
+			break;
 		case 'A':
 			if (hm_parse_uint(optarg, UINT64_MAX,
 					  &p.accept_timeout_ms) ||
@@ -279,6 +292,7 @@ int hm_cmd_recv(int argc, char **argv)
 	if (qemu) {
 #if HM_HAVE_JSONC
 		struct hm_qemu_opts qo = { .qmp_path = qemu, .source = false,
+					   .expect_pid = (pid_t)expect_pid,
 					   .qemu_uri = qemu_uri,
 					   .libvirt = libvirt };
 

@@ -540,6 +540,8 @@ static void send_usage(FILE *f)
 "  --to ADDR               unix:PATH or tcp:HOST:PORT (a hintmig recv)\n"
 "a running QEMU guest (RAM in a shared memory backend; docs/qemu.md):\n"
 "  --qemu QMP_SOCKET       migrate the guest of the QEMU with this QMP socket\n"
+"  --expect-pid PID        the QEMU's pid (its pidfile): refuse any other\n"
+"                          process on the QMP socket (any QEMU otherwise)\n"
 "  --qemu-uri URI          where QEMU sends its device state: the\n"
 "                          destination QEMU's incoming URI (default: --to's\n"
 "                          port + 1, or its path + \".qemu\"; as hintmig recv)\n"
@@ -608,6 +610,7 @@ struct send_opts {
 	const char *to;
 	const char *qemu, *qemu_uri, *agent;
 	const char *json, *hinted_map;
+	uint64_t expect_pid;	/* --expect-pid, 0: any QEMU */
 	bool verify, quiet, raw, hints_set, libvirt, progress_virsh;
 	int verbose;
 	enum hints_mode hints;
@@ -620,7 +623,7 @@ enum {
 	OPT_TRACKER, OPT_CHANNELS, OPT_COMPRESS, OPT_BW, OPT_DOWNTIME,
 	OPT_ROUNDS, OPT_FORCE, OPT_JSON, OPT_HINTED_MAP, OPT_VERIFY, OPT_MEMFD, OPT_THP,
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
-	OPT_QEMU, OPT_QEMU_URI, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
+	OPT_QEMU, OPT_QEMU_URI, OPT_EXPECT_PID, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
 	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT, OPT_PROGRESS, OPT_TRACK_UNIT,
 	OPT_HUGETLB,
 };
@@ -663,6 +666,7 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "keep-hot", no_argument, NULL, OPT_KEEP_HOT },
 		{ "qemu", required_argument, NULL, OPT_QEMU },
 		{ "qemu-uri", required_argument, NULL, OPT_QEMU_URI },
+		{ "expect-pid", required_argument, NULL, OPT_EXPECT_PID },
 		{ "agent", required_argument, NULL, OPT_AGENT },
 		{ "hint-timeout", required_argument, NULL, OPT_HINT_TIMEOUT },
 		{ "libvirt", no_argument, NULL, OPT_LIBVIRT },
@@ -785,6 +789,14 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 			break;
 		case OPT_QEMU_URI:
 			o->qemu_uri = optarg;
+			break;
+		case OPT_EXPECT_PID:
+			if (hm_parse_uint(optarg, INT32_MAX, &o->expect_pid) ||
+			    !o->expect_pid) {
+				fprintf(stderr, "hintmig send: bad --expect-pid "
+					"'%s'\n", optarg);
+				return -EINVAL;
+			}
 			break;
 		case OPT_AGENT:
 			o->agent = optarg;
@@ -949,6 +961,7 @@ int hm_cmd_send(int argc, char **argv)
 #if HM_HAVE_JSONC
 	if (o.qemu) {
 		struct hm_qemu_opts qo = { .qmp_path = o.qemu, .source = true,
+					   .expect_pid = (pid_t)o.expect_pid,
 					   .qemu_uri = o.qemu_uri,
 					   .libvirt = o.libvirt };
 		const char *unsafe = getenv("HINTMIG_TEST_UNSAFE");

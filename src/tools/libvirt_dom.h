@@ -19,6 +19,7 @@
 #define HM_LV_QMP_NAME "hintmig.qmp"
 #define HM_LV_LIBDIR "/var/lib/libvirt/qemu"
 #define HM_LV_LOGDIR "/var/log/libvirt/qemu"
+#define HM_LV_RUNDIR "/run/libvirt/qemu"	/* NAME.pid, root's */
 /* hintmig migrate's metadata in the destination's domain XML */
 #define HM_LV_NS "http://hintmig.org/xmlns/libvirt/migration/1"
 
@@ -44,6 +45,11 @@ void hm_lv_dom_fini(struct hm_lv_dom *d);
 /* Path of hintmig's QMP socket for the running domain with this id, as
  * seen from this mount namespace. 0, -ENOENT, -EEXIST (several). */
 int hm_lv_qmp_path(int id, char *out, size_t len);
+
+/* The pid of the running domain name's QEMU from libvirt's pidfile
+ * (HM_LV_RUNDIR/NAME.pid, written by root): the process hintmig may act on
+ * (R14). The pid, or -errno. */
+pid_t hm_lv_qemu_pid(const char *name);
 
 /* Run this program again (/proc/self/exe) with argv (argv[0] "hintmig",
  * NULL-terminated), its stdout and stderr on out_fd when >= 0: the hook's

@@ -98,6 +98,9 @@ struct hm_scenario {
 	const char *refuse;
 	int private_ram;          /* plain -m: no shared memory backend */
 	int direct_disk;          /* a virtio-blk disk with cache.direct=on */
+	/* hintmig send is pointed at a QMP socket on which a process that
+	 * is not QEMU answers (R14: it must refuse it) */
+	int impostor;
 	/* A rule broken on purpose in hintmig send (HINTMIG_TEST_UNSAFE):
 	 * the run passes only if the break is caught, and says where. */
 	const char *unsafe;

@@ -48,6 +48,7 @@ struct test {
 	unsigned fill_mib;	/* filled and freed by the guest */
 	int lie;		/* the stand-in as a broken agent */
 	int kvm_payload;	/* hm-payload under KVM, not Linux */
+	int impostor;		/* a process that is not QEMU on the socket */
 };
 
 static const struct test tests[] = {
@@ -179,6 +180,15 @@ static const struct test tests[] = {
 	  "the same payload under KVM migrated by QEMU alone (the baseline "
 	  "of /hintmig/qemu/kvm/payload)", 0, NULL, .mem = 16u << 20,
 	  .kvm_payload = 1 },
+	{ "/hintmig/qemu/refuse/impostor", FAULT, HM_BALLOON_NONE,
+	  "a process that is not QEMU answers QMP on the socket hintmig is "
+	  "given (R14): refused before any ptrace or map_files access, "
+	  "naming its program", 1, NULL, .refuse = "not QEMU: refused",
+	  .impostor = 1 },
+	{ "/hintmig/qemu/refuse/wrong-pid", FAULT, HM_BALLOON_NONE,
+	  "the real QEMU on the socket, but not the pid its pidfile names "
+	  "(--expect-pid): refused (R14)", 1, "--expect-pid 1",
+	  .refuse = "not the QEMU 1 expected" },
 	{ "/hintmig/qemu/kvm/payload", NORMAL, HM_BALLOON_NONE,
 	  "a 16 MiB guest without Linux (hm-payload: checksummed pages, a "
 	  "working set rewritten) under KVM, migrated by hintmig with the "
@@ -385,6 +395,7 @@ int main(int argc, char **argv)
 	s.refuse = t->refuse;
 	s.private_ram = t->private_ram;
 	s.direct_disk = t->direct_disk;
+	s.impostor = t->impostor;
 	s.unsafe = t->unsafe;
 	s.hm_tcp = t->tcp;
 	s.hm_min_rounds = t->min_rounds;
