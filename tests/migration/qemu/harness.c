@@ -1627,6 +1627,49 @@ static pid_t impostor_start(const char *path)
 	return pid;
 }
 
+/* The soak's fault: SIGKILL the victim soak_delay_ms after hintmig send
+ * started, if send still runs then (r->soak_killed). */
+static void soak_kill(const struct hm_scenario *s, struct hm_run_result *r,
+		      pid_t sp, pid_t rp, struct hm_vm *dst)
+{
+	double at = mono_s() + s->soak_delay_ms / 1000.0;
+	pid_t victim = s->soak_victim == HM_SOAK_SEND ? sp
+		       : s->soak_victim == HM_SOAK_RECV ? rp : dst->pid;
+
+	for (;;) {
+		siginfo_t si = { 0 };
+
+		/* send ended first (left a zombie for its reaper): nothing
+		 * is killed */
+		if (waitid(P_PID, (id_t)sp, &si, WEXITED | WNOHANG | WNOWAIT) ||
+		    si.si_pid == sp)
+			return;
+		if (mono_s() >= at)
+			break;
+		msleep(2);
+	}
+	if (victim > 0 && kill(victim, SIGKILL) == 0)
+		r->soak_killed = 1;
+}
+
+/* After a soak kill: if the source QEMU completed its migration, the
+ * destination has the guest (1: compare it and run it); otherwise the
+ * source must run on intact, R9 included (0, fault_recovered); anything
+ * else is bad (-1, failure set). */
+static int soak_judge(const struct hm_scenario *s, struct hm_run_result *r,
+		      struct hm_vm *src)
+{
+	char st[64] = "";
+
+	if (src_migrate_status(src, st, sizeof(st)) == 0 &&
+	    !strcmp(st, "completed"))
+		return 1;
+	if (source_intact(s, r, src, st, sizeof(st)))
+		return -1;
+	r->fault_recovered = 1;
+	return 0;
+}
+
 /* A guest hintmig must refuse: `hintmig send` exits 4 (setup) naming
  * what to change, before it touched anything, and the source runs on. */
 static int refuse_run(const struct hm_scenario *s, struct hm_run_result *r,
@@ -1806,6 +1849,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		return -1;
 	}
 	end = mono_s() + tmo_ms(600) / 1000.0;
+	if (s->soak_victim)
+		soak_kill(s, r, sp, rp, dst);
 	{
 		double t0 = mono_s();
 
@@ -1832,13 +1877,24 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	}
 	if (s->unsafe)
 		return unsafe_caught(s, r);
-	if (r->hm_send_rc || r->hm_recv_rc) {
+	if (s->soak_victim && r->soak_killed) {
+		int done = soak_judge(s, r, src);
+
+		if (done <= 0)
+			return done;	/* failed cleanly (0), or bad (-1) */
+		/* completed: on to the compare and the destination */
+	} else if (r->hm_send_rc || r->hm_recv_rc) {
 		fail_set(r, "hintmig send exited %d, hintmig recv exited %d "
 			 "(logs: %s, %s)", r->hm_send_rc, r->hm_recv_rc,
 			 g_send_log, g_recv_log);
 		return -1;
 	}
 	j = json_object_from_file(json);
+	if (!j && r->soak_killed) {
+		/* the sender died after QEMU completed: no summary */
+		r->migrated = 1;
+		return 0;
+	}
 	if (!j) {
 		fail_set(r, "hintmig send wrote no JSON summary %s", json);
 		return -1;
@@ -2090,6 +2146,8 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			return -1;
 		if (s->fault || s->refuse || s->unsafe)
 			return r->fault_recovered ? 0 : -1;
+		if (s->soak_victim && r->fault_recovered)
+			return 0;	/* the soak: failed, source intact */
 		r->migrate_s = mono_s() - t;
 		vm_serial_update(src);
 		r->guest_rounds_ps_during =
@@ -2289,6 +2347,8 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 		}
 		return 0;
 	}
+	if (s->soak_victim && r->fault_recovered)
+		return 0;	/* judged by soak_judge: source intact */
 	if (s->fault || s->refuse || s->unsafe) {
 		if (!r->fault_recovered) {
 			sfmt(why, len, "source guest not shown intact after "

@@ -101,6 +101,14 @@ struct hm_scenario {
 	/* hintmig send is pointed at a QMP socket on which a process that
 	 * is not QEMU answers (R14: it must refuse it) */
 	int impostor;
+	/* Random-kill soak (qemu-migbench --soak): SIGKILL this process
+	 * soak_delay_ms after hintmig send starts, if send still runs. The
+	 * run is then judged by what happened: completed (destination
+	 * compared and running) or failed (source intact, R9 included). */
+	enum hm_soak_victim {
+		HM_SOAK_NONE, HM_SOAK_SEND, HM_SOAK_RECV, HM_SOAK_DST_QEMU,
+	} soak_victim;
+	unsigned soak_delay_ms;
 	/* A rule broken on purpose in hintmig send (HINTMIG_TEST_UNSAFE):
 	 * the run passes only if the break is caught, and says where. */
 	const char *unsafe;
@@ -170,6 +178,7 @@ struct hm_run_result {
 	double hm_send_cpu_ms, hm_recv_cpu_ms;
 	double src_qemu_cpu_ms, dst_qemu_cpu_ms;
 	double guest_rounds_ps_before, guest_rounds_ps_during;
+	int soak_killed;          /* the soak's victim was killed */
 	uint64_t dropped_offset;  /* recv_unsafe drop-page: the page, or
 				   * UINT64_MAX if hintmig recv named none */
 	char failure[512];        /* why the run could not go on, or "" */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -168,6 +169,7 @@ static void usage(const char *argv0)
 		"usage: %s [--reps N] [--modes LIST] [--mem-kib K]\n"
 		"          [--fill MiB] [--ws MiB] [--max-bandwidth BYTES/s]\n"
 		"          [--min-syncs N] [--compare] [--json FILE]\n"
+		"       %s --soak N   (random-kill soak of the hm-agent guest)\n"
 		"  modes: plain (no balloon), balloon (virtio-balloon, no hinting),\n"
 		"         hint (virtio-balloon free-page-hint=on + iothread),\n"
 		"         hm (hintmig, no hints), hm-sync (hintmig, no hints, the\n"
@@ -176,14 +178,92 @@ static void usage(const char *argv0)
 		"         again), hm-reporting (hintmig, virtio-balloon\n"
 		"         free-page-reporting=on: reported pages are holes),\n"
 		"         hm-agent (hintmig, hints from hintmig-agent in the guest)\n",
-		argv0);
+		argv0, argv0);
 	exit(2);
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* --soak N: the agent guest migrated N times by hintmig, each run with
+ * nothing killed or with a SIGKILL of hintmig send, hintmig recv or the
+ * destination QEMU at a random instant of the migration (attach and the
+ * userfaultfd injection included: from 0 ms on). Every run is judged:
+ * completed (RAM compared with the hinted map, the workload verifying on
+ * the destination) or failed with the source intact (running, its
+ * workload verifying, no migration and no userfaultfd left in QEMU,
+ * capabilities off); anything else is BAD. Prints each run and the
+ * counts per outcome; exit 1 if any run was bad. */
+static int run_soak(const struct hm_scenario *base, int n)
+{
+	static const char *const victims[] = {
+		[HM_SOAK_NONE] = "nothing", [HM_SOAK_SEND] = "hintmig send",
+		[HM_SOAK_RECV] = "hintmig recv",
+		[HM_SOAK_DST_QEMU] = "destination QEMU" };
+	unsigned seed = (unsigned)time(NULL), completed = 0, failed = 0,
+		 bad = 0, killed_late = 0;
+	unsigned count[4][2] = { { 0 } };	/* victim x completed */
+	double t0 = mono_now();
+
+	printf("# qemu-migbench --soak %d (seed %u): hm-agent guest, random "
+	       "SIGKILL of send, recv or the destination QEMU\n", n, seed);
+	srand(seed);
+	for (int i = 0; i < n; i++) {
+		struct hm_scenario s = *base;
+		struct hm_run_result r;
+		char why[768], name[64];
+		int ok;
+
+		snprintf(name, sizeof(name), "soak/%d", i);
+		s.name = name;
+		s.hintmig = 1;
+		s.hm_agent = HM_AGENT_ON;
+		s.compare = 1;
+		s.hm_args = "--hint-timeout 20000";
+		s.soak_victim = (enum hm_soak_victim)(rand() % 4);
+		/* spread over a whole migration of this guest (about 0.5 s
+		 * of attach and rounds here, 1 s with the cut-over) */
+		s.soak_delay_ms = (unsigned)(rand() % 1500);
+		hm_run(&s, &r);
+		ok = !hm_verdict(&s, &r, why, sizeof(why));
+		if (s.soak_victim != HM_SOAK_NONE && !r.soak_killed)
+			killed_late++;	/* send was done before the instant */
+		if (!ok) {
+			bad++;
+			hm_print_logs();
+		} else if (r.fault_recovered) {
+			failed++;
+		} else {
+			completed++;
+		}
+		if (ok)
+			count[s.soak_victim][!r.fault_recovered]++;
+		printf("soak %4d  kill %-16s at %4u ms%s  -> %s%s\n", i,
+		       victims[s.soak_victim], s.soak_delay_ms,
+		       s.soak_victim && !r.soak_killed ? " (after the end)" : "",
+		       !ok ? "BAD: " : r.fault_recovered
+			     ? "failed, source intact" : "completed, verified",
+		       !ok ? why : "");
+	}
+	printf("\n# soak: %d runs in %.0f s: %u completed and verified, %u "
+	       "failed with the source intact, %u BAD (%u kills came after "
+	       "the migration had ended)\n", n, mono_now() - t0, completed,
+	       failed, bad, killed_late);
+	for (int v = 0; v < 4; v++)
+		printf("#   kill %-16s completed %u, failed (source intact) %u\n",
+		       victims[v], count[v][1], count[v][0]);
+	return bad ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
 	static struct mode modes[MAX_MODES];
-	int nmodes = 0, reps = 3, failures = 0;
+	int nmodes = 0, reps = 3, failures = 0, soak = 0;
 	const char *modelist = "plain,hint,hm,hm-hints,hm-reporting";
 	const char *json = NULL;
 	struct hm_scenario base;
@@ -197,6 +277,7 @@ int main(int argc, char **argv)
 		{ "min-syncs", required_argument, NULL, 's' },
 		{ "compare", no_argument, NULL, 'c' },
 		{ "json", required_argument, NULL, 'j' },
+		{ "soak", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -236,10 +317,17 @@ int main(int argc, char **argv)
 		case 'j':
 			json = optarg;
 			break;
+		case 'S':
+			soak = atoi(optarg);
+			if (soak <= 0)
+				usage(argv[0]);
+			break;
 		default:
 			usage(argv[0]);
 		}
 	}
+	if (soak)
+		return run_soak(&base, soak);
 	if (optind != argc || reps < 1 || reps > MAX_REPS)
 		usage(argv[0]);
 	{
