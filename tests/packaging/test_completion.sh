@@ -55,7 +55,7 @@ else
 	expect "hintmig " "--help --version features recv send track-demo"
 fi
 expect "hintmig se" "send"
-expect "hintmig send --hin" "--hint-timeout --hints"
+expect "hintmig send --hin" "--hint-timeout --hinted-map --hints"
 expect "hintmig send --tracker " "async auto sync"
 expect "hintmig send --hints f" "free"
 expect "hintmig send --compress " "none zstd"
