@@ -1662,8 +1662,13 @@ static int soak_judge(const struct hm_scenario *s, struct hm_run_result *r,
 	char st[64] = "";
 
 	if (src_migrate_status(src, st, sizeof(st)) == 0 &&
-	    !strcmp(st, "completed"))
+	    !strcmp(st, "completed")) {
+		/* a destination QEMU killed after QEMU completed took the
+		 * guest with it, as after any migration: its RAM file is
+		 * still compared (hintmig's part), nothing can run on */
+		r->soak_dst_lost = s->soak_victim == HM_SOAK_DST_QEMU;
 		return 1;
+	}
 	if (source_intact(s, r, src, st, sizeof(st)))
 		return -1;
 	r->fault_recovered = 1;
@@ -2161,7 +2166,9 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 	     r->mig.normal, r->mig.duplicate, r->mig.transferred >> 20);
 
 	/* the destination stays paused (-S) once it has loaded everything */
-	{
+	if (r->soak_dst_lost) {
+		r->dst_paused = 1;	/* (it had loaded: QEMU completed) */
+	} else {
 		double end = mono_s() + tmo_ms(120) / 1000.0;
 
 		for (;;) {
@@ -2263,6 +2270,8 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 		     r->cmp.zero_on_dst, r->cmp.bad);
 	}
 
+	if (r->soak_dst_lost)
+		return 0;	/* compared; no destination left to run */
 	/* let the destination run: the guest must go on, checksums intact */
 	t = mono_s();
 	if (hm_qmp_run(dst->qmp, tmo_ms(30), "cont", NULL)) {
@@ -2423,7 +2432,7 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 		     r->mig.skipped, g_send_log);
 		return -1;
 	}
-	if (!r->dst_alive) {
+	if (!r->dst_alive && !r->soak_dst_lost) {
 		sfmt(why, len, "destination guest did not go on");
 		return -1;
 	}

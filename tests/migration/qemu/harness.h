@@ -179,6 +179,9 @@ struct hm_run_result {
 	double src_qemu_cpu_ms, dst_qemu_cpu_ms;
 	double guest_rounds_ps_before, guest_rounds_ps_during;
 	int soak_killed;          /* the soak's victim was killed */
+	int soak_dst_lost;        /* ... the destination QEMU, after QEMU
+				   * had completed the migration: the RAM
+				   * files are compared, nothing runs on */
 	uint64_t dropped_offset;  /* recv_unsafe drop-page: the page, or
 				   * UINT64_MAX if hintmig recv named none */
 	char failure[512];        /* why the run could not go on, or "" */
