@@ -260,6 +260,17 @@ int hm_bitmap_clear_range_atomic(struct hm_bitmap *b, size_t start,
 	return 0;
 }
 
+/* Does every range lie inside [0, nbits)? */
+static bool ranges_inside(const struct hm_bitmap *b,
+			  const struct hm_page_range *ranges, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ranges[i].start > (uint64_t)b->nbits ||
+		    ranges[i].len > (uint64_t)b->nbits - ranges[i].start)
+			return false;
+	return true;
+}
+
 long hm_bitmap_apply_ranges(struct hm_bitmap *b,
 			    const struct hm_page_range *ranges, size_t n,
 			    bool op_set)
@@ -271,11 +282,8 @@ long hm_bitmap_apply_ranges(struct hm_bitmap *b,
 	if (!ranges)
 		return -EINVAL;
 	/* All or nothing: validate the whole list before touching b. */
-	for (size_t i = 0; i < n; i++) {
-		if (ranges[i].start > (uint64_t)b->nbits ||
-		    ranges[i].len > (uint64_t)b->nbits - ranges[i].start)
-			return -ERANGE;
-	}
+	if (!ranges_inside(b, ranges, n))
+		return -ERANGE;
 	for (size_t i = 0; i < n; i++) {
 		size_t s = (size_t)ranges[i].start;
 		size_t e = s + (size_t)ranges[i].len;
@@ -329,11 +337,8 @@ long hm_bitmap_clear_ranges_into(struct hm_bitmap *b,
 		return 0;
 	if (!ranges || !into || into->nbits != b->nbits)
 		return -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		if (ranges[i].start > (uint64_t)b->nbits ||
-		    ranges[i].len > (uint64_t)b->nbits - ranges[i].start)
-			return -ERANGE;
-	}
+	if (!ranges_inside(b, ranges, n))
+		return -ERANGE;
 	for (size_t i = 0; i < n; i++)
 		if (ranges[i].len)
 			moved += range_move(b, into, (size_t)ranges[i].start,

@@ -16,6 +16,8 @@
 #define HM_UFFD_COMPAT_H
 
 #include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -161,10 +163,18 @@ static inline int hm_sys_pidfd_getfd(int pidfd, int targetfd,
 #define __NR_pidfd_send_signal 424
 #endif
 
-/* 0 while the process of pidfd lives (signal 0), else -1 and errno. */
-static inline int hm_sys_pidfd_alive(int pidfd)
+static inline int hm_sys_pidfd_send_signal(int pidfd, int sig)
 {
-	return (int)syscall(__NR_pidfd_send_signal, pidfd, 0, NULL, 0);
+	return (int)syscall(__NR_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+/* Has the process of pidfd exited (a zombie included)? A pidfd polls
+ * readable from then on. */
+static inline bool hm_pidfd_exited(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
 }
 
 static inline int hm_sys_userfaultfd(int flags)

@@ -20,13 +20,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,14 +46,8 @@ static int proc_gone(struct hm_guest *g)
 {
 	struct hm_guest_common *c = cm(g);
 
-	if (c->pidfd >= 0) {
-		struct pollfd p = { .fd = c->pidfd, .events = POLLIN };
-
-		/* a pidfd polls readable once the process has exited */
-		if (poll(&p, 1, 0) > 0)
-			return -ESRCH;
-		return 0;
-	}
+	if (c->pidfd >= 0)
+		return hm_pidfd_exited(c->pidfd) ? -ESRCH : 0;
 	if (kill(g->pid, 0) < 0 && errno == ESRCH)
 		return -ESRCH;
 	return 0;
@@ -69,7 +61,7 @@ static int send_sig(struct hm_guest *g, int sig)
 	if (proc_gone(g))
 		return -ESRCH;
 	if (c->pidfd >= 0)
-		r = syscall(__NR_pidfd_send_signal, c->pidfd, sig, NULL, 0);
+		r = hm_sys_pidfd_send_signal(c->pidfd, sig);
 	else
 		r = kill(g->pid, sig);
 	return r < 0 ? -errno : 0;

@@ -439,7 +439,7 @@ static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
 	uint32_t count = msg->u.hints.count;
 	uint32_t kind = msg->u.hints.kind;
 	uint32_t n = 0;
-	uint64_t cur, pages = 0;
+	uint64_t cur, pages = 0, named = 0;
 	struct timespec t0, t1;
 	long cleared;
 	bool isolated = kind == HM_HINT_ISOLATED;
@@ -470,12 +470,11 @@ static void apply_hints(struct hm_hints *h, const struct hm_hc_msg *msg)
 	if (n == 0)
 		goto out;
 	for (uint32_t i = 0; i < n; i++)
-		pages += h->pr[i].len;
-	if (!session_admit_pages(h, msg->epoch, pages)) {
+		named += h->pr[i].len;
+	if (!session_admit_pages(h, msg->epoch, named)) {
 		ctr_add(&h->n_rejected, n);
 		goto out;
 	}
-	pages = 0;
 
 	/* M &= ~H: both kinds (R3, R4); what was pending there is recorded
 	 * as hinted, until the page is sent again (source.c) */

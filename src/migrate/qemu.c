@@ -122,6 +122,14 @@ static bool status_active(const char *s)
 	return true;
 }
 
+/* A destination waiting for its stream: "none" until the stream begins
+ * (7.2), "setup" from migrate-incoming on (QEMU 10; libvirt sends it
+ * before its started hook). Nothing runs there yet. */
+static bool dest_waiting(const struct hm_qemu *q, const char *s)
+{
+	return !q->source && (!strcmp(s, "none") || !strcmp(s, "setup"));
+}
+
 static int set_caps(struct hm_qemu *q, bool on)
 {
 	const char *b = on ? "true" : "false";
@@ -149,10 +157,7 @@ static void wait_ended(struct hm_qemu *q, unsigned ms)
 	while (now_ms() < end) {
 		struct json_object *r;
 		const char *s = migrate_status(q, &r);
-		/* a destination waiting for its stream (QEMU 10: "setup"
-		 * from migrate-incoming on) has nothing running to wait for */
-		bool active = !s || (status_active(s) &&
-				     (q->source || strcmp(s, "setup")));
+		bool active = !s || (status_active(s) && !dest_waiting(q, s));
 
 		json_object_put(r);
 		if (!active || !s)
@@ -338,7 +343,7 @@ static int check_identity(struct hm_qemu *q, const char *qmp_path,
 			     "done (root never traces or maps a process it "
 			     "has not identified)", qmp_path, (int)q->pid, exe);
 	/* the pidfd is of the process just checked: it still lives */
-	if (hm_sys_pidfd_alive(q->pidfd) < 0)
+	if (hm_pidfd_exited(q->pidfd))
 		return qfail(q, -ESRCH, "QEMU %d exited during the identity "
 			     "check", (int)q->pid);
 	return 0;
@@ -383,10 +388,7 @@ static int check_version_state(struct hm_qemu *q)
 	if (!ms)
 		ret = qfail(q, -EIO, "QEMU %d: query-migrate: %s",
 			    (int)q->pid, hm_qmp_error(q->qmp));
-	else if (status_active(ms) && (q->source || strcmp(ms, "setup")))
-		/* A destination shows "none" until its stream begins (7.2);
-		 * QEMU 10 shows "setup" from migrate-incoming on (libvirt
-		 * mode: libvirt sent it before its started hook). */
+	else if (status_active(ms) && !dest_waiting(q, ms))
 		ret = qfail(q, -EINPROGRESS, "QEMU %d already has a "
 			    "migration in state '%s'", (int)q->pid, ms);
 	json_object_put(r);
@@ -854,7 +856,7 @@ static int find_ram(struct hm_qemu *q)
 			     "another process's mappings)", path,
 			     strerror(errno));
 	/* opened by pid: still the identified process (R14) */
-	if (hm_sys_pidfd_alive(q->pidfd) < 0)
+	if (hm_pidfd_exited(q->pidfd))
 		return qfail(q, -ESRCH, "QEMU %d exited while its RAM was "
 			     "opened", (int)q->pid);
 	if (fstat(q->ram_fd, &st) < 0 || (uint64_t)st.st_size < used)
@@ -1044,10 +1046,7 @@ static int wait_status(struct hm_qemu *q, const char *want, unsigned ms)
 				    (int)q->pid, hm_qmp_error(q->qmp));
 		else if (!strcmp(s, want))
 			ret = 0;
-		else if (!status_active(s) &&
-			 (q->source || strcmp(s, "none")))
-			/* (a destination shows "none" until the stream
-			 * starts) */
+		else if (!status_active(s) && !dest_waiting(q, s))
 			ret = qfail(q, -EIO, "QEMU %d: its migration %s: %s",
 				    (int)q->pid, s,
 				    hm_json_str(r, "error-desc", "(no reason)"));
@@ -1187,7 +1186,7 @@ struct hm_guest *hm_qemu_guest(struct hm_qemu *q, const struct hm_log *log)
 	 * kernel's copies into guest RAM (read(2) of a disk image) fault in
 	 * kernel mode, and in sync mode they must wait for us like QEMU's
 	 * own threads. */
-	if (hm_sys_pidfd_alive(q->pidfd) < 0) {	/* R14 */
+	if (hm_pidfd_exited(q->pidfd)) {	/* R14 */
 		errno = ESRCH;
 		return NULL;
 	}

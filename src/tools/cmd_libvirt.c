@@ -111,15 +111,15 @@ static void check_xml(xmlXPathContextPtr x, unsigned long qemu_ver,
 	char *acc = xp_str(x, "string(/domain/memoryBacking/access/@mode)");
 	char *sock;
 	bool huge = xp_num(x, "count(/domain/memoryBacking/hugepages)") > 0;
-	bool named_only;
+	bool named_only, shared;
 	double n;
 
 	/* RAM. QEMU >= 8.1's x-ignore-shared leaves out only RAM in a named
 	 * file: memfd there would be migrated by QEMU a second time (the
 	 * receiver refuses it). qemu_ver 0: unknown, the file advised. */
 	named_only = !qemu_ver || qemu_ver >= 8001000;
-	if (acc && !strcmp(acc, "shared") && src && !strcmp(src, "memfd") &&
-	    named_only) {
+	shared = acc && !strcmp(acc, "shared");
+	if (shared && src && !strcmp(src, "memfd") && named_only) {
 		v->missing++;
 		fprintf(f, "MISSING  RAM in a named file: QEMU %s migrates "
 			"memfd RAM itself even with x-ignore-shared. In "
@@ -130,7 +130,7 @@ static void check_xml(xmlXPathContextPtr x, unsigned long qemu_ver,
 			"tmpfs (e.g. \"/dev/shm/libvirt-ram\"), or "
 			"<hugepages/>\n", qemu_ver ? "8.1 and later" : "(version "
 			"unknown)");
-	} else if (acc && !strcmp(acc, "shared") &&
+	} else if (shared &&
 		   ((src && (!strcmp(src, "memfd") || !strcmp(src, "file"))) ||
 		    huge)) {
 		ok(f, "RAM: shared (%s): hintmig can read and fill it",

@@ -4,6 +4,8 @@
 
 #include <hintmig/hinted_map.h>
 
+#include "migrate/le.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -50,15 +52,6 @@ static const unsigned char *map_file(const char *path, uint64_t size,
 	return p;
 }
 
-static uint64_t le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 int hm_ramcmp_load_hinted(const char *path, uint64_t **words, uint64_t *pages,
 			  char *err, size_t errlen)
 {
@@ -73,14 +66,14 @@ int hm_ramcmp_load_hinted(const char *path, uint64_t **words, uint64_t *pages,
 	}
 	if (fread(h, sizeof(h), 1, f) != 1 ||
 	    memcmp(h, HM_HINTED_MAP_MAGIC, 8) ||
-	    (uint32_t)le64(h + 8) != HM_HINTED_MAP_VERSION ||
-	    (uint32_t)(le64(h + 8) >> 32) != HM_RAMCMP_PAGE) {
+	    get32(h + 8) != HM_HINTED_MAP_VERSION ||
+	    get32(h + 12) != HM_RAMCMP_PAGE) {
 		snprintf(err, errlen, "%s: not a version %u hinted map of "
 			 "4 KiB pages", path, HM_HINTED_MAP_VERSION);
 		fclose(f);
 		return -1;
 	}
-	n = le64(h + 16);
+	n = get64(h + 16);
 	nw = (n + 63) / 64;
 	out = n > (1ull << 40) ? NULL : calloc(nw ? nw : 1, sizeof(*out));
 	for (uint64_t i = 0; out && i < nw; i++) {
@@ -89,11 +82,11 @@ int hm_ramcmp_load_hinted(const char *path, uint64_t **words, uint64_t *pages,
 			out = NULL;
 			break;
 		}
-		out[i] = le64(w);
+		out[i] = get64(w);
 		set += (uint64_t)__builtin_popcountll(out[i]);
 	}
 	fclose(f);
-	if (!out || set != le64(h + 24) ||
+	if (!out || set != get64(h + 24) ||
 	    (n % 64 && (out[nw - 1] >> (n % 64)))) {
 		snprintf(err, errlen, "%s: truncated or inconsistent hinted "
 			 "map", path);
