@@ -1190,7 +1190,8 @@ struct hm_guest *hm_qemu_guest(struct hm_qemu *q, const struct hm_log *log)
 		errno = ESRCH;
 		return NULL;
 	}
-	uffd = hm_inject_userfaultfd(q->pid, O_CLOEXEC | O_NONBLOCK, &q->log);
+	uffd = hm_inject_userfaultfd(q->pid, q->pidfd,
+				     O_CLOEXEC | O_NONBLOCK, &q->log);
 	if (uffd < 0) {
 		errno = -uffd;
 		qfail(q, uffd, "QEMU %d: cannot create a userfaultfd inside "

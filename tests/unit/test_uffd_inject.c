@@ -11,10 +11,16 @@
  *  - a child spinning in user space (no system call to reuse: the
  *    instruction comes from its libc) survives 200 injections with its
  *    registers intact: it checks a register-heavy computation every turn;
+ *  - a child running as nobody (userfaultfd(2) refused to it) gets one
+ *    through /dev/userfaultfd (R15), which sees a kernel-mode fault;
+ *    nothing is left in it;
  *  - errors: a pid that does not exist (-ESRCH), a thread already traced
  *    by another process (-EBUSY).
  */
 #include <errno.h>
+#include <grp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -22,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -114,7 +121,8 @@ static void test_blocked_read(void)
 	wait_sleeping(pid);
 	HM_CHECK_OK(hm_inject_syscall(pid, SYS_getpid, args, &ret, &test_log));
 	HM_CHECK_EQ(ret, pid);
-	uffd = hm_inject_userfaultfd(pid, O_CLOEXEC | O_NONBLOCK, &test_log);
+	uffd = hm_inject_userfaultfd(pid, -1, O_CLOEXEC | O_NONBLOCK,
+				     &test_log);
 	HM_CHECK_OK(uffd);
 	HM_CHECK(ioctl(uffd, UFFDIO_API, &api) == 0);
 	HM_CHECK_EQ(child_holds_uffd(pid), 0);
@@ -223,6 +231,125 @@ static void test_spinning(void)
 	       "every turn stayed right\n");
 }
 
+/* A second thread of the unprivileged child: spins on a register-heavy
+ * computation, checked every turn, until told to stop. */
+static volatile int spin_stop, spin_bad;
+
+static void *spinner(void *arg)
+{
+	uint64_t turns = 0;
+
+	(void)arg;
+	while (!spin_stop) {
+		if (mix(turns, 500) != mix(turns, 500))
+			spin_bad = 1;
+		turns++;
+	}
+	return NULL;
+}
+
+/* R15: a child running as nobody (it may not call userfaultfd(2) for
+ * kernel faults while vm.unprivileged_userfaultfd is 0) gets one through
+ * /dev/userfaultfd with all its threads stopped; the userfaultfd handles
+ * a fault the kernel takes on its behalf (read(2) into a missing page);
+ * afterwards it holds no userfaultfd, no /dev/userfaultfd and no tracer. */
+static void test_unprivileged(void)
+{
+	static const char msg[] = "copied by the kernel into a missing page";
+	const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg;
+	struct uffdio_zeropage zp;
+	struct uffd_msg ev;
+	struct pollfd pf;
+	int pfd[2], rep[2], uffd, sysctl = -1, child_errno = 0;
+	char *region;
+	FILE *f;
+	pid_t pid;
+
+	f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+	if (f && fscanf(f, "%d", &sysctl) != 1)
+		sysctl = -1;
+	if (f)
+		fclose(f);
+	if (getuid() != 0 || sysctl != 0 ||
+	    access("/dev/userfaultfd", F_OK) != 0) {
+		printf("# unprivileged grant not exercised: %s\n",
+		       getuid() ? "not root" : sysctl ? "vm.unprivileged_"
+		       "userfaultfd is not 0" : "no /dev/userfaultfd");
+		return;
+	}
+	region = mmap(NULL, pg, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	HM_CHECK(region != MAP_FAILED);
+	HM_CHECK(pipe(pfd) == 0 && pipe(rep) == 0);
+	pid = fork();
+	HM_CHECK(pid >= 0);
+	if (pid == 0) {
+		pthread_t th;
+		ssize_t n;
+		int own, err;
+
+		close(pfd[1]);
+		close(rep[0]);
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(10);
+		own = (int)syscall(__NR_userfaultfd, O_CLOEXEC);
+		err = own < 0 ? errno : 0;
+		if (write(rep[1], &err, sizeof(err)) != sizeof(err))
+			_exit(11);
+		close(rep[1]);
+		if (pthread_create(&th, NULL, spinner, NULL))
+			_exit(12);
+		/* the kernel's copy into the page faults in kernel mode */
+		n = read(pfd[0], region, pg);
+		spin_stop = 1;
+		pthread_join(th, NULL);
+		_exit(n == (ssize_t)sizeof(msg) && !memcmp(region, msg,
+		      sizeof(msg)) && !spin_bad ? 0 : 13);
+	}
+	close(pfd[0]);
+	close(rep[1]);
+	HM_CHECK(read(rep[0], &child_errno, sizeof(child_errno)) ==
+		 sizeof(child_errno));
+	close(rep[0]);
+	HM_CHECK_EQ(child_errno, EPERM);
+	wait_sleeping(pid);
+	uffd = hm_inject_userfaultfd(pid, -1, O_CLOEXEC | O_NONBLOCK,
+				     &test_log);
+	HM_CHECK_OK(uffd);
+	HM_CHECK_EQ(child_holds_uffd(pid), 0);
+	HM_CHECK_EQ(hm_inject_grants_held(pid), 0);
+	HM_CHECK(ioctl(uffd, UFFDIO_API, &api) == 0);
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uintptr_t)region;
+	reg.range.len = pg;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	HM_CHECK(ioctl(uffd, UFFDIO_REGISTER, &reg) == 0);
+	HM_CHECK(write(pfd[1], msg, sizeof(msg)) == (ssize_t)sizeof(msg));
+	pf.fd = uffd;
+	pf.events = POLLIN;
+	if (poll(&pf, 1, 10000) != 1)
+		hm_test_fail("no fault event: the granted userfaultfd does not "
+			     "see the kernel's fault (user-mode only?)");
+	HM_CHECK(read(uffd, &ev, sizeof(ev)) == sizeof(ev));
+	HM_CHECK_EQ(ev.event, UFFD_EVENT_PAGEFAULT);
+	HM_CHECK_EQ(ev.arg.pagefault.address & ~(uint64_t)(pg - 1),
+		    (uint64_t)(uintptr_t)region);
+	memset(&zp, 0, sizeof(zp));
+	zp.range.start = (uintptr_t)region;
+	zp.range.len = pg;
+	HM_CHECK(ioctl(uffd, UFFDIO_ZEROPAGE, &zp) == 0);
+	close(pfd[1]);
+	reap_ok(pid);
+	close(uffd);
+	munmap(region, pg);
+	printf("ok unprivileged: a nobody child (its own userfaultfd(2): "
+	       "EPERM) got one through /dev/userfaultfd with both threads "
+	       "stopped; it saw the kernel's fault; nothing left in the "
+	       "child; its spinning thread stayed right\n");
+}
+
 static void test_errors(void)
 {
 	long args[6] = { 0 }, ret = 0;
@@ -293,6 +420,7 @@ int main(void)
 	test_blocked_read();
 	test_blocked_nanosleep();
 	test_spinning();
+	test_unprivileged();
 	test_errors();
 	printf("all passed\n");
 	return 0;
