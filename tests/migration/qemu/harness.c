@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -353,6 +355,7 @@ struct vm_opts {
 	int hm_monitor;	/* a second QMP monitor for hintmig */
 	int direct_disk; /* a virtio-blk disk opened with O_DIRECT */
 	int payload;	/* hm-payload instead of the Linux guest */
+	int as_user;	/* run as the stock test user (g_qemu_uid) */
 	unsigned fill, ws, st, hot, hotreps;
 };
 
@@ -378,6 +381,168 @@ int hm_qemu_binary_version(int *major, int *minor)
 	if (!ok || sscanf(line, "QEMU emulator version %d.%d", major,
 			  minor) != 2)
 		return -1;
+	return 0;
+}
+
+/* ---- the stock host's QEMU user (scenario qemu_user) ---- */
+
+#define HM_QEMU_TEST_USER "hintmig-qemu-test"
+static uid_t g_qemu_uid;
+static gid_t g_qemu_gid;
+static struct stat g_uffd_dev_st;	/* /dev/userfaultfd before the run */
+
+static int copy_file(const char *from, const char *to, uid_t uid, gid_t gid)
+{
+	char buf[1 << 16];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out, ret = 0;
+	ssize_t n;
+
+	if (in < 0)
+		return -1;
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400);
+	if (out < 0) {
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			ret = -1;
+			break;
+		}
+	if (n < 0 || fchown(out, uid, gid))
+		ret = -1;
+	close(in);
+	close(out);
+	return ret;
+}
+
+static int read_int_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	int v = -1;
+
+	if (f && fscanf(f, "%d", &v) != 1)
+		v = -1;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* Make (if needed) the system user the stock test's QEMUs run as, give it
+ * the run directory and its own copies of the guest's kernel and initrd
+ * (root's cache is not readable to it), and record what must not change:
+ * vm.unprivileged_userfaultfd (0: the QEMU user may not make a userfaultfd
+ * for kernel faults) and /dev/userfaultfd's owner and mode. */
+static int stock_user_setup(char *err, size_t errlen)
+{
+	char from[PATH_MAX + 32], to[PATH_MAX + 32];
+	static const char *const files[] = { "vmlinuz", "initramfs.cpio" };
+	struct passwd *pw = getpwnam(HM_QEMU_TEST_USER);
+
+	if (!pw) {
+		int rc = system("useradd --system --user-group --no-create-home "
+				"--home-dir /nonexistent --shell "
+				"/usr/sbin/nologin " HM_QEMU_TEST_USER);
+
+		pw = getpwnam(HM_QEMU_TEST_USER);
+		if (!pw) {
+			sfmt(err, errlen, "cannot create the system user %s "
+			     "(useradd exit %d)", HM_QEMU_TEST_USER, rc);
+			return -1;
+		}
+	}
+	g_qemu_uid = pw->pw_uid;
+	g_qemu_gid = pw->pw_gid;
+	if (read_int_file("/proc/sys/vm/unprivileged_userfaultfd") != 0) {
+		sfmt(err, errlen, "vm.unprivileged_userfaultfd is not 0: the "
+		     "stock QEMU could make its own userfaultfd, the test "
+		     "would prove nothing (Debian's default is 0)");
+		return -1;
+	}
+	if (stat("/dev/userfaultfd", &g_uffd_dev_st)) {
+		sfmt(err, errlen, "/dev/userfaultfd: %s", strerror(errno));
+		return -1;
+	}
+	if (chown(g_tmpdir, g_qemu_uid, g_qemu_gid)) {
+		sfmt(err, errlen, "chown %s: %s", g_tmpdir, strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		sfmt(from, sizeof(from), "%s/%s", g_guestdir, files[i]);
+		sfmt(to, sizeof(to), "%s/%s", g_tmpdir, files[i]);
+		if (copy_file(from, to, g_qemu_uid, g_qemu_gid)) {
+			sfmt(err, errlen, "copy %s to %s: %s", from, to,
+			     strerror(errno));
+			return -1;
+		}
+	}
+	note("QEMU runs as %s (uid %d); vm.unprivileged_userfaultfd 0; "
+	     "/dev/userfaultfd mode %04o uid %d", HM_QEMU_TEST_USER,
+	     (int)g_qemu_uid, (unsigned)(g_uffd_dev_st.st_mode & 07777),
+	     (int)g_uffd_dev_st.st_uid);
+	return 0;
+}
+
+static int status_number(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	size_t kl = strlen(key);
+	int v = -1;
+	FILE *f;
+
+	sfmt(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			v = atoi(line + kl + 1);
+			break;
+		}
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static int holds_userfaultfd(pid_t pid);
+
+/* R15 after any end of a migration of the stock QEMU: it still runs as
+ * the test user, holds no userfaultfd and no /dev/userfaultfd, is traced
+ * by no one, and the host-wide settings are as they were. */
+static int granted_nothing(struct hm_vm *vm, char *err, size_t errlen)
+{
+	struct stat st;
+	int uid = status_number(vm->pid, "Uid"), held, tracer;
+
+	if (uid != (int)g_qemu_uid) {
+		sfmt(err, errlen, "QEMU %d runs as uid %d, not the test user "
+		     "%d", (int)vm->pid, uid, (int)g_qemu_uid);
+		return -1;
+	}
+	held = holds_userfaultfd(vm->pid);
+	if (held != 0) {
+		sfmt(err, errlen, "QEMU %d %s a userfaultfd or /dev/userfaultfd "
+		     "descriptor after the migration (R15)", (int)vm->pid,
+		     held > 0 ? "still holds" : "cannot be checked for");
+		return -1;
+	}
+	tracer = status_number(vm->pid, "TracerPid");
+	if (tracer != 0) {
+		sfmt(err, errlen, "QEMU %d is still traced by %d (R15)",
+		     (int)vm->pid, tracer);
+		return -1;
+	}
+	if (read_int_file("/proc/sys/vm/unprivileged_userfaultfd") != 0) {
+		sfmt(err, errlen, "vm.unprivileged_userfaultfd changed (R15)");
+		return -1;
+	}
+	if (stat("/dev/userfaultfd", &st) || st.st_mode != g_uffd_dev_st.st_mode ||
+	    st.st_uid != g_uffd_dev_st.st_uid ||
+	    st.st_gid != g_uffd_dev_st.st_gid) {
+		sfmt(err, errlen, "/dev/userfaultfd's owner or mode changed "
+		     "(R15)");
+		return -1;
+	}
+	note("QEMU %d (uid %d): no userfaultfd, no /dev/userfaultfd, no "
+	     "tracer; host settings unchanged", (int)vm->pid, uid);
 	return 0;
 }
 
@@ -439,8 +604,10 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 	if (o->payload)
 		sfmt(kernel, sizeof(kernel), "%s", HM_QEMU_PAYLOAD);
 	else
-		sfmt(kernel, sizeof(kernel), "%s/vmlinuz", g_guestdir);
-	sfmt(initrd, sizeof(initrd), "%s/initramfs.cpio", g_guestdir);
+		sfmt(kernel, sizeof(kernel), "%s/vmlinuz", o->as_user
+		     ? g_tmpdir : g_guestdir);
+	sfmt(initrd, sizeof(initrd), "%s/initramfs.cpio", o->as_user
+	     ? g_tmpdir : g_guestdir);
 	sfmt(append, sizeof(append),
 		 "console=ttyS0 panic=-1 init_on_alloc=0 init_on_free=0 "
 		 "transparent_hugepage=never hm.fill=%u hm.ws=%u hm.static=%u "
@@ -596,7 +763,15 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 		return -1;
 	}
 	if (pid == 0) {
-		/* QEMU must not outlive the harness, whatever kills it. */
+		/* a stock host's QEMU: an unprivileged user, no groups */
+		if (o->as_user && (setgroups(0, NULL) || setgid(g_qemu_gid) ||
+				   setuid(g_qemu_uid))) {
+			fprintf(stderr, "cannot become uid %d: %s\n",
+				(int)g_qemu_uid, strerror(errno));
+			_exit(127);
+		}
+		/* QEMU must not outlive the harness, whatever kills it
+		 * (after setuid, which clears the setting) */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);
@@ -1414,7 +1589,6 @@ static int source_intact(const struct hm_scenario *s, struct hm_run_result *r,
 	long long base;
 	int rc;
 
-	(void)s;
 	/* the source guest runs on: QEMU running with no migration left */
 	for (end = mono_s() + tmo_ms(60) / 1000.0;;) {
 		char rs[64] = "";
@@ -1466,6 +1640,10 @@ static int source_intact(const struct hm_scenario *s, struct hm_run_result *r,
 	if (rc != 0) {
 		fail_set(r, "source QEMU %s a userfaultfd after the fault (R9)",
 			 rc > 0 ? "still holds" : "cannot be checked for");
+		return -1;
+	}
+	if (s->qemu_user && granted_nothing(src, err, sizeof(err))) {
+		fail_set(r, "%s", err);
 		return -1;
 	}
 	vm_serial_update(src);
@@ -2066,13 +2244,18 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			     .check = s->guest_check,
 			     .hm_monitor = s->hintmig,
 			     .direct_disk = s->direct_disk,
-			     .payload = s->kvm_payload };
+			     .payload = s->kvm_payload,
+			     .as_user = s->qemu_user };
 
 	if (s->kvm_payload)	/* KVM is the point of the payload */
 		o.accel = getenv("HM_QEMU_ACCEL") ? g_accel : "kvm";
 	sfmt(r->accel, sizeof(r->accel), "%s", o.accel);
 	if (s->guest_check)
 		return guest_check_run(s, r, &o);
+	if (s->qemu_user && stock_user_setup(err, sizeof(err))) {
+		fail_set(r, "%s", err);
+		return -1;
+	}
 
 	/* destination first: paused (-S), incoming deferred to pick a port */
 	o.role = "destination";
@@ -2193,6 +2376,18 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			msleep(50);
 		}
 		r->dst_paused = 1;
+	}
+	if (s->qemu_user) {
+		if (granted_nothing(src, err, sizeof(err))) {
+			fail_set(r, "%s", err);
+			return -1;
+		}
+		if (!file_has(g_send_log, "/dev/userfaultfd, handed in")) {
+			fail_set(r, "hintmig send did not say it handed "
+				 "/dev/userfaultfd in: the unprivileged path "
+				 "did not run (%s)", g_send_log);
+			return -1;
+		}
 	}
 	if (query_status(src, status, sizeof(status)) ||
 	    strcmp(status, "postmigrate")) {

@@ -115,6 +115,11 @@ struct hm_scenario {
 	/* The same for hintmig recv: "drop-page" drops one received page
 	 * before the acknowledgement (the compare must name it) */
 	const char *recv_unsafe;
+	/* Both QEMUs run as an unprivileged system user the harness creates
+	 * (hintmig-qemu-test), as libvirt runs them as libvirt-qemu: they
+	 * may not call userfaultfd(2) for kernel faults, and hintmig must
+	 * hand one in (R15) and leave nothing behind. */
+	int qemu_user;
 	int hm_tcp;               /* hintmig over TCP loopback, not UNIX */
 	unsigned hm_min_rounds;   /* hintmig must have needed this many */
 	unsigned hm_min_empty_mib; /* ... and skipped this much as empty */

@@ -49,6 +49,7 @@ struct test {
 	int lie;		/* the stand-in as a broken agent */
 	int kvm_payload;	/* hm-payload under KVM, not Linux */
 	int impostor;		/* a process that is not QEMU on the socket */
+	int qemu_user;		/* QEMU as an unprivileged user (R15) */
 };
 
 static const struct test tests[] = {
@@ -189,6 +190,18 @@ static const struct test tests[] = {
 	  "the real QEMU on the socket, but not the pid its pidfile names "
 	  "(--expect-pid): refused (R14)", 1, "--expect-pid 1",
 	  .refuse = "not the QEMU 1 expected" },
+	{ "/hintmig/qemu/stock/unprivileged", NORMAL, HM_BALLOON_NONE,
+	  "both QEMUs run as an unprivileged system user (vm."
+	  "unprivileged_userfaultfd 0), hintmig as root with hintmig-agent's "
+	  "hints: the userfaultfd is handed in through /dev/userfaultfd (R15); "
+	  "pages differ only where hinted, guest lives on, nothing left "
+	  "granted", 1, "--hint-timeout 20000 --hints auto",
+	  .agent = HM_AGENT_ON, .fill_mib = 256, .qemu_user = 1 },
+	{ "/hintmig/qemu/stock/unprivileged-kill", FAULT, HM_BALLOON_NONE,
+	  "the same QEMU, hintmig send (sync tracker) SIGKILLed mid-round: "
+	  "the source runs on, verifying, and keeps no userfaultfd, device "
+	  "descriptor or tracer", 1, "--tracker sync --max-bandwidth 48M", 0,
+	  0, HM_FAULT_KILL_SEND_ROUND, .qemu_user = 1 },
 	{ "/hintmig/qemu/kvm/payload", NORMAL, HM_BALLOON_NONE,
 	  "a 16 MiB guest without Linux (hm-payload: checksummed pages, a "
 	  "working set rewritten) under KVM, migrated by hintmig with the "
@@ -396,6 +409,7 @@ int main(int argc, char **argv)
 	s.private_ram = t->private_ram;
 	s.direct_disk = t->direct_disk;
 	s.impostor = t->impostor;
+	s.qemu_user = t->qemu_user;
 	s.unsafe = t->unsafe;
 	s.hm_tcp = t->tcp;
 	s.hm_min_rounds = t->min_rounds;
