@@ -16,6 +16,7 @@ PKGS=(
   linux-headers-amd64                 # the agent's module, built for the test guest
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev  # two libvirtd in the libvirt tests
   mmdebstrap                          # the Debian 13 root of the second stack
+  apparmor                            # apparmor_parser: the packaging test compiles hintmig's profile snippet
 )
 
 missing=()

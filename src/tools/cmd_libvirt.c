@@ -5,8 +5,9 @@
  * and checks what docs/libvirt.md asks for: shared RAM that hintmig can
  * read and fill, hintmig's second QMP monitor (the hintmig-qemu emulator
  * wrapper), hintmig-agent's channel, and nothing that writes guest RAM
- * behind the tracker's back (R10). Says what to add where something is
- * missing.
+ * behind the tracker's back (R10); for a running domain, the QEMU user,
+ * mount namespace and AppArmor confinement and what hintmig needs for them
+ * (R15). Says what to add where something is missing.
  *
  * hintmig libvirt hook NAME OP SUBOP EXTRA: libvirt's qemu hook (installed
  * as /etc/libvirt/hooks/qemu.d/50-hintmig). On "started" of a domain whose
@@ -20,11 +21,13 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <glob.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -314,6 +317,91 @@ int hm_lv_qmp_path(int id, char *out, size_t len)
 
 /* ---- hintmig libvirt check ---------------------------------------------- */
 
+static int read_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	bool got;
+
+	buf[0] = 0;
+	if (!f)
+		return -1;
+	got = fgets(buf, (int)len, f) != NULL;
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
+	return got ? 0 : -1;
+}
+
+/* The running QEMU as a stock host runs it: its user and what hintmig
+ * gives it (R15), its mount namespace, its AppArmor confinement. */
+static void check_host(pid_t pid, struct hm_lv_dom *d)
+{
+	char path[64], line[256], aa[256] = "", me[64] = "", its[64] = "";
+	struct stat st;
+	struct passwd *pw;
+	const char *who;
+	int sysctl;
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	if (stat(path, &st)) {
+		printf("note     QEMU %d (libvirt's pidfile) is not visible "
+		       "here: its user, namespace and AppArmor not checked\n",
+		       (int)pid);
+		return;
+	}
+	pw = getpwuid(st.st_uid);
+	who = pw ? pw->pw_name : "?";
+	sysctl = read_line("/proc/sys/vm/unprivileged_userfaultfd", line,
+			   sizeof(line)) ? 0 : atoi(line);
+	if (st.st_uid == 0)
+		printf("ok       QEMU %d runs as root: it makes its own "
+		       "userfaultfd\n", (int)pid);
+	else if (sysctl == 1)
+		printf("ok       QEMU %d runs as %s (uid %u); "
+		       "vm.unprivileged_userfaultfd is 1, so it may make its "
+		       "own userfaultfd\n", (int)pid, who, (unsigned)st.st_uid);
+	else if (access("/dev/userfaultfd", F_OK) == 0)
+		printf("ok       QEMU %d runs as %s (uid %u): hintmig hands it "
+		       "a userfaultfd through /dev/userfaultfd, with its "
+		       "threads stopped, and takes everything back (R15)\n",
+		       (int)pid, who, (unsigned)st.st_uid);
+	else {
+		printf("MISSING  /dev/userfaultfd (Linux 6.1+): QEMU %d runs "
+		       "as %s (uid %u) and may not make a userfaultfd that "
+		       "sees kernel faults; hintmig changes no sysctl for it\n",
+		       (int)pid, who, (unsigned)st.st_uid);
+		d->missing++;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	if (readlink("/proc/self/ns/mnt", me, sizeof(me) - 1) > 0 &&
+	    readlink(path, its, sizeof(its) - 1) > 0 && strcmp(me, its))
+		printf("ok       QEMU %d has a mount namespace of its own "
+		       "(private /dev): hintmig reaches its RAM through "
+		       "/proc/%d/map_files, not by path\n", (int)pid,
+		       (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/attr/apparmor/current",
+		 (int)pid);
+	if (read_line(path, aa, sizeof(aa))) {
+		snprintf(path, sizeof(path), "/proc/%d/attr/current",
+			 (int)pid);
+		read_line(path, aa, sizeof(aa));
+	}
+	if (aa[0] && strcmp(aa, "unconfined") &&
+	    strncmp(aa, "unconfined", 10)) {
+		if (read_line(HM_LV_APPARMOR, line, sizeof(line)) == 0)
+			printf("ok       QEMU %d is confined by AppArmor (%s); "
+			       "%s lets it receive /dev/userfaultfd\n",
+			       (int)pid, aa, HM_LV_APPARMOR);
+		else {
+			printf("MISSING  QEMU %d is confined by AppArmor (%s) "
+			       "and %s is absent: it would refuse the "
+			       "/dev/userfaultfd descriptor (install the "
+			       "hintmig package's snippet, then restart "
+			       "the domain)\n", (int)pid, aa, HM_LV_APPARMOR);
+			d->missing++;
+		}
+	}
+}
+
 static int lv_check(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -374,6 +462,13 @@ static int lv_check(int argc, char **argv)
 		       HM_LV_LIBDIR "/domain-%d-*/ (started before the "
 		       "emulator was hintmig-qemu? restart it; or "
 		       "hintmig runs in another mount namespace)\n", d.id);
+	if (d.id >= 0 && hm_lv_qemu_pid(d.name) > 0)
+		check_host(hm_lv_qemu_pid(d.name), &d);
+	else if (d.id >= 0)
+		printf("note     libvirt's pidfile " HM_LV_RUNDIR "/%s.pid is "
+		       "not readable here (not root, or another mount "
+		       "namespace): QEMU's user, namespace and AppArmor not "
+		       "checked\n", d.name);
 	if (d.missing || d.refused) {
 		printf("not ready for hintmig: %d missing, %d refused\n",
 		       d.missing, d.refused);

@@ -20,6 +20,8 @@
 #define HM_LV_LIBDIR "/var/lib/libvirt/qemu"
 #define HM_LV_LOGDIR "/var/log/libvirt/qemu"
 #define HM_LV_RUNDIR "/run/libvirt/qemu"	/* NAME.pid, root's */
+/* the package's AppArmor snippet, in every domain profile (R15) */
+#define HM_LV_APPARMOR "/etc/apparmor.d/abstractions/libvirt-qemu.d/hintmig"
 /* hintmig migrate's metadata in the destination's domain XML */
 #define HM_LV_NS "http://hintmig.org/xmlns/libvirt/migration/1"
 

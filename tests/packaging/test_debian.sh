@@ -141,6 +141,22 @@ grep -q '^exec /usr/bin/qemu-system-x86_64\|^qemu=./usr/bin/qemu-system-x86_64' 
 grep -q '^exec /usr/bin/hintmig libvirt hook' "$root/etc/libvirt/hooks/qemu.d/50-hintmig" ||
 	fail "the hook does not run /usr/bin/hintmig"
 echo "ok   /usr/libexec/hintmig/hintmig-qemu and /etc/libvirt/hooks/qemu.d/50-hintmig"
+# R15 under AppArmor: the snippet libvirt's domain profiles include
+# compiles, and grants the device (nothing loaded into the kernel)
+aa=$root/etc/apparmor.d/abstractions/libvirt-qemu.d/hintmig
+if [ ! -s "$aa" ]; then
+	fail "no AppArmor snippet $aa"
+elif ! command -v apparmor_parser >/dev/null; then
+	fail "apparmor_parser absent (scripts/setup.sh installs apparmor): the AppArmor snippet is not checked"
+else
+	printf '#include <tunables/global>\nprofile hintmig-check {\n  #include <abstractions/libvirt-qemu.d/hintmig>\n}\n' > "$work/aa-profile"
+	if out=$(apparmor_parser -Q -K -I /etc/apparmor.d -I "$root/etc/apparmor.d" "$work/aa-profile" 2>&1); then
+		grep -q '^/dev/userfaultfd rw,' "$aa" || fail "the AppArmor snippet does not allow /dev/userfaultfd"
+		echo "ok   AppArmor snippet compiles (apparmor_parser -Q): /dev/userfaultfd rw"
+	else
+		fail "apparmor_parser refuses the snippet: $out"
+	fi
+fi
 # the hook on an event that is not ours: nothing, exit 0
 echo '<domain><name>x</name></domain>' | "$root/usr/bin/hintmig" libvirt hook x prepare begin - ||
 	fail "hintmig libvirt hook on prepare: not 0"

@@ -33,27 +33,47 @@ lv_start() { # DIR NAME UUID
 	log_outputs = "${LV_LOG_LEVEL:-3}:file:$base/log/libvirtd.log"
 	log_filters = "${LV_LOG_FILTERS:-}"
 	EOF
-	# stdio_handler file: no virtlogd; no cgroups (none delegated here);
+	# The lab (default): stdio_handler file: no virtlogd; no cgroups;
 	# QEMU as root without a security driver or private namespaces, so
 	# that it sees the same /dev/shm and sockets as the test. File-backed
 	# guest RAM (<source type='file'/>) on a tmpfs of its own: QEMU >= 8.1
 	# leaves only named files out of its stream (docs/libvirt.md)
 	mkdir -p "/dev/shm/${1##*/}-$name"
-	cat > "$base/etc/qemu.conf" <<-EOF
-	memory_backing_dir = "/dev/shm/${1##*/}-$name"
-	stdio_handler = "file"
-	cgroup_controllers = [ ]
-	security_driver = "none"
-	namespaces = [ ]
-	user = "root"
-	group = "root"
-	dynamic_ownership = 0
-	remember_owner = 0
-	EOF
+	if [ "${LV_STOCK:-0}" = 1 ]; then
+		# A stock host (LV_STOCK=1): Debian's qemu.conf, whose settings
+		# are all libvirt's defaults (QEMU as libvirt-qemu, a mount
+		# namespace with a private /dev, dynamic ownership with
+		# remember_owner, cgroups and the security driver probed),
+		# plus the two lines a host needs for hintmig or for this
+		# test bed: RAM files on a tmpfs, and QEMU's output to a
+		# file (no virtlogd running here).
+		cat > "$base/etc/qemu.conf" <<-EOF
+		memory_backing_dir = "/dev/shm/${1##*/}-$name"
+		stdio_handler = "file"
+		EOF
+	else
+		cat > "$base/etc/qemu.conf" <<-EOF
+		memory_backing_dir = "/dev/shm/${1##*/}-$name"
+		stdio_handler = "file"
+		cgroup_controllers = [ ]
+		security_driver = "none"
+		namespaces = [ ]
+		user = "root"
+		group = "root"
+		dynamic_ownership = 0
+		remember_owner = 0
+		EOF
+	fi
 	# libvirt resolves its default QEMU user before it reads qemu.conf
 	getent passwd libvirt-qemu >/dev/null ||
 		useradd -r -M -s /usr/sbin/nologin libvirt-qemu ||
 		lv_die "cannot create the system user libvirt-qemu"
+	# as libvirt-daemon-system's postinst does: QEMU's user in group kvm
+	# (else libvirt finds /dev/kvm unusable for it and probes QEMU's
+	# capabilities again at every lookup, seconds each)
+	if getent group kvm >/dev/null && ! id -nG libvirt-qemu | grep -qw kvm; then
+		usermod -a -G kvm libvirt-qemu || lv_die "cannot add libvirt-qemu to group kvm"
+	fi
 	# in a subshell: not a job of the caller's (no "Killed" notices)
 	(unshare --mount --propagation private sh -c "
 		set -e

@@ -18,7 +18,7 @@
 #                                  file of memory_backing_dir (LV_RAM_SOURCE:
 #                                  another <source type=...>)
 #   lv_rounds / lv_last_round / lv_errors / lv_wait_rounds N   (SERIAL in
-#                                  $LV_SERIAL)
+#                                  $LV_SERIAL: one file, or one per host)
 
 LV_EMULATOR=$(command -v qemu-system-x86_64)
 LV_SERIAL=
@@ -29,6 +29,17 @@ lv_begin() { # NAME MKGUEST WORKLOAD CACHE
 	trap 'exit 1' INT TERM
 	LV_GUEST=$(sh "$2" "$3" "$4") || lv_die "cannot build the guest"
 	LV_GUEST=$(cd "$LV_GUEST" && pwd)
+	if [ "${LV_STOCK:-0}" = 1 ]; then
+		# QEMU as libvirt-qemu opens the kernel, the initrd and the
+		# serial log by path: a directory it can traverse, copies of
+		# the guest outside root's cache (dynamic ownership chowns
+		# them and gives them back)
+		chmod 755 "$LV_TMP"
+		mkdir -p "$LV_TMP/guest"
+		cp "$LV_GUEST/vmlinuz" "$LV_GUEST/initramfs.cpio" "$LV_TMP/guest/" ||
+			lv_die "cannot copy the guest"
+		LV_GUEST=$LV_TMP/guest
+	fi
 }
 
 lv_hintmig_setup() { # DIR HINTMIG
@@ -83,16 +94,18 @@ lv_domain_xml() { # NAME GUEST SERIAL [EXTRA_DEVICES [EXTRA_TOP]]
     <emulator>$LV_EMULATOR</emulator>
     <serial type='file'><source path='$serial' append='on'/><target port='0'/></serial>
     <console type='file'><source path='$serial' append='on'/><target type='serial' port='0'/></console>
-    <channel type='unix'><source mode='bind' path='/run/libvirt/qemu/$name-agent.sock'/><target type='virtio' name='org.hintmig.agent.0'/></channel>
+    <channel type='unix'><source mode='bind'$([ "${LV_STOCK:-0}" = 1 ] || echo " path='/run/libvirt/qemu/$name-agent.sock'")/><target type='virtio' name='org.hintmig.agent.0'/></channel>
     ${4:-<memballoon model='none'/>}
   </devices>
 </domain>
 XML
 }
 
-lv_rounds() { local n; n=$(grep -ac 'HMW: round .* ok' "$LV_SERIAL" 2>/dev/null); echo "${n:-0}"; }
-lv_last_round() { local n; n=$(grep -ao 'HMW: round [0-9]*' "$LV_SERIAL" 2>/dev/null | tail -1 | awk '{ print $3 }'); echo "${n:-0}"; }
-lv_errors() { local n; n=$(grep -ac 'HMW: ERROR\|FAILED\|Kernel panic' "$LV_SERIAL" 2>/dev/null); echo "${n:-0}"; }
+# LV_SERIAL: one serial log, or (a stock pair) one per host, words
+lv_serial() { local f; for f in $LV_SERIAL; do cat "$f" 2>/dev/null; done; }
+lv_rounds() { local n; n=$(lv_serial | grep -ac 'HMW: round .* ok'); echo "${n:-0}"; }
+lv_last_round() { local n; n=$(lv_serial | grep -ao 'HMW: round [0-9]*' | awk '{ print $3 }' | sort -n | tail -1); echo "${n:-0}"; }
+lv_errors() { local n; n=$(lv_serial | grep -ac 'HMW: ERROR\|FAILED\|Kernel panic'); echo "${n:-0}"; }
 lv_wait_rounds() { # N more round lines within 120 s
 	local want=$(( $(lv_rounds) + $1 ))
 	for _ in $(seq 1 600); do

@@ -110,9 +110,19 @@ timeline() { # the QMP traffic of libvirtd NAME about migration, with times
 lv_start "$tmp" A 6a1d0a00-0000-4000-8000-00000000000a
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b
 
-serial=$tmp/serial.log
+serial=$tmp/serial.log serial_dir=$tmp
 LV_SERIAL=$serial
+if [ "${LV_STOCK:-0}" = 1 ]; then
+	# one serial log per host: remember_owner refuses to relabel a file
+	# that the other host's QEMU holds (on one machine, one file); in
+	# each instance's own /var/lib/libvirt, which QEMU's user can reach
+	serial_dir=/var/lib/libvirt/hm-serial serial=/var/lib/libvirt/hm-serial/serial.log
+	mkdir -p "$tmp/A/lib/hm-serial" "$tmp/B/lib/hm-serial"
+	LV_SERIAL="$tmp/A/lib/hm-serial/serial.log $tmp/B/lib/hm-serial/serial.log"
+fi
 agent_sock=/run/libvirt/qemu/$dom-agent.sock
+# a stock host: libvirt names the channel's socket itself
+[ "${LV_STOCK:-0}" = 1 ] && agent_sock=/var/lib/libvirt/qemu/channel/target/domain-
 lv_domain_xml "$dom" "$guest" "$serial" > "$tmp/dom.xml"
 state_of() { virsh -q -c "$1" domstate "$2" 2>/dev/null | head -1; }
 state() { state_of "$1" "$dom"; }
@@ -125,15 +135,57 @@ wait_running() { # URI: the domain running there within 20 s
 }
 
 virsh -q -c "$LV_URI_A" create "$tmp/dom.xml" || lv_die "virsh create failed"
-lv_wait_rounds 5 || { tail -20 "$serial"; lv_die "the guest did not start its rounds"; }
+lv_wait_rounds 5 || { cat $LV_SERIAL | tail -20; lv_die "the guest did not start its rounds"; }
 echo "guest running on A: round $(lv_last_round)"
 
+# QEMU of instance N: pid, and (stock) what it was given is all taken back
+qemu_pid() { cat "$tmp/$1/run/qemu/$dom.pid" 2>/dev/null; }
+granted_nothing() { # N WHAT: its QEMU holds no userfaultfd, no
+	# /dev/userfaultfd, has no tracer, and still runs as libvirt-qemu
+	local pid f l tr
+	pid=$(qemu_pid "$1")
+	[ -n "$pid" ] && [ -d "/proc/$pid" ] || { fail "$2: no QEMU on $1"; return; }
+	for f in /proc/$pid/fd/*; do
+		l=$(readlink "$f" 2>/dev/null) || continue
+		case $l in *userfaultfd*) fail "$2: QEMU $pid still holds $l (fd ${f##*/})";; esac
+	done
+	tr=$(awk '/^TracerPid:/ { print $2 }' "/proc/$pid/status")
+	[ "$tr" = 0 ] || fail "$2: QEMU $pid is still traced by $tr"
+	[ "$(stat -c %U "/proc/$pid")" = libvirt-qemu ] || fail "$2: QEMU $pid runs as $(stat -c %U "/proc/$pid")"
+	[ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 0 ] || fail "$2: vm.unprivileged_userfaultfd changed"
+	[ "$(stat -c %a:%U /dev/userfaultfd)" = "$uffd_dev_mode" ] || fail "$2: /dev/userfaultfd is $(stat -c %a:%U /dev/userfaultfd), was $uffd_dev_mode"
+	echo "$2: QEMU $pid (libvirt-qemu): no userfaultfd, no /dev/userfaultfd, no tracer"
+}
+if [ "${LV_STOCK:-0}" = 1 ]; then
+	# the stock host is what it claims: QEMU as libvirt-qemu, in a mount
+	# namespace of its own (private /dev), and no host-wide setting
+	# that would let it make a userfaultfd for kernel faults itself
+	uffd_dev_mode=$(stat -c %a:%U /dev/userfaultfd)
+	qp=$(qemu_pid A)
+	[ "$(stat -c %U "/proc/$qp")" = libvirt-qemu ] || fail "stock: QEMU runs as $(stat -c %U "/proc/$qp"), not libvirt-qemu"
+	[ "$(readlink "/proc/$qp/ns/mnt")" != "$(readlink "/proc/$(cat "$tmp/A/libvirtd.pid")/ns/mnt")" ] ||
+		fail "stock: QEMU shares libvirtd's mount namespace"
+	[ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 0 ] || fail "stock: vm.unprivileged_userfaultfd is not 0: the test would prove nothing"
+	echo "stock: QEMU $qp runs as libvirt-qemu in its own mount namespace; vm.unprivileged_userfaultfd 0; /dev/userfaultfd $uffd_dev_mode"
+fi
+
 if [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  libvirt'; then
-	out=$("$hintmig" libvirt check --connect "$LV_URI_A" "$dom" 2>&1); rc=$?
+	# on the host's view (libvirtd A's mount namespace): its pidfile,
+	# hintmig's monitor
+	out=$(nsenter -m -r -w -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" libvirt check --connect "$LV_URI_A" "$dom" 2>&1); rc=$?
 	echo "$out" | sed 's/^/  check: /'
 	[ $rc = 0 ] || fail "hintmig libvirt check: exit $rc on a domain set up for hintmig"
 	grep -q "^ok       RAM: shared (file)" <<<"$out" || fail "check: shared RAM not seen"
+	grep -q "^ok       running, hintmig's monitor at" <<<"$out" || fail "check: hintmig's monitor not found"
 	grep -q "hintmig send --agent $agent_sock" <<<"$out" || fail "check: agent socket not named"
+	if [ "${LV_STOCK:-0}" = 1 ]; then
+		grep -q "^ok       QEMU [0-9]* runs as libvirt-qemu (uid [0-9]*): hintmig hands it a userfaultfd through /dev/userfaultfd" <<<"$out" ||
+			fail "check: the QEMU user and the grant (R15) not reported"
+		grep -q "^ok       QEMU [0-9]* has a mount namespace of its own" <<<"$out" ||
+			fail "check: QEMU's mount namespace not reported"
+	else
+		grep -q "^ok       QEMU [0-9]* runs as root" <<<"$out" || fail "check: QEMU's user not reported"
+	fi
 elif [ -n "$hintmig" ]; then
 	fail "$hintmig has no libvirt command (built without libvirt-dev?)"
 fi
@@ -211,12 +263,14 @@ hm_migrate() { # FROM TO NAME HINTS(auto|none)
 if [ "$have_migrate" = 1 ]; then
 	[ -x "$ramcmp" ] || lv_die "hm-ramcmp not given"
 	hm_migrate A B "hintmig A to B (agent hints)" auto
+	[ "${LV_STOCK:-0}" = 1 ] && granted_nothing B "after hintmig A to B (destination)"
 	hinted=$(grep -o '"skipped-hinted": *[0-9]*' "$tmp/hm.json" | grep -o '[0-9]*$')
 	inmap=$(sed -n 's/.*; \([0-9]*\) pages in the hinted map$/\1/p' "$tmp/compare.log")
 	echo "hintmig A to B: ${hinted:-?} hinted pages not sent, ${inmap:-?} in the hinted map"
 	[ "${hinted:-0}" -gt 0 ] || fail "hintmig A to B: no page was hinted"
 	[ "${inmap:-0}" -gt 0 ] || fail "hintmig A to B: the hinted map is empty: the compare proved nothing about hints"
 	hm_migrate B A "hintmig B to A (no hints)" none
+	[ "${LV_STOCK:-0}" = 1 ] && granted_nothing A "after hintmig B to A (destination)"
 
 	# Fault: the sender dies the moment it has stopped the vCPUs; the
 	# receiver sees the connection end, the hook fails, libvirt fails the
@@ -230,6 +284,7 @@ if [ "$have_migrate" = 1 ]; then
 	[ -z "$(state "$LV_URI_B")" ] || fail "hintmig killed: a domain was left on the destination"
 	lv_wait_rounds 5 || fail "hintmig killed: the source guest made no progress"
 	echo "hintmig killed: source domain $(state "$LV_URI_A"), guest at round $(lv_last_round)"
+	[ "${LV_STOCK:-0}" = 1 ] && granted_nothing A "hintmig killed"
 
 	# The sender dies before it connects (as it attaches): hintmig
 	# migrate ends the waiting receiver (a connection closed at once)
@@ -263,6 +318,7 @@ if [ "$have_migrate" = 1 ]; then
 	wait_running "$LV_URI_A" || fail "hook cannot receive: the source domain is $(state "$LV_URI_A"), not running"
 	[ -z "$(state "$LV_URI_B")" ] || fail "hook cannot receive: libvirt carried on without hintmig (the domain is on B: $(state "$LV_URI_B"))"
 	lv_wait_rounds 3 || fail "hook cannot receive: the source guest made no progress"
+	[ "${LV_STOCK:-0}" = 1 ] && granted_nothing A "hook cannot receive"
 
 	# hintmig left nothing behind: x-ignore-shared is off again on the
 	# source of the failed migration (the guardian) and on the
@@ -285,7 +341,7 @@ if [ "$have_migrate" = 1 ]; then
 	# must not stop an ordinary start: the hook finds no incoming
 	# migration and lets libvirt go on
 	sed -e "s|<name>$dom</name>|<name>hm-meta</name><metadata><hintmig:migration xmlns:hintmig='http://hintmig.org/xmlns/libvirt/migration/1' listen='tcp:127.0.0.1:9' timeout='5' expires='$(( $(date +%s) + 600 ))'/></metadata>|" \
-	    -e "s|$serial|$tmp/meta.serial|g" -e "s|$dom-agent|hm-meta-agent|" "$tmp/dom.xml" > "$tmp/meta.xml"
+	    -e "s|$serial|$serial_dir/meta.serial|g" -e "s|$dom-agent|hm-meta-agent|" "$tmp/dom.xml" > "$tmp/meta.xml"
 	if virsh -q -c "$LV_URI_A" create "$tmp/meta.xml" > "$tmp/meta.log" 2>&1; then
 		echo "stale metadata: hm-meta started ($(state_of "$LV_URI_A" hm-meta))"
 		virsh -q -c "$LV_URI_A" destroy hm-meta >/dev/null 2>&1
@@ -379,7 +435,7 @@ if [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  libvirt'; then
 	virsh -q -c "$LV_URI_A" undefine hm-memfd >/dev/null
 fi
 n=$(lv_errors)
-[ "$n" = 0 ] || { grep -a 'HMW: ERROR\|FAILED\|Kernel panic' "$serial" | head -5; fail "$n guest error line(s)"; }
+[ "$n" = 0 ] || { cat $LV_SERIAL | grep -a 'HMW: ERROR\|FAILED\|Kernel panic' | head -5; fail "$n guest error line(s)"; }
 virsh -q -c "$LV_URI_A" destroy "$dom" >/dev/null 2>&1
 [ "$fails" = 0 ] || { echo "$fails libvirt checks failed"; exit 1; }
 echo "PASS virsh migrate: A to B, B to A, destination killed mid-migration"
