@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -746,6 +747,23 @@ static int backend_kind(struct hm_qemu *q)
 	return 0;
 }
 
+/* Is the mapped file (its path as /proc/PID/maps prints it for us, its
+ * device and inode) the backend's: mem-path itself (same file, whatever
+ * the path reads like from our mount namespace: libvirt runs QEMU in one
+ * of its own), or a file in the mem-path directory? */
+static bool backend_file(const char *memp, const struct stat *mst,
+			 bool have_mst, const char *file, unsigned dmaj,
+			 unsigned dmin, unsigned long long ino)
+{
+	size_t ml = strlen(memp);
+
+	if (have_mst && S_ISREG(mst->st_mode))
+		return major(mst->st_dev) == dmaj &&
+		       minor(mst->st_dev) == dmin && mst->st_ino == ino;
+	return !strncmp(file, memp, ml) &&
+	       (!file[ml] || file[ml] == '/' || file[ml] == ' ');
+}
+
 /* Where QEMU maps the RAM block (size bytes): the one shared mapping of
  * that size whose file is the backend's (memory-backend-file: mem-path, or a
  * file in the mem-path directory; memory-backend-memfd: a memfd). */
@@ -755,6 +773,8 @@ static int find_mapping(struct hm_qemu *q, uint64_t size,
 	const char *memp = q->mem_path;
 	char path[64], line[1024];
 	unsigned found = 0;
+	struct stat mst;
+	bool have_mst = !q->memfd_backend && stat(memp, &mst) == 0;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)q->pid);
@@ -762,19 +782,18 @@ static int find_mapping(struct hm_qemu *q, uint64_t size,
 	if (!f)
 		return qfail(q, -errno, "%s: %s", path, strerror(errno));
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long long s, e, off;
+		unsigned long long s, e, off, ino = 0;
+		unsigned dmaj = 0, dmin = 0;
 		char perms[8], file[600] = "";
-		size_t ml = strlen(memp);
 
-		if (sscanf(line, "%llx-%llx %7s %llx %*s %*s %599[^\n]", &s, &e,
-			   perms, &off, file) < 4)
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %599[^\n]", &s,
+			   &e, perms, &off, &dmaj, &dmin, &ino, file) < 7)
 			continue;
 		if (perms[3] != 's' || e - s != size || off != 0)
 			continue;
 		if (q->memfd_backend ? strncmp(file, "/memfd:", 7) != 0
-				     : (strncmp(file, memp, ml) ||
-					(file[ml] && file[ml] != '/' &&
-					 file[ml] != ' ')))
+				     : !backend_file(memp, &mst, have_mst, file,
+						     dmaj, dmin, ino))
 			continue;
 		*start_out = s;
 		*end_out = e;

@@ -70,9 +70,20 @@ lv_start() { # DIR NAME UUID
 		lv_die "cannot create the system user libvirt-qemu"
 	# as libvirt-daemon-system's postinst does: QEMU's user in group kvm
 	# (else libvirt finds /dev/kvm unusable for it and probes QEMU's
-	# capabilities again at every lookup, seconds each)
-	if getent group kvm >/dev/null && ! id -nG libvirt-qemu | grep -qw kvm; then
-		usermod -a -G kvm libvirt-qemu || lv_die "cannot add libvirt-qemu to group kvm"
+	# capabilities again at every lookup, seconds each); the group of
+	# /dev/kvm by number (a chroot's /etc/group may lack it)
+	if [ -e /dev/kvm ]; then
+		local kg kname
+		kg=$(stat -c %g /dev/kvm)
+		kname=$(getent group "$kg" | cut -d: -f1)
+		if [ -z "$kname" ]; then
+			# (the Debian 13 root's kvm group has another number
+			# than the host's device node)
+			groupadd -r -g "$kg" kvm-host || lv_die "cannot create group kvm-host ($kg)"
+			kname=kvm-host
+		fi
+		id -G libvirt-qemu | grep -qw "$kg" ||
+			usermod -a -G "$kname" libvirt-qemu || lv_die "cannot add libvirt-qemu to group $kname"
 	fi
 	# in a subshell: not a job of the caller's (no "Killed" notices)
 	(unshare --mount --propagation private sh -c "
