@@ -410,10 +410,12 @@ static void batch_add(struct tx_chan *c, uint64_t pg, const uint8_t *p)
 	c->iov[c->niov].iov_len = ps;
 }
 
-/* Send pages [page, page + len), all taken from M by this sender. Pages
- * of a mapped block go to the transport straight from guest RAM (a write
- * racing with the send is tracked like one racing with a read); the
- * others are read into the batch buffer first. */
+/* Send pages [page, page + len), all taken from M by this sender. Every
+ * page that holds data is copied into the batch buffer first (a mapped
+ * block's straight from guest RAM, the others through the guest's read):
+ * the message's checksum must cover exactly the bytes sent, and a running
+ * guest may write a page while it is being sent (such a write is tracked
+ * and the page sent again, as for one racing with the copy). */
 static int tx_pages(struct tx_chan *c, uint64_t page, uint64_t len)
 {
 	struct hm_migration *m = c->m;
@@ -438,17 +440,17 @@ static int tx_pages(struct tx_chan *c, uint64_t page, uint64_t len)
 			chunk = len;
 		if (chunk > bend - page)
 			chunk = bend - page;
+		out = c->data + (size_t)c->nbatch * ps;
 		if (mapped) {
 			dst = (uint8_t *)(uintptr_t)mapped +
 			      (page - b->first_bit) * ps;
 		} else {
-			dst = c->data + (size_t)c->nbatch * ps;
+			dst = out;
 			r = g->ops->read(g, b, (page - b->first_bit) * ps,
 					 dst, (size_t)(chunk * ps));
 			if (r < 0)
 				goto out;
 		}
-		out = dst;
 		for (uint64_t j = 0; j < chunk; j++) {
 			uint8_t *p = dst + j * ps;
 			uint64_t pg = page + j;
@@ -465,10 +467,6 @@ static int tx_pages(struct tx_chan *c, uint64_t page, uint64_t len)
 				c->zfirst = pg;
 				c->zcount = 1;
 				c->zend = bend;
-				continue;
-			}
-			if (mapped) {
-				batch_add(c, pg, p);
 				continue;
 			}
 			if (out != p)

@@ -22,6 +22,7 @@
 #include "hm_config.h"
 #include "transport.h"
 #include "wire.h"
+#include "crc32c.h"
 #include "le.h"
 
 #if HM_HAVE_ZSTD
@@ -127,7 +128,7 @@ void hm_wire_put_hdr(void *out, const struct hm_wire_hdr *h)
 	put16(p + 18, h->reserved0);
 	put64(p + 20, h->session_id);
 	put32(p + 28, h->seq);
-	put32(p + 32, h->reserved1);
+	put32(p + 32, h->crc);
 }
 
 static int get_hdr(const void *in, struct hm_wire_hdr *h, char *err,
@@ -144,7 +145,7 @@ static int get_hdr(const void *in, struct hm_wire_hdr *h, char *err,
 	h->reserved0 = get16(p + 18);
 	h->session_id = get64(p + 20);
 	h->seq = get32(p + 28);
-	h->reserved1 = get32(p + 32);
+	h->crc = get32(p + 32);
 	if (h->magic != HM_WIRE_MAGIC)
 		return fail(err, errlen, "bad magic 0x%08x", h->magic);
 	if (h->version != HM_WIRE_VERSION)
@@ -152,7 +153,7 @@ static int get_hdr(const void *in, struct hm_wire_hdr *h, char *err,
 			    h->version, HM_WIRE_VERSION);
 	if (h->type == 0 || h->type >= HM_MSG_TYPE_MAX)
 		return fail(err, errlen, "unknown message type %u", h->type);
-	if (h->reserved0 || h->reserved1)
+	if (h->reserved0)
 		return fail(err, errlen, "%s: reserved header field not zero",
 			    hm_wire_type_name(h->type));
 	if (h->payload_len > HM_WIRE_MAX_PAYLOAD)
@@ -679,6 +680,37 @@ void hm_wire_chan_fini(struct hm_wire_chan *c)
 	c->rxcap = 0;
 }
 
+void hm_wire_seal(void *hdr, const struct iovec *iov, int iovcnt)
+{
+	unsigned char *p = hdr;
+	uint32_t crc;
+
+	put32(p + 32, 0);
+	crc = hm_crc32c(0, p, HM_WIRE_HDR_SIZE);
+	for (int i = 0; i < iovcnt; i++)
+		crc = hm_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+	put32(p + 32, crc);
+}
+
+/* The crc a received message should carry: its header with crc 0, then
+ * the payload pieces (continued by the caller for placed pages). */
+static uint32_t crc_hdr(const unsigned char *hb)
+{
+	unsigned char z[HM_WIRE_HDR_SIZE];
+
+	memcpy(z, hb, sizeof(z));
+	put32(z + 32, 0);
+	return hm_crc32c(0, z, sizeof(z));
+}
+
+static int crc_mismatch(char *why, size_t whylen, const struct hm_wire_hdr *h,
+			uint32_t got)
+{
+	return fail(why, whylen, "%s: checksum 0x%08x, the message carries "
+		    "0x%08x (corrupted on the way)", hm_wire_type_name(h->type),
+		    got, h->crc);
+}
+
 int hm_wire_send(struct hm_wire_chan *c, uint16_t type, uint32_t flags,
 		 const struct iovec *iov, int iovcnt)
 {
@@ -705,6 +737,7 @@ int hm_wire_send(struct hm_wire_chan *c, uint16_t type, uint32_t flags,
 		return -EMSGSIZE;
 	h.payload_len = (uint32_t)len;
 	hm_wire_put_hdr(hb, &h);
+	hm_wire_seal(hb, iov, iovcnt);
 	v[0].iov_base = hb;
 	v[0].iov_len = sizeof(hb);
 	r = hm_sendv_all(c->fd, v, iovcnt + 1);
@@ -779,11 +812,11 @@ static int recv_iov_all(int fd, struct iovec *iov, int n)
  * as usual when the lengths do not add up (the decoder then says why).
  * 0, -EPROTO (why says), or an I/O error. */
 static int recv_pages_placed(struct hm_wire_chan *c,
-			     const struct hm_wire_hdr *h,
+			     const struct hm_wire_hdr *h, uint32_t crc,
 			     struct hm_wire_msg *msg, hm_wire_place_fn place,
 			     void *ctx, char *why, size_t whylen)
 {
-	struct iovec iov[HM_WIRE_MAX_BATCH_PAGES];
+	struct iovec iov[HM_WIRE_MAX_BATCH_PAGES], where[HM_WIRE_MAX_BATCH_PAGES];
 	const struct hm_wire_geometry *g = c->geo;
 	unsigned char *p = c->rxbuf;
 	uint64_t ps = g->page_size, pre;
@@ -803,6 +836,9 @@ static int recv_pages_placed(struct hm_wire_chan *c,
 		if (r < 0)
 			return r == -ENODATA ? -ECONNRESET : r;
 		c->rx_bytes += h->payload_len;
+		crc = hm_crc32c(crc, p, h->payload_len);
+		if (crc != h->crc)
+			return crc_mismatch(why, whylen, h, crc);
 		return hm_wire_decode(h, p, g, msg, why, whylen);
 	}
 	r = hm_recv_all(c->fd, p + INDEX_PREFIX, (size_t)n * 8);
@@ -832,10 +868,18 @@ static int recv_pages_placed(struct hm_wire_chan *c,
 			iov[niov++] = (struct iovec){ .iov_base = dst,
 						      .iov_len = ps };
 	}
+	crc = hm_crc32c(crc, p, pre);
+	memcpy(where, iov, (size_t)niov * sizeof(iov[0])); /* iov is consumed */
 	r = recv_iov_all(c->fd, iov, niov);
 	if (r < 0)
 		return r;
 	c->rx_bytes += (uint64_t)n * ps;
+	/* the pages are in place already: a mismatch fails the migration,
+	 * whose destination then never runs (R8) */
+	for (int i = 0; i < niov; i++)
+		crc = hm_crc32c(crc, where[i].iov_base, where[i].iov_len);
+	if (crc != h->crc)
+		return crc_mismatch(why, whylen, h, crc);
 	msg->u.pages.data = NULL;
 	msg->u.pages.placed = true;
 	return 0;
@@ -853,6 +897,7 @@ int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
 	struct hm_wire_hdr h;
 	char why[128];
 	bool learn = c->session_id == 0;
+	uint32_t crc;
 	int r;
 
 	c->err[0] = 0;
@@ -864,6 +909,7 @@ int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
 	r = get_hdr(hb, &h, why, sizeof(why));
 	if (r < 0)
 		goto bad;
+	crc = crc_hdr(hb);
 	if (h.seq != c->rx_seq) {
 		r = fail(why, sizeof(why),
 			 "%s: sequence number %u, expected %u",
@@ -903,7 +949,7 @@ int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
 	if (place && c->geo && h.type == HM_MSG_PAGES &&
 	    !(h.flags & HM_BATCH_ZSTD) && h.payload_len >= INDEX_PREFIX &&
 	    h.payload_len <= HM_WIRE_MAX_PAYLOAD) {
-		r = recv_pages_placed(c, &h, msg, place, ctx, why,
+		r = recv_pages_placed(c, &h, crc, msg, place, ctx, why,
 				      sizeof(why));
 		if (r == -EPROTO)
 			goto bad;
@@ -919,6 +965,11 @@ int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
 		if (r < 0)
 			goto out;
 		c->rx_bytes += h.payload_len;
+		crc = hm_crc32c(crc, c->rxbuf, h.payload_len);
+	}
+	if (crc != h.crc) {
+		r = crc_mismatch(why, sizeof(why), &h, crc);
+		goto bad;
 	}
 	r = hm_wire_decode(&h, c->rxbuf, c->geo, msg, why, sizeof(why));
 	if (r < 0)

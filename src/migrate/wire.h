@@ -5,8 +5,11 @@
  * Every message: a 36-byte header, little-endian fixed-width fields
  *   magic u32 "HMW1" @0, version u16 @4, type u16 @6, flags u32 @8,
  *   payload_len u32 @12, channel u16 @16, reserved u16 (0) @18,
- *   session_id u64 @20, seq u32 @28, reserved u32 (0) @32
- * then payload_len bytes. (These fields add up to 36 bytes: the first
+ *   session_id u64 @20, seq u32 @28, crc u32 @32
+ * then payload_len bytes. crc (version 2) is the CRC-32C of the header
+ * with crc 0 and of the payload: a receiver checks it before it trusts a
+ * message, and for page data written straight into place before the
+ * message counts (a mismatch fails the migration). (These fields add up to 36 bytes: the first
  * draft of this header said 32.) Decoders check every length, offset and count
  * against the session's geometry before anything touches memory.
  *
@@ -24,7 +27,7 @@
 #include <hintmig/migrate.h>
 
 #define HM_WIRE_MAGIC 0x31574d48u /* "HMW1" as little-endian bytes */
-#define HM_WIRE_VERSION 1
+#define HM_WIRE_VERSION 2
 #define HM_WIRE_HDR_SIZE 36
 #define HM_WIRE_MAX_PAYLOAD (16u << 20)	/* any message */
 #define HM_WIRE_MAX_BATCH_PAGES 256	/* pages in one PAGES message */
@@ -73,7 +76,7 @@ struct hm_wire_hdr {
 	uint16_t reserved0;
 	uint64_t session_id;
 	uint32_t seq;		/* per channel, from 0, +1 per message */
-	uint32_t reserved1;
+	uint32_t crc;		/* CRC-32C of header (crc 0) and payload */
 };
 
 /* Geometry agreed in HELLO; the decoder checks against it. Rules
@@ -270,6 +273,10 @@ void hm_wire_chan_fini(struct hm_wire_chan *c); /* closes fd */
 struct iovec;
 int hm_wire_send(struct hm_wire_chan *c, uint16_t type, uint32_t flags,
 		 const struct iovec *iov, int iovcnt);
+/* Write the crc of a message whose header (as hm_wire_put_hdr wrote it,
+ * crc 0) is at hdr and whose payload is iov[0..iovcnt) into that header:
+ * what hm_wire_send does; for tests that build streams by hand. */
+void hm_wire_seal(void *hdr, const struct iovec *iov, int iovcnt);
 /* Receive and decode the next message; checks seq and session id. 0 or
  * -errno: -EPROTO with c->err describing it ("seq N at byte B: ..."),
  * -ENODATA orderly EOF between messages, -ECONNRESET EOF inside a message

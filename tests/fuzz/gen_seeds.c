@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 
 #include "hm_config.h"
@@ -36,7 +37,11 @@ static void seed(uint16_t type, uint32_t flags, uint16_t channel,
 	char path[512];
 	FILE *f;
 
+	struct iovec v[2] = { { (void *)(uintptr_t)a, alen },
+			      { (void *)(uintptr_t)b, blen } };
+
 	hm_wire_put_hdr(hb, &h);
+	hm_wire_seal(hb, v, 2);
 	snprintf(path, sizeof(path), "%s/%02u-%s", dir, nseeds++,
 		 hm_wire_type_name(type));
 	f = fopen(path, "wb");

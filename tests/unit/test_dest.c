@@ -150,6 +150,12 @@ static void st_add(struct stream *s, uint16_t type, uint32_t flags,
 	if (blen)
 		memcpy(s->p + s->len, b, blen);
 	s->len += blen;
+	{
+		unsigned char *hp = s->p + s->start[s->n];
+		struct iovec v = { hp + HM_WIRE_HDR_SIZE, alen + blen };
+
+		hm_wire_seal(hp, &v, 1);
+	}
 	s->n++;
 	s->start[s->n] = s->len;
 }
@@ -807,6 +813,11 @@ static size_t splice_msg(const struct stream *s, unsigned i, uint16_t type,
 	memcpy(b, s->p, before);
 	hm_wire_put_hdr(b + before, &h);
 	memcpy(b + before + HM_WIRE_HDR_SIZE, pl, plen);
+	{
+		struct iovec v = { b + before + HM_WIRE_HDR_SIZE, plen };
+
+		hm_wire_seal(b + before, &v, 1);
+	}
 	memcpy(b + before + HM_WIRE_HDR_SIZE + plen, s->p + s->start[i + 1],
 	       after);
 	*out = b;
@@ -1135,6 +1146,12 @@ static void test_hello_rules(void)
 		HM_CHECK(bad);
 		memcpy(bad, m.s[0].p, m.s[0].start[1]);
 		bad[HM_WIRE_HDR_SIZE + 4] = 0xe8; /* page size 4096 -> 4328 */
+		{	/* sealed again: the decoder's rule is the subject */
+			struct iovec v = { bad + HM_WIRE_HDR_SIZE,
+					   m.s[0].start[1] - HM_WIRE_HDR_SIZE };
+
+			hm_wire_seal(bad, &v, 1);
+		}
 		HM_CHECK_OK(hm_wire_chan_init(&wc, src_connect(&r), 0, m.sid));
 		src_send(wc.fd, bad, m.s[0].start[1]);
 		HM_CHECK_OK(src_recv(&wc, &msg));

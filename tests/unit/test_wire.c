@@ -67,7 +67,7 @@ static int hdr_eq(const struct hm_wire_hdr *a, const struct hm_wire_hdr *b)
 	       a->payload_len == b->payload_len && a->channel == b->channel &&
 	       a->reserved0 == b->reserved0 &&
 	       a->session_id == b->session_id && a->seq == b->seq &&
-	       a->reserved1 == b->reserved1;
+	       a->crc == b->crc;
 }
 
 /* Build a header for (type, flags, channel, len), run it through
@@ -158,7 +158,7 @@ static void test_header(void)
 	unsigned char b[HM_WIRE_HDR_SIZE], c[HM_WIRE_HDR_SIZE];
 	struct hm_wire_hdr o;
 	static const unsigned char expect[HM_WIRE_HDR_SIZE] = {
-		'H', 'M', 'W', '1', 1, 0, HM_MSG_ROUND, 0, 0, 0, 0, 0,
+		'H', 'M', 'W', '1', 2, 0, HM_MSG_ROUND, 0, 0, 0, 0, 0,
 		16, 0, 0, 0, 3, 0, 0, 0, 0x88, 0x77, 0x66, 0x55,
 		0x44, 0x33, 0x22, 0x11, 0xd4, 0xc3, 0xb2, 0xa1, 0, 0, 0, 0,
 	};
@@ -175,12 +175,12 @@ static void test_header(void)
 
 		switch (k) {
 		case 0: x.magic ^= 1; break;
-		case 1: x.version = 2; break;
+		case 1: x.version = 1; break; /* the version before crc */
 		case 2: x.version = 0; break;
 		case 3: x.type = 0; break;
 		case 4: x.type = HM_MSG_TYPE_MAX; break;
 		case 5: x.reserved0 = 1; break;
-		case 6: x.reserved1 = 0x80000000u; break;
+		case 6: x.version = 3; break;
 		case 7: x.payload_len = HM_WIRE_MAX_PAYLOAD + 1; break;
 		case 8: x.flags = 1; break; /* ROUND has no flags */
 		}
@@ -764,11 +764,38 @@ static void raw_send(int fd, uint16_t type, uint16_t channel, uint64_t sid,
 				 .session_id = sid,
 				 .seq = seq };
 	unsigned char hb[HM_WIRE_HDR_SIZE];
+	struct iovec v = { (void *)(uintptr_t)p, len };
 
 	hm_wire_put_hdr(hb, &h);
+	hm_wire_seal(hb, &v, len ? 1 : 0);
 	HM_CHECK_OK(hm_send_all(fd, hb, sizeof(hb)));
 	if (len)
 		HM_CHECK_OK(hm_send_all(fd, p, len));
+}
+
+/* The same, sealed, then one bit of the payload flipped on the way. */
+static void raw_send_flipped(int fd, uint16_t type, uint16_t channel,
+			     uint64_t sid, uint32_t seq, const void *p,
+			     uint32_t len, uint32_t at)
+{
+	struct hm_wire_hdr h = { .magic = HM_WIRE_MAGIC,
+				 .version = HM_WIRE_VERSION,
+				 .type = type,
+				 .payload_len = len,
+				 .channel = channel,
+				 .session_id = sid,
+				 .seq = seq };
+	unsigned char hb[HM_WIRE_HDR_SIZE], *q = malloc(len);
+	struct iovec v = { (void *)(uintptr_t)p, len };
+
+	HM_CHECK(q);
+	hm_wire_put_hdr(hb, &h);
+	hm_wire_seal(hb, &v, 1);
+	memcpy(q, p, len);
+	q[at] ^= 0x10;
+	HM_CHECK_OK(hm_send_all(fd, hb, sizeof(hb)));
+	HM_CHECK_OK(hm_send_all(fd, q, len));
+	free(q);
 }
 
 static void test_chan(void)
@@ -850,10 +877,16 @@ static void test_chan(void)
 	/* a good one again */
 	raw_send(sv[0], HM_MSG_ROUND, 1, 99, 3, pl, 16);
 	HM_CHECK_OK(hm_wire_recv(&dst, &msg));
+	/* a bit flipped in a payload that still decodes: the checksum
+	 * catches it (the message is not taken: the next seq stays 4) */
+	raw_send_flipped(sv[0], HM_MSG_ROUND, 1, 99, 4, pl, 16, 3);
+	HM_CHECK_EQ(hm_wire_recv(&dst, &msg), -EPROTO);
+	if (!strstr(dst.err, "checksum"))
+		hm_test_fail("a flipped payload bit: %s", dst.err);
 	/* header, then EOF in the payload: -ECONNRESET */
 	{
 		struct hm_wire_hdr h = { .magic = HM_WIRE_MAGIC,
-					 .version = 1,
+					 .version = HM_WIRE_VERSION,
 					 .type = HM_MSG_ROUND,
 					 .payload_len = 16,
 					 .channel = 1,

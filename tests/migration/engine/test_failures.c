@@ -305,9 +305,11 @@ static int fake_send(struct fake *f, unsigned ch, uint16_t type,
 		.seq = f->seq[ch]++,
 	};
 	uint8_t raw[HM_WIRE_HDR_SIZE];
+	struct iovec v = { (void *)(uintptr_t)payload, len };
 	int r;
 
 	hm_wire_put_hdr(raw, &h);
+	hm_wire_seal(raw, &v, len ? 1 : 0);
 	r = hm_send_all(f->fds[ch], raw, sizeof(raw));
 	if (r == 0 && len)
 		r = hm_send_all(f->fds[ch], payload, len);

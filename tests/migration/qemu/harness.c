@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "agentprobe.h"
+#include "mangle.h"
 #include "migrate/qmp.h"
 
 #ifndef HM_QEMU_BINARY
@@ -1917,13 +1918,94 @@ static int unsafe_caught(const struct hm_scenario *s, struct hm_run_result *r)
 /* hintmig moves the RAM, QEMU the device state: `hintmig recv --qemu`
  * on the destination's second monitor, `hintmig send --qemu` on the
  * source's; the summary JSON fills r->mig. */
+/* The first line of path holding "error" (or ""), into out. */
+static void first_error(const char *path, char *out, size_t len)
+{
+	char line[512];
+	FILE *f = fopen(path, "re");
+
+	out[0] = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, "error")) {
+			line[strcspn(line, "\n")] = 0;
+			sfmt(out, len, "%s", line);
+			break;
+		}
+	if (f)
+		fclose(f);
+}
+
+/* hintmig's own stream damaged by the proxy (s->hm_mangle): the damage
+ * must have happened; hintmig send must fail and both ends say why; the
+ * destination QEMU must never have run (still waiting for its incoming
+ * migration, or gone); the source runs on intact (source_intact). */
+static int mangle_run(const struct hm_scenario *s, struct hm_run_result *r,
+		      struct hm_vm *src, struct hm_vm *dst,
+		      const char *const *sargs, pid_t rp, struct hm_mangle *mg)
+{
+	struct hm_mangle_stats ms;
+	char st[64] = "", ds[64] = "", se[512], re[512];
+	pid_t sp = spawn_hintmig(sargs, g_send_log, NULL);
+
+	if (sp < 0) {
+		fail_set(r, "cannot start hintmig send: %s", strerror(errno));
+		hm_mangle_stop(mg, NULL);
+		kill(rp, SIGKILL);
+		waitpid(rp, NULL, 0);
+		return -1;
+	}
+	r->hm_send_rc = wait_child(sp, mono_s() + tmo_ms(300) / 1000.0);
+	r->hm_recv_rc = wait_child(rp, mono_s() + tmo_ms(30) / 1000.0);
+	hm_mangle_stop(mg, &ms);
+	note("%s: proxy: %s of %" PRIu64 " bytes at byte %" PRIu64 " of the "
+	     "first connection (seed %u): %s; %u connections, %" PRIu64
+	     " bytes forwarded on it%s%s", s->name,
+	     hm_mangle_name((enum hm_mangle_kind)s->hm_mangle), ms.len, ms.at,
+	     s->mangle_seed, ms.done ? "done" : "NOT done", ms.connections,
+	     ms.to_dst_bytes, ms.error[0] ? "; error: " : "", ms.error);
+	first_error(g_send_log, se, sizeof(se));
+	first_error(g_recv_log, re, sizeof(re));
+	note("%s: hintmig send exit %d: %s", s->name, r->hm_send_rc, se);
+	note("%s: hintmig recv exit %d: %s", s->name, r->hm_recv_rc, re);
+	if (!ms.done) {
+		fail_set(r, "the proxy did not damage the stream (it ended "
+			 "first?): the test proves nothing");
+		return -1;
+	}
+	if (r->hm_send_rc == 0) {
+		fail_set(r, "hintmig send completed through a damaged stream "
+			 "(%s)", hm_mangle_name((enum hm_mangle_kind)
+						s->hm_mangle));
+		return -1;
+	}
+	if (!se[0] || !re[0]) {
+		fail_set(r, "no clear error: hintmig send said \"%s\", hintmig "
+			 "recv said \"%s\"", se, re);
+		return -1;
+	}
+	if (!vm_gone(dst) && (query_status(dst, ds, sizeof(ds)) ||
+			      !strcmp(ds, "running"))) {
+		fail_set(r, "the destination QEMU is %s after a damaged "
+			 "stream: it must never run", ds[0] ? ds : "unknown");
+		return -1;
+	}
+	if (source_intact(s, r, src, st, sizeof(st)))
+		return -1;
+	r->fault_recovered = 1;
+	note("%s: destination QEMU %s (never ran); source guest running on, "
+	     "migration %s, 4 more verified rounds", s->name,
+	     vm_gone(dst) ? "gone" : ds, st);
+	return 0;
+}
+
 static int migrate_by_hintmig(const struct hm_scenario *s,
 			      struct hm_run_result *r, struct hm_vm *src,
 			      struct hm_vm *dst)
 {
 	char addr[PATH_MAX + 8], json[PATH_MAX], extra[512], unsafe_env[128];
 	static char recv_env[128];	/* putenv keeps it */
-	char impostor[PATH_MAX];
+	char impostor[PATH_MAX], maddr[64];
+	struct hm_mangle *mangler = NULL;
 	pid_t ipid = -1;
 	const char *rargs[16], *sargs[40];
 	struct json_object *j, *ram;
@@ -1931,7 +2013,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	int n = 0, k = 0;
 	double end;
 
-	if (s->hm_tcp) {
+	if (s->hm_tcp || s->hm_mangle) {
 		int port = free_port_pair();
 
 		if (port < 0) {
@@ -1998,7 +2080,24 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	}
 	sargs[k++] = s->impostor ? impostor : src->hm_qmp_path;
 	sargs[k++] = "--to";
-	sargs[k++] = addr;
+	if (s->hm_mangle) {
+		char merr[256];
+		int rport = atoi(strrchr(addr, ':') + 1);
+
+		mangler = hm_mangle_start(rport, (enum hm_mangle_kind)s->hm_mangle,
+					  s->mangle_seed, merr, sizeof(merr));
+		if (!mangler) {
+			fail_set(r, "%s", merr);
+			kill(rp, SIGKILL);
+			waitpid(rp, NULL, 0);
+			return -1;
+		}
+		sfmt(maddr, sizeof(maddr), "tcp:127.0.0.1:%d",
+		     hm_mangle_port(mangler));
+		sargs[k++] = maddr;
+	} else {
+		sargs[k++] = addr;
+	}
 	sargs[k++] = "--json";
 	sargs[k++] = json;
 	sargs[k++] = "--hinted-map";
@@ -2015,6 +2114,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	sargs[k] = NULL;
 	if (s->fault)
 		return fault_run(s, r, src, dst, sargs, rp);
+	if (s->hm_mangle)
+		return mangle_run(s, r, src, dst, sargs, rp, mangler);
 	if (s->refuse) {
 		int rr = refuse_run(s, r, src, sargs, rp);
 
@@ -2332,7 +2433,7 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			       : migrate_by_qemu(s, r, proxyp, src, dst,
 						 dst_port))
 			return -1;
-		if (s->fault || s->refuse || s->unsafe)
+		if (s->fault || s->refuse || s->unsafe || s->hm_mangle)
 			return r->fault_recovered ? 0 : -1;
 		if (s->soak_victim && r->fault_recovered)
 			return 0;	/* the soak: failed, source intact */
@@ -2553,7 +2654,7 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 	}
 	if (s->soak_victim && r->fault_recovered)
 		return 0;	/* judged by soak_judge: source intact */
-	if (s->fault || s->refuse || s->unsafe) {
+	if (s->fault || s->refuse || s->unsafe || s->hm_mangle) {
 		if (!r->fault_recovered) {
 			sfmt(why, len, "source guest not shown intact after "
 			     "the fault");

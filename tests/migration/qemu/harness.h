@@ -120,6 +120,11 @@ struct hm_scenario {
 	 * may not call userfaultfd(2) for kernel faults, and hintmig must
 	 * hand one in (R15) and leave nothing behind. */
 	int qemu_user;
+	/* hintmig's own stream through the damaging proxy (mangle.h: enum
+	 * hm_mangle_kind; seeded by mangle_seed): the migration must fail
+	 * with a clear error, the source run on, the destination never run */
+	int hm_mangle;
+	unsigned mangle_seed;
 	int hm_tcp;               /* hintmig over TCP loopback, not UNIX */
 	unsigned hm_min_rounds;   /* hintmig must have needed this many */
 	unsigned hm_min_empty_mib; /* ... and skipped this much as empty */

@@ -50,6 +50,8 @@ struct test {
 	int kvm_payload;	/* hm-payload under KVM, not Linux */
 	int impostor;		/* a process that is not QEMU on the socket */
 	int qemu_user;		/* QEMU as an unprivileged user (R15) */
+	int mangle;		/* hintmig's stream damaged (mangle.h) */
+	unsigned seed;
 };
 
 static const struct test tests[] = {
@@ -202,6 +204,20 @@ static const struct test tests[] = {
 	  "the source runs on, verifying, and keeps no userfaultfd, device "
 	  "descriptor or tracer", 1, "--tracker sync --max-bandwidth 48M", 0,
 	  0, HM_FAULT_KILL_SEND_ROUND, .qemu_user = 1 },
+	{ "/hintmig/qemu/stream/flip", FAULT, HM_BALLOON_NONE,
+	  "one byte of hintmig's own RAM stream flipped on the way (seeded "
+	  "offset, 1-5 MiB in): the checksum catches it, the migration fails "
+	  "with a clear error, the destination never runs, the source runs "
+	  "on", 1, "--max-bandwidth 64M", .mangle = 1, .seed = 1 },
+	{ "/hintmig/qemu/stream/truncate", FAULT, HM_BALLOON_NONE,
+	  "hintmig's stream cut there: the same outcome", 1,
+	  "--max-bandwidth 64M", .mangle = 2, .seed = 2 },
+	{ "/hintmig/qemu/stream/duplicate", FAULT, HM_BALLOON_NONE,
+	  "4-12 KiB of hintmig's stream sent twice: the same outcome", 1,
+	  "--max-bandwidth 64M", .mangle = 3, .seed = 3 },
+	{ "/hintmig/qemu/stream/reorder", FAULT, HM_BALLOON_NONE,
+	  "two blocks of 4-12 KiB of hintmig's stream swapped: the same "
+	  "outcome", 1, "--max-bandwidth 64M", .mangle = 4, .seed = 4 },
 	{ "/hintmig/qemu/kvm/payload", NORMAL, HM_BALLOON_NONE,
 	  "a 16 MiB guest without Linux (hm-payload: checksummed pages, a "
 	  "working set rewritten) under KVM, migrated by hintmig with the "
@@ -410,6 +426,11 @@ int main(int argc, char **argv)
 	s.direct_disk = t->direct_disk;
 	s.impostor = t->impostor;
 	s.qemu_user = t->qemu_user;
+	s.hm_mangle = t->mangle;
+	s.mangle_seed = t->seed;
+	if (t->mangle && getenv("HM_MANGLE_SEED"))
+		s.mangle_seed = (unsigned)strtoul(getenv("HM_MANGLE_SEED"),
+						  NULL, 0);
 	s.unsafe = t->unsafe;
 	s.hm_tcp = t->tcp;
 	s.hm_min_rounds = t->min_rounds;
