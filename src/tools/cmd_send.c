@@ -434,6 +434,8 @@ static int write_json(const char *path, const struct summary *s)
 	add_u64(hints, "applied", st->hint_applied);
 	add_u64(hints, "dropped-stale", st->hint_dropped_stale);
 	add_u64(hints, "rejected", st->hint_rejected);
+	add_u64(hints, "session-pages-max", st->hint_session_pages_max);
+	add_u64(hints, "apply-us", st->hint_apply_us);
 	json_object_object_add(root, "hints", hints);
 	hints = NULL;
 	json_object_object_add(root, "tracker-mode",

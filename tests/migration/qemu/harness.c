@@ -2194,6 +2194,10 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 						    JSON_C_TO_STRING_PLAIN));
 	r->mig.hint_stale = hm_json_int(hm_json_obj(j, "hints"),
 					"dropped-stale", -1);
+	r->mig.hint_session_max = hm_json_int(hm_json_obj(j, "hints"),
+					      "session-pages-max", -1);
+	r->mig.hint_apply_us = hm_json_int(hm_json_obj(j, "hints"),
+					   "apply-us", -1);
 	r->hm_skipped_empty = hm_json_int(ram, "skipped-empty", -1);
 	r->hm_rounds = hm_json_int(j, "rounds", -1);
 	r->hm_tracker_faults = hm_json_int(j, "tracker-faults", -1);
@@ -2717,6 +2721,28 @@ int hm_verdict(const struct hm_scenario *s, const struct hm_run_result *r,
 		     r->mig.hint_rejected, r->mig.hint_stale,
 		     r->cmp.zero_on_dst);
 		return -1;
+	}
+	if (s->hm_hint_lie == 4) {
+		uint64_t npages = r->ram_size / 4096;
+		uint64_t budget = 2 * npages + 4096;
+		uint64_t hint_pages = ((uint64_t)s->hm_hint_mib << 20) / 4096;
+
+		/* R13: the flood is rejected, the work of every session
+		 * stays within its page budget, the true hints still count
+		 * (every region page left out), and the compare (hinted map)
+		 * and the guest say nothing was lost */
+		if (r->mig.hint_rejected <= 0 || r->mig.hint_session_max <= 0 ||
+		    (uint64_t)r->mig.hint_session_max > budget ||
+		    r->mig.skipped < (long long)hint_pages) {
+			sfmt(why, len, "amplifying agent: %lld ranges rejected "
+			     "(want > 0), largest session named %lld pages "
+			     "(budget %" PRIu64 " = 2 x %" PRIu64 " + 4096), "
+			     "%lld pages skipped as hinted (the region has %"
+			     PRIu64 ")", r->mig.hint_rejected,
+			     r->mig.hint_session_max, budget, npages,
+			     r->mig.skipped, hint_pages);
+			return -1;
+		}
 	}
 	if (s->hm_hint_lie == 2 &&
 	    (r->cmp.zero_on_dst || r->cmp.hinted_older ||

@@ -139,6 +139,7 @@ struct hm_mig_stats {
 	long long transferred, total_ram, duplicate, normal, normal_bytes;
 	long long dirty_sync_count, skipped;
 	long long hint_rejected, hint_stale; /* hintmig's hints counters */
+	long long hint_session_max, hint_apply_us; /* R13's measures */
 	double mbps;
 };
 

@@ -44,7 +44,10 @@
  *      2 garbage: bytes that are no frame, at the first request;
  *      3 in use: the region is hinted as usual, but the workload keeps
  *        checking it every round (pages it uses, hinted free): the
- *        destination must report exactly those as lost, nothing else.
+ *        destination must report exactly those as lost, nothing else;
+ *      4 amplify: per request, the region's true ranges once, then 16
+ *        messages of 4096 ranges that repeat them (R13: the host must
+ *        bound its work in pages and reject the excess).
  *
  * Nothing here allocates after the start; the regions are mlocked so the
  * guest kernel does not move them (compaction) behind our back.
@@ -515,6 +518,32 @@ static void lie(int fd, uint64_t epoch, const char *base, size_t pages,
 	hc_send(fd, HC_DONE, epoch, NULL, 0);
 }
 
+/* hm.hintlie=4: the true ranges of epoch e (in messages of at most 4096
+ * ranges), then 16 full messages repeating them. */
+static void amplify(int fd, uint64_t epoch, const char *base, size_t pages,
+		    uint64_t *ranges, unsigned char *buf)
+{
+	static uint64_t flood[2 * HC_MAX_RANGES];
+	size_t n = region_ranges(base, pages, ranges, pages);
+
+	if (!n)
+		return;
+	for (size_t k = 0; k < n; k += HC_MAX_RANGES) {
+		size_t c = n - k < HC_MAX_RANGES ? n - k : HC_MAX_RANGES;
+
+		if (send_hints(fd, epoch, &ranges[2 * k], (uint32_t)c, buf))
+			return;
+	}
+	for (size_t i = 0; i < HC_MAX_RANGES; i++) {
+		flood[2 * i] = ranges[2 * (i % n)];
+		flood[2 * i + 1] = ranges[2 * (i % n) + 1];
+	}
+	for (int k = 0; k < 16; k++)
+		if (send_hints(fd, epoch, flood, HC_MAX_RANGES, buf))
+			break;
+	hc_send(fd, HC_DONE, epoch, NULL, 0);
+}
+
 /* The child: wait for the host end of the port, say HELLO, answer every
  * REQUEST with the region's ranges as FREE hints and DONE. */
 static void hint_reporter(const char *base, size_t pages)
@@ -574,6 +603,10 @@ static void hint_reporter(const char *base, size_t pages)
 			}
 			if (opt_hintlie == 1) {
 				lie(fd, h.epoch, base, pages, ranges, buf);
+				continue;
+			}
+			if (opt_hintlie == 4) {
+				amplify(fd, h.epoch, base, pages, ranges, buf);
 				continue;
 			}
 			{
