@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Build, test and real-guest dependencies, all from Debian 12's archive.
 PKGS=(
   gcc libc6-dev make meson ninja-build pkg-config git
-  liburcu-dev libzstd-dev libjson-c-dev
+  liburcu-dev libzstd-dev libjson-c-dev libgnutls28-dev
   clang libclang-rt-14-dev            # libFuzzer target of the wire decoder
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils zstd kmod
   help2man man-db bash-completion     # man pages, their test, completion test

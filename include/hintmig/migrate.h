@@ -122,6 +122,12 @@ struct hm_migrate_params {
 	 * libvirt's migration): retry a refused first connection until
 	 * connect_timeout_ms. */
 	bool connect_wait;
+	/* The migration's secret (R17): when auth_key_len > 0 (16..64),
+	 * every connection must first prove it to the destination and the
+	 * destination to us; nothing is sent to one that cannot. Not
+	 * copied: it must stay valid until the migration is freed. */
+	const uint8_t *auth_key;
+	size_t auth_key_len;
 };
 
 void hm_migrate_params_default(struct hm_migrate_params *p);
@@ -267,6 +273,15 @@ struct hm_dest_params {
 	 * < 0 refuses: the migration fails and the source is told. */
 	int (*before_ack)(void *opaque);
 	void *before_ack_opaque;
+	/* The migration's secret (R17): when auth_key_len > 0 (16..64), a
+	 * connection counts only after it proved the key (challenge and
+	 * HMAC, before HELLO); one that fails, closes or stalls past
+	 * hello_timeout_ms (default 10000) is dropped and counted, and the
+	 * destination goes on waiting for the real source until its
+	 * deadline. */
+	const uint8_t *auth_key;
+	size_t auth_key_len;
+	uint64_t hello_timeout_ms;
 };
 
 /* ram_fd -1, the defaults above. (A zeroed struct means ram_fd 0!) */
@@ -282,6 +297,7 @@ struct hm_dest_stats {
 	unsigned channels;
 	enum hm_dest_fill fill;		/* used: UFFD or WRITE */
 	uint64_t placed_pages;		/* pages placed by UFFDIO_COPY */
+	uint64_t refused_connections;	/* failed authentication (R17) */
 };
 
 struct hm_dest;

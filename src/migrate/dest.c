@@ -30,6 +30,8 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -40,6 +42,7 @@
 #include "hintmig/bitmap.h"
 #include "hintmig/wp_tracker.h"
 #include "../uffd_compat.h"
+#include "auth.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -122,6 +125,7 @@ struct hm_dest {
 	unsigned nch;
 	uint64_t ps;
 	uint32_t hello_flags;		/* of channel 0's HELLO */
+	uint64_t refused_conns;		/* failed authentication (R17) */
 	struct dchan ch[HM_WIRE_MAX_CHANNELS];
 	struct dchan spare;		/* handshake of channels 1.. */
 
@@ -177,6 +181,21 @@ struct hm_dest *hm_dest_new(const struct hm_dest_params *p,
 		d->p.io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
 	if (!d->p.max_ram_bytes)
 		d->p.max_ram_bytes = DEFAULT_MAX_RAM;
+	if (!d->p.hello_timeout_ms)
+		d->p.hello_timeout_ms = 10000;
+	if (d->p.auth_key_len) {
+		uint8_t *k = malloc(HM_AUTH_KEY_MAX);
+
+		if (d->p.auth_key_len < HM_AUTH_KEY_MIN ||
+		    d->p.auth_key_len > HM_AUTH_KEY_MAX || !k) {
+			free(k);
+			free(d);
+			errno = k ? EINVAL : ENOMEM;
+			return NULL;
+		}
+		memcpy(k, d->p.auth_key, d->p.auth_key_len);
+		d->p.auth_key = k;	/* ours (freed with d) */
+	}
 	if (d->p.ram_fd < 0)
 		d->p.ram_fd = -1;
 	if (log)
@@ -947,17 +966,81 @@ refuse(struct dchan *c, uint32_t status, int rc, const char *fmt, ...)
 			 "channel %u: migration refused: %s", c->idx, what);
 }
 
+/* Who is on fd, for the log. */
+static void peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    ss.ss_family == AF_UNIX) {
+		snprintf(buf, len, "a local connection");
+		return;
+	}
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
+			  host, sizeof(host));
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+			  host, sizeof(host));
+	snprintf(buf, len, "%s port %u", host,
+		 ntohs(ss.ss_family == AF_INET
+		       ? ((struct sockaddr_in *)&ss)->sin_port
+		       : ((struct sockaddr_in6 *)&ss)->sin6_port));
+}
+
+/* An accepted connection, authenticated when the migration has a key
+ * (R17): one that fails is dropped and counted, and the next one waited
+ * for until the deadline. The fd, or -errno (-ETIMEDOUT at the deadline). */
+static int accept_auth(struct hm_dest *d, int lfd, uint64_t timeout_ms)
+{
+	uint64_t deadline = timeout_ms ? hm_auth_now_ms() + timeout_ms : 0;
+
+	for (;;) {
+		uint64_t now = hm_auth_now_ms(), left = 0, hd;
+		struct hm_auth_key key;
+		char why[160], who[80];
+		int fd, r;
+
+		if (deadline && now >= deadline)
+			return -ETIMEDOUT;
+		if (deadline)
+			left = deadline - now;
+		fd = hm_transport_accept(lfd, left);
+		if (fd < 0 || !d->p.auth_key_len)
+			return fd;
+		peer_name(fd, who, sizeof(who));
+		memcpy(key.k, d->p.auth_key, d->p.auth_key_len);
+		key.len = d->p.auth_key_len;
+		hd = hm_auth_now_ms() + d->p.hello_timeout_ms;
+		if (deadline && hd > deadline)
+			hd = deadline;
+		r = hm_auth_accept(fd, &key, hd, why, sizeof(why));
+		memset(&key, 0, sizeof(key));
+		if (r == 0)
+			return fd;
+		close(fd);
+		d->refused_conns++;
+		hm_logf(&d->log, HM_LOG_WARN, "connection from %s refused: %s "
+			"(%" PRIu64 " refused so far); still waiting for the "
+			"source", who, why, d->refused_conns);
+	}
+}
+
 /* Accept one connection into slot c and read its HELLO into m. */
 static int accept_hello(struct hm_dest *d, struct dchan *c, int lfd,
 			uint64_t timeout_ms, struct hm_wire_msg *m)
 {
-	int fd = hm_transport_accept(lfd, timeout_ms), r;
+	int fd = accept_auth(d, lfd, timeout_ms), r;
 
 	if (fd == -ETIMEDOUT)
 		return dest_fail(d, NULL, fd, true,
 				 "connection %u of the migration did not come "
-				 "within %" PRIu64 " ms",
-				 c->idx, timeout_ms);
+				 "within %" PRIu64 " ms%s",
+				 c->idx, timeout_ms, d->refused_conns
+				 ? " (only connections that failed "
+				   "authentication)" : "");
 	if (fd < 0)
 		return dest_fail(d, NULL, fd, true, "accept failed: %s",
 				 strerror(-fd));
@@ -1425,6 +1508,7 @@ void hm_dest_get_stats(const struct hm_dest *d, struct hm_dest_stats *st)
 	st->fill = d->fill;
 	for (unsigned i = 0; i < d->nch; i++)
 		st->placed_pages += d->ch[i].placed;
+	st->refused_connections = d->refused_conns;
 }
 
 void hm_dest_free(struct hm_dest *d)
@@ -1437,6 +1521,11 @@ void hm_dest_free(struct hm_dest *d)
 		munmap(d->map, d->map_len);
 	free(d->region);
 	free(d->dev);
+	if (d->p.auth_key_len) {
+		explicit_bzero((void *)(uintptr_t)d->p.auth_key,
+			       HM_AUTH_KEY_MAX);
+		free((void *)(uintptr_t)d->p.auth_key);
+	}
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }

@@ -61,6 +61,7 @@
 #include "hints.h"
 #include "hintchan.h"
 #include "transport.h"
+#include "auth.h"
 #include "wire.h"
 
 #define NS_PER_MS UINT64_C(1000000)
@@ -1001,6 +1002,26 @@ static void chan_free(struct tx_chan *c)
 #endif
 }
 
+/* R17: the destination on fd must prove it holds the key (and we that we
+ * do) before anything else goes over it. fd, or -EACCES (closed). */
+static int auth_chan(struct hm_migration *m, int fd, unsigned i)
+{
+	struct hm_auth_key key;
+	char why[200];
+	int r;
+
+	memcpy(key.k, m->p.auth_key, m->p.auth_key_len);
+	key.len = m->p.auth_key_len;
+	r = hm_auth_connect(fd, &key, m->p.io_timeout_ms, why, sizeof(why));
+	explicit_bzero(&key, sizeof(key));
+	if (r == 0)
+		return fd;
+	close(fd);
+	hm_logf(&m->log, HM_LOG_ERROR, "channel %u: authentication failed: "
+		"%s", i, why);
+	return r == -EACCES || r == -EPROTO ? -EACCES : r;
+}
+
 /* Channel i's connection. With connect_wait the first one is retried
  * while the destination is not listening yet (refused, or its unix socket
  * not there), until connect_timeout_ms. */
@@ -1013,6 +1034,8 @@ static int connect_chan(struct hm_migration *m, const char *addr, unsigned i)
 		int fd = hm_transport_connect(addr, m->p.connect_timeout_ms);
 		uint64_t spent = (now_ns() - t0) / 1000000;
 
+		if (fd >= 0 && m->p.auth_key_len)
+			return auth_chan(m, fd, i);
 		if (fd >= 0 || i || !m->p.connect_wait ||
 		    (fd != -ECONNREFUSED && fd != -ENOENT) ||
 		    spent >= m->p.connect_timeout_ms)

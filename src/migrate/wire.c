@@ -916,6 +916,15 @@ int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
 			 hm_wire_type_name(h.type), h.seq, c->rx_seq);
 		goto bad;
 	}
+	if (learn && h.payload_len > HELLO_FIXED +
+				     HM_WIRE_MAX_BLOCKS * HELLO_BLOCK) {
+		/* before anything is allocated for an unknown peer */
+		r = fail(why, sizeof(why), "%s of %u bytes where a HELLO "
+			 "(at most %u) must come first",
+			 hm_wire_type_name(h.type), h.payload_len,
+			 HELLO_FIXED + HM_WIRE_MAX_BLOCKS * HELLO_BLOCK);
+		goto bad;
+	}
 	if (learn && (h.type != HM_MSG_HELLO || h.session_id == 0)) {
 		r = fail(why, sizeof(why), "%s (session %llu) where a HELLO "
 			 "with a non-zero session id must come first",

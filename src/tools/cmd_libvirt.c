@@ -275,6 +275,7 @@ int hm_lv_dom_read(const char *xml, unsigned long qemu_ver, FILE *report,
 #define MIG "/domain/metadata/*[local-name()='migration']" \
 	    "[namespace-uri()='" HM_LV_NS "']"
 	d->mig_listen = xp_str(x, "string(" MIG "/@listen)");
+	d->mig_key = xp_str(x, "string(" MIG "/@key)");
 	d->mig_timeout_s = (unsigned)xp_num(x, "number(" MIG "/@timeout)");
 	d->mig_expires = (long long)xp_num(x, "number(" MIG "/@expires)");
 #undef MIG
@@ -288,6 +289,9 @@ void hm_lv_dom_fini(struct hm_lv_dom *d)
 	free(d->name);
 	free(d->agent_sock);
 	free(d->mig_listen);
+	if (d->mig_key)
+		explicit_bzero(d->mig_key, strlen(d->mig_key));
+	free(d->mig_key);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -561,14 +565,37 @@ pid_t hm_lv_qemu_pid(const char *name)
 static int run_recv(const char *qmp, const struct hm_lv_dom *d,
 		    const char *log)
 {
-	char tmo[32], qpid[16] = "";
+	char tmo[32], qpid[16] = "", key_tmp[64] = "";
 	pid_t qp = hm_lv_qemu_pid(d->name);
-	const char *av[] = { "hintmig", "recv", "--qemu", qmp, "--listen",
-			     d->mig_listen, "--libvirt", "--accept-timeout",
-			     tmo, "--io-timeout", tmo,
-			     qp > 0 ? "--expect-pid" : NULL, qpid, NULL };
-	int st, fd;
+	const char *av[16] = { "hintmig", "recv", "--qemu", qmp, "--listen",
+			       d->mig_listen, "--libvirt", "--accept-timeout",
+			       tmo, "--io-timeout", tmo };
+	int ac = 11, st, fd;
 	pid_t pid;
+
+	if (qp > 0) {
+		av[ac++] = "--expect-pid";
+		av[ac++] = qpid;
+	}
+	if (d->mig_key && *d->mig_key) {
+		/* R17: the key libvirt brought, for the receiver only */
+		int kfd;
+
+		snprintf(key_tmp, sizeof(key_tmp), "/tmp/hintmig-key-XXXXXX");
+		kfd = mkstemp(key_tmp);
+		if (kfd < 0 || write(kfd, d->mig_key, strlen(d->mig_key)) !=
+				       (ssize_t)strlen(d->mig_key)) {
+			if (kfd >= 0) {
+				close(kfd);
+				unlink(key_tmp);
+			}
+			return 4;
+		}
+		close(kfd);
+		av[ac++] = "--key-file";
+		av[ac++] = key_tmp;
+	}
+	av[ac] = NULL;
 
 	snprintf(tmo, sizeof(tmo), "%u",
 		 (d->mig_timeout_s ? d->mig_timeout_s : 60) * 1000);
@@ -578,11 +605,15 @@ static int run_recv(const char *qmp, const struct hm_lv_dom *d,
 	pid = hm_lv_spawn_self(av, fd);
 	if (fd >= 0)
 		close(fd);
+	while (pid > 0 && waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR) {
+			pid = -1;
+			break;
+		}
+	if (key_tmp[0])
+		unlink(key_tmp);
 	if (pid < 0)
 		return 4;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return 4;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 3;
 }
 

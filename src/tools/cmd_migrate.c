@@ -46,6 +46,7 @@
 
 #include "cmd.h"
 #include "libvirt_dom.h"
+#include "migrate/auth.h"
 #include "migrate/qmp.h"
 #include "migrate/transport.h"
 #include "parse.h"
@@ -204,7 +205,8 @@ static int default_hm_uri(const char *dest_uri, char *out, size_t len)
 /* The destination's XML: the domain's migratable XML plus hintmig's
  * metadata telling the destination's hook where to listen. NULL on error
  * (malloc'ed otherwise). */
-static char *dest_xml(virDomainPtr dom, const char *listen, unsigned tmo_s)
+static char *dest_xml(virDomainPtr dom, const char *listen, unsigned tmo_s,
+		      const char *key_hex)
 {
 	char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_MIGRATABLE |
 					VIR_DOMAIN_XML_SECURE);
@@ -252,6 +254,11 @@ static char *dest_xml(virDomainPtr dom, const char *listen, unsigned tmo_s)
 	snprintf(buf, sizeof(buf), "%lld",
 		 (long long)time(NULL) + 2 * tmo_s + 60);
 	xmlNewProp(n, (const xmlChar *)"expires", (const xmlChar *)buf);
+	/* R17: this migration's key, for the destination's receiver (over
+	 * libvirt's own authenticated connection; removed afterwards) */
+	if (key_hex && *key_hex)
+		xmlNewProp(n, (const xmlChar *)"key",
+			   (const xmlChar *)key_hex);
 	xmlDocDumpMemory(doc, &out, &len);
 	if (out)
 		ret = strdup((const char *)out);
@@ -312,7 +319,8 @@ static void *lv_mig_thread(void *arg)
 /* ---- the sender -------------------------------------------------------- */
 
 static pid_t start_sender(const struct mig_opts *o, const char *qmp,
-			  const char *agent, const char *to, pid_t qemu_pid)
+			  const char *agent, const char *to, pid_t qemu_pid,
+			  const char *key_file)
 {
 	char tmo[32], bw[32], pid[16];
 	const char *av[40];
@@ -352,6 +360,10 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 		av[ac++] = "--expect-pid";
 		av[ac++] = pid;
 	}
+	if (key_file && *key_file) {
+		av[ac++] = "--key-file";
+		av[ac++] = key_file;
+	}
 	/* as virsh migrate: quiet, or --verbose's progress line */
 	if (o->verbose) {
 		av[ac++] = "--verbose";
@@ -370,10 +382,15 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
  * the hook fails, libvirt stops the destination). Tried every 500 ms
  * until libvirt's migration ends (the receiver may not listen yet);
  * harmless when nothing listens. */
-static void poke_receiver(const char *to)
+static void poke_receiver(const char *to, const struct hm_auth_key *key)
 {
 	int fd = hm_transport_connect(to, 1000);
+	char why[160];
 
+	/* R17: the receiver drops an unauthenticated connection and waits
+	 * on; one that proved the key and closes before HELLO ends it */
+	if (fd >= 0 && key->len)
+		(void)hm_auth_connect(fd, key, 1000, why, sizeof(why));
 	if (fd >= 0)
 		close(fd);
 }
@@ -462,6 +479,8 @@ int hm_cmd_migrate(int argc, char **argv)
 	virDomainPtr dom = NULL, ddom = NULL;
 	char *xml = NULL, *dxml = NULL, *report = NULL;
 	char qmp[512], hm_uri[300], listen[300], json_tmp[64] = "";
+	char key_tmp[64] = "", key_hex[2 * HM_AUTH_KEY_MAX + 1] = "";
+	struct hm_auth_key key = { .len = 0 };
 	const char *to;
 	size_t report_len = 0;
 	FILE *rf;
@@ -543,12 +562,34 @@ int hm_cmd_migrate(int argc, char **argv)
 	if (o.hm_listen) {
 		snprintf(listen, sizeof(listen), "%s", o.hm_listen);
 	} else if (!strncmp(hm_uri, "tcp:", 4)) {
-		snprintf(listen, sizeof(listen), "tcp:0.0.0.0:%s",
-			 strrchr(hm_uri, ':') + 1);
+		/* the address the source connects to is the destination's
+		 * migration address: listen there, not on every address */
+		snprintf(listen, sizeof(listen), "%s", hm_uri);
 	} else {
 		snprintf(listen, sizeof(listen), "%s", hm_uri);
 	}
-	dxml = dest_xml(dom, listen, o.timeout_s);
+	if (!strncmp(hm_uri, "tcp:", 4)) {
+		/* R17: a fresh key per migration, for both ends */
+		int kfd;
+
+		if (hm_auth_key_new(&key, key_hex) < 0) {
+			fprintf(stderr, "hintmig migrate: no random key: %s\n",
+				strerror(errno));
+			goto out;
+		}
+		snprintf(key_tmp, sizeof(key_tmp), "/tmp/hintmig-key-XXXXXX");
+		kfd = mkstemp(key_tmp);	/* 0600, a name no one planted */
+		if (kfd < 0 || write(kfd, key_hex, strlen(key_hex)) !=
+				       (ssize_t)strlen(key_hex)) {
+			fprintf(stderr, "hintmig migrate: %s: %s\n", key_tmp,
+				strerror(errno));
+			if (kfd >= 0)
+				close(kfd);
+			goto out;
+		}
+		close(kfd);
+	}
+	dxml = dest_xml(dom, listen, o.timeout_s, key_hex);
 	if (!dxml) {
 		fprintf(stderr, "hintmig migrate: cannot build the destination "
 			"XML: %s\n", virGetLastErrorMessage());
@@ -592,7 +633,7 @@ int hm_cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "hintmig migrate: %s's QEMU: pid %d (libvirt's "
 			"pidfile)%s\n", o.dom, (int)qemu_pid, qemu_pid > 0 ? ""
 			: ": unknown, any QEMU on the monitor accepted");
-	sender = start_sender(&o, qmp, d.agent_sock, to, qemu_pid);
+	sender = start_sender(&o, qmp, d.agent_sock, to, qemu_pid, key_tmp);
 	if (sender < 0) {
 		fprintf(stderr, "hintmig migrate: cannot start hintmig send: "
 			"%s\n", strerror((int)-sender));
@@ -624,7 +665,7 @@ int hm_cmd_migrate(int argc, char **argv)
 		/* the sender has ended, and failed */
 		if (!sender && sender_status(sst) && !atomic_load(&lm.done) &&
 		    now_ms() - last_poke >= 500) {
-			poke_receiver(to);
+			poke_receiver(to, &key);
 			last_poke = now_ms();
 		}
 		if (atomic_load(&lm.done)) {
@@ -675,6 +716,10 @@ out:
 		pthread_join(th, NULL);
 	if (json_tmp[0])
 		unlink(json_tmp);
+	if (key_tmp[0])
+		unlink(key_tmp);
+	explicit_bzero(&key, sizeof(key));
+	explicit_bzero(key_hex, sizeof(key_hex));
 	hm_lv_dom_fini(&d);
 	free(report);
 	free(xml);

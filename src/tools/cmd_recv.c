@@ -26,10 +26,27 @@
 
 #include "hm_config.h"
 #include "cmd.h"
+#include "migrate/auth.h"
 #include "parse.h"
 #if HM_HAVE_JSONC
 #include "migrate/qemu.h"
 #endif
+
+/* MemAvailable in bytes (the standalone receiver's default limit), or 0
+ * (the engine's default) when unknown. */
+static uint64_t mem_available(void)
+{
+	char line[128];
+	unsigned long long kb = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kb << 10;
+}
 
 static void recv_usage(FILE *f)
 {
@@ -41,6 +58,18 @@ static void recv_usage(FILE *f)
 		"[--qemu-uri URI | --libvirt] [options]\n"
 		"  --listen ADDR    where the source connects: unix:PATH or "
 		"tcp:HOST:PORT\n"
+		"  --key-file FILE  the migration's secret, the same as the "
+		"sender's: a\n"
+		"                   connection that cannot prove it is dropped "
+		"and counted,\n"
+		"                   and the real sender waited for\n"
+		"  --insecure       allow TCP without --key-file\n"
+		"  --hello-timeout MS  a connection must prove the key within "
+		"this\n"
+		"                   (default 10000)\n"
+		"  --max-ram SIZE   refuse a guest with more RAM (default: "
+		"MemAvailable;\n"
+		"                   --qemu: the QEMU's own RAM)\n"
 		"  --qemu QMP_SOCKET  receive into the guest RAM of this QEMU "
 		"(started with\n"
 		"                   -incoming defer and the source's machine "
@@ -178,6 +207,10 @@ int hm_cmd_recv(int argc, char **argv)
 		{ "libvirt", no_argument, NULL, 'L' },
 		{ "accept-timeout", required_argument, NULL, 'A' },
 		{ "expect-pid", required_argument, NULL, 'P' },
+		{ "key-file", required_argument, NULL, 'K' },
+		{ "insecure", no_argument, NULL, 'I' },
+		{ "max-ram", required_argument, NULL, 'M' },
+		{ "hello-timeout", required_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hm_log log = { .fn = hm_log_stderr,
@@ -192,7 +225,9 @@ int hm_cmd_recv(int argc, char **argv)
 	struct drop_page dp = { 0 };
 	char quri[300];
 #endif
-	bool quiet = false, libvirt = false;
+	bool quiet = false, libvirt = false, insecure = false;
+	const char *key_file = NULL;
+	struct hm_auth_key key;
 	uint64_t expect_pid = 0;
 	int ram_fd = -1, ret = 2, c, r;
 
@@ -258,6 +293,29 @@ int hm_cmd_recv(int argc, char **argv)
 				goto out;
 			}
 			break;
+		case 'K':
+			key_file = optarg;
+			break;
+		case 'I':
+			insecure = true;
+			break;
+		case 'H':
+			if (hm_parse_uint(optarg, UINT64_MAX,
+					  &p.hello_timeout_ms) ||
+			    !p.hello_timeout_ms) {
+				fprintf(stderr, "hintmig recv: bad "
+					"--hello-timeout '%s'\n", optarg);
+				goto out;
+			}
+			break;
+		case 'M':
+			if (hm_parse_size(optarg, &p.max_ram_bytes) ||
+			    !p.max_ram_bytes) {
+				fprintf(stderr, "hintmig recv: bad --max-ram "
+					"'%s'\n", optarg);
+				goto out;
+			}
+			break;
 		case 'v':
 			log.max_level = HM_LOG_DEBUG;
 			break;
@@ -284,6 +342,12 @@ int hm_cmd_recv(int argc, char **argv)
 			"with --qemu, not together\n");
 		goto out;
 	}
+	if (hm_cli_key("hintmig recv", listen, key_file, insecure, &key))
+		goto out;
+	p.auth_key = key.k;
+	p.auth_key_len = key.len;
+	if (!p.max_ram_bytes && !qemu)
+		p.max_ram_bytes = mem_available();
 	if (quiet)
 		log.max_level = HM_LOG_ERROR;
 	else if (qemu && log.max_level < HM_LOG_INFO)

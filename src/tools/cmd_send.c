@@ -36,6 +36,7 @@
 #include <hintmig/migrate.h>
 
 #include "cmd.h"
+#include "migrate/auth.h"
 #include "parse.h"
 #include "migrate/guest.h"
 #include "migrate/le.h"
@@ -540,6 +541,10 @@ static void send_usage(FILE *f)
 "Usage: hintmig send --to ADDR [options]\n"
 "   or: hintmig send --qemu QMP_SOCKET --to ADDR [--agent SOCKET] [options]\n"
 "  --to ADDR               unix:PATH or tcp:HOST:PORT (a hintmig recv)\n"
+"  --key-file FILE         the migration's secret, the same as the\n"
+"                          receiver's: each end proves it holds it before\n"
+"                          any page moves (docs/protocol.md)\n"
+"  --insecure              allow TCP without --key-file\n"
 "a running QEMU guest (RAM in a shared memory backend; docs/qemu.md):\n"
 "  --qemu QMP_SOCKET       migrate the guest of the QEMU with this QMP socket\n"
 "  --expect-pid PID        the QEMU's pid (its pidfile): refuse any other\n"
@@ -613,6 +618,9 @@ struct send_opts {
 	const char *qemu, *qemu_uri, *agent;
 	const char *json, *hinted_map;
 	uint64_t expect_pid;	/* --expect-pid, 0: any QEMU */
+	const char *key_file;
+	bool insecure;
+	struct hm_auth_key key;	/* mp.auth_key points here */
 	bool verify, quiet, raw, hints_set, libvirt, progress_virsh;
 	int verbose;
 	enum hints_mode hints;
@@ -627,7 +635,7 @@ enum {
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
 	OPT_QEMU, OPT_QEMU_URI, OPT_EXPECT_PID, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
 	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT, OPT_PROGRESS, OPT_TRACK_UNIT,
-	OPT_HUGETLB,
+	OPT_HUGETLB, OPT_KEY_FILE, OPT_INSECURE,
 };
 
 static int bad(const char *opt, const char *val)
@@ -677,6 +685,8 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
 		{ "connect-timeout", required_argument, NULL,
 		  OPT_CONNECT_TIMEOUT },
+		{ "key-file", required_argument, NULL, OPT_KEY_FILE },
+		{ "insecure", no_argument, NULL, OPT_INSECURE },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t u;
@@ -817,6 +827,12 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		case OPT_LIBVIRT:
 			o->libvirt = true;
 			break;
+		case OPT_KEY_FILE:
+			o->key_file = optarg;
+			break;
+		case OPT_INSECURE:
+			o->insecure = true;
+			break;
 		case OPT_HUGETLB:
 			o->sp.hugetlb = true;
 			break;
@@ -942,6 +958,13 @@ int hm_cmd_send(int argc, char **argv)
 		ret = r > 0 ? 0 : EXIT_USAGE;
 		goto out;
 	}
+	if (hm_cli_key("hintmig send", o.to, o.key_file, o.insecure,
+		       &o.key)) {
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	o.mp.auth_key = o.key.k;
+	o.mp.auth_key_len = o.key.len;
 	if (o.quiet)
 		log.max_level = HM_LOG_ERROR;
 	else if (o.verbose)

@@ -32,6 +32,7 @@ struct hm_lv_dom {
 	int missing, refused, notes;	/* hintmig libvirt check's verdict */
 	/* hintmig migrate's metadata (destination XML), NULL/0 when absent */
 	char *mig_listen;
+	char *mig_key;		/* hex: the migration's key (R17) */
 	unsigned mig_timeout_s;
 	long long mig_expires;	/* epoch seconds */
 };

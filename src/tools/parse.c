@@ -9,6 +9,7 @@
 
 #include <hintmig/hintmig.h>
 
+#include "migrate/auth.h"
 #include "parse.h"
 
 /* 2^64 as a double: the first value a uint64_t cannot hold. */
@@ -151,5 +152,28 @@ int hm_parse_name(const char *s, const char *const *names, size_t n)
 int hm_print_version(const char *prog)
 {
 	printf("%s %s\n", prog, hm_version());
+	return 0;
+}
+
+int hm_cli_key(const char *prog, const char *addr, const char *key_file,
+	       int insecure, struct hm_auth_key *key)
+{
+	char err[300];
+
+	key->len = 0;
+	if (key_file) {
+		if (hm_auth_key_load(key_file, key, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			return -1;
+		}
+		return 0;
+	}
+	if (addr && !strncmp(addr, "tcp:", 4) && !insecure) {
+		fprintf(stderr, "%s: %s without --key-file: whoever connects "
+			"first could receive or write the guest's RAM; give "
+			"both ends the same key (head -c 32 /dev/urandom > "
+			"FILE; chmod 600), or say --insecure\n", prog, addr);
+		return -1;
+	}
 	return 0;
 }

@@ -42,4 +42,13 @@ int hm_parse_name(const char *s, const char *const *names, size_t n);
  * returns 0, the exit status. */
 int hm_print_version(const char *prog);
 
+/* R17 for the command line: the key of --key-file FILE into key (its
+ * length 0 when there is none), and the rule that a TCP address without a
+ * key needs --insecure (anyone who connects first could receive or write
+ * guest RAM). prog names the command in the message. 0, or -1 with the
+ * reason printed. */
+struct hm_auth_key;
+int hm_cli_key(const char *prog, const char *addr, const char *key_file,
+	       int insecure, struct hm_auth_key *key);
+
 #endif

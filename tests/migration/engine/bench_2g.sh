@@ -48,10 +48,10 @@ num() { # num FILE KEY: the first number after "KEY":
 run() { # run MODE
 	port=$(( 30000 + ($$ % 10000) ))
 	[ "$1" = none ] && port=$((port + 1))
-	"$HM" recv --listen "tcp:127.0.0.1:$port" --quiet &
+	"$HM" recv --listen "tcp:127.0.0.1:$port" --insecure --quiet &
 	rpid=$!
 	sleep 0.3
-	"$HM" send --to "tcp:127.0.0.1:$port" --guest-ram "$RAM" \
+	"$HM" send --to "tcp:127.0.0.1:$port" --insecure --guest-ram "$RAM" \
 		--used "$USED" --dirty-rate "$DIRTY" --hints "$1" --verify \
 		--raw-throughput --json "$TMP/$1.json" --quiet ${SEND_OPTS:-} ||
 		{ echo "FAIL: hintmig send --hints $1" >&2; kill $rpid; exit 1; }

@@ -64,9 +64,16 @@ if [ "$SCHEME" = usage ]; then
 	exit 0
 fi
 
+# TCP: both ends hold the migration's key (R17)
+KEYOPT=
+if [ "$SCHEME" != unix ]; then
+	head -c 32 /dev/urandom > "$TMP/key" && chmod 600 "$TMP/key"
+	KEYOPT="--key-file $TMP/key"
+fi
+
 start_recv() {
 	: >"$TMP/recv.log"
-	"$HM" recv --listen "$ADDR" --fill "${RECV_FILL:-auto}" \
+	"$HM" recv --listen "$ADDR" --fill "${RECV_FILL:-auto}" $KEYOPT \
 		>"$TMP/recv.out" 2>"$TMP/recv.log" &
 	RECV_PID=$!
 	# wait until it listens (or died)
@@ -106,7 +113,7 @@ while :; do
 	[ $tries -lt 5 ] || fail "hintmig recv did not start"
 done
 
-"$HM" send --to "$ADDR" --verify --json "$TMP/out.json" "$@" \
+"$HM" send --to "$ADDR" $KEYOPT --verify --json "$TMP/out.json" "$@" \
 	>"$TMP/send.out" 2>"$TMP/send.log"
 rc=$?
 wait "$RECV_PID"

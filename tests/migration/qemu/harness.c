@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/resource.h>
@@ -1918,6 +1919,22 @@ static int unsafe_caught(const struct hm_scenario *s, struct hm_run_result *r)
 /* hintmig moves the RAM, QEMU the device state: `hintmig recv --qemu`
  * on the destination's second monitor, `hintmig send --qemu` on the
  * source's; the summary JSON fills r->mig. */
+/* A fresh 32-byte key in path, mode 0600. 0 or -1 (errno). */
+static int write_key(const char *path)
+{
+	unsigned char k[32];
+	int fd, ok;
+
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	ok = getrandom(k, sizeof(k), 0) == (ssize_t)sizeof(k) &&
+	     write(fd, k, sizeof(k)) == (ssize_t)sizeof(k);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
 /* The first line of path holding "error" (or ""), into out. */
 static void first_error(const char *path, char *out, size_t len)
 {
@@ -2004,7 +2021,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 {
 	char addr[PATH_MAX + 8], json[PATH_MAX], extra[512], unsafe_env[128];
 	static char recv_env[128];	/* putenv keeps it */
-	char impostor[PATH_MAX], maddr[64];
+	char impostor[PATH_MAX], maddr[64], keyfile[PATH_MAX] = "";
 	struct hm_mangle *mangler = NULL;
 	pid_t ipid = -1;
 	const char *rargs[16], *sargs[40];
@@ -2022,6 +2039,13 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		}
 		/* hintmig on port, QEMU's own stream on port + 1 */
 		sfmt(addr, sizeof(addr), "tcp:127.0.0.1:%d", port);
+		/* R17: both ends hold this migration's key */
+		sfmt(keyfile, sizeof(keyfile), "%s/hm.key", g_tmpdir);
+		if (write_key(keyfile)) {
+			fail_set(r, "cannot write %s: %s", keyfile,
+				 strerror(errno));
+			return -1;
+		}
 	} else {
 		sfmt(addr, sizeof(addr), "unix:%s/hm.sock", g_tmpdir);
 	}
@@ -2038,6 +2062,10 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	rargs[n++] = "--listen";
 	rargs[n++] = addr;
 	rargs[n++] = "--verbose";
+	if (keyfile[0]) {
+		rargs[n++] = "--key-file";
+		rargs[n++] = keyfile;
+	}
 	rargs[n] = NULL;
 	if (s->recv_unsafe)
 		sfmt(recv_env, sizeof(recv_env), "HINTMIG_TEST_UNSAFE=%s",
@@ -2103,6 +2131,10 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	sargs[k++] = "--hinted-map";
 	sargs[k++] = g_hinted_map;
 	sargs[k++] = "--verbose";
+	if (keyfile[0]) {
+		sargs[k++] = "--key-file";
+		sargs[k++] = keyfile;
+	}
 	if (s->hm_hint_mib || s->hm_agent) {
 		sargs[k++] = "--agent";
 		sargs[k++] = src->agent_path;
