@@ -124,7 +124,7 @@ agent_sock=/run/libvirt/qemu/$dom-agent.sock
 # a stock host: libvirt names the channel's socket itself (9.0: in
 # /var/lib/libvirt/qemu/channel/target/domain-ID-NAME/, 11.3:
 # /run/libvirt/qemu/channel/ID-NAME/)
-[ "${LV_STOCK:-0}" = 1 ] && agent_sock="/[a-z/]*/qemu/channel/[a-z/]*[0-9]*-$dom/org.hintmig.agent.0"
+[ "${LV_STOCK:-0}" = 1 ] && agent_sock="/[a-z/]*/qemu/channel/[a-z/]*[-0-9]*$dom/org.hintmig.agent.0"
 lv_domain_xml "$dom" "$guest" "$serial" > "$tmp/dom.xml"
 state_of() { virsh -q -c "$1" domstate "$2" 2>/dev/null | head -1; }
 state() { state_of "$1" "$dom"; }
