@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,7 +55,9 @@
 enum { EXIT_OK = 0, EXIT_NOT_READY = 1, EXIT_USAGE = 2, EXIT_FAILED = 3,
        EXIT_SETUP = 4 };
 
-#define DEFAULT_PORT 49200
+/* hintmig's ports: above libvirt's migration range (49152-49215) */
+#define DEFAULT_PORT_LO 49300
+#define DEFAULT_PORT_HI 49399
 #define DEFAULT_TIMEOUT_S 60
 
 static void usage(FILE *f)
@@ -77,9 +80,13 @@ static void usage(FILE *f)
 "  --verbose               progress and hintmig's log\n"
 "hintmig's own:\n"
 "  --hintmig-uri tcp:HOST:PORT   where the source's hintmig connects\n"
-"                          (default: DEST_URI's host, port 49200)\n"
+"                          (default: DEST_URI's host, a port of\n"
+"                          --hintmig-ports taken at random)\n"
+"  --hintmig-ports LO-HI   hintmig's port range (49300-49399, outside\n"
+"                          libvirt's 49152-49215)\n"
 "  --hintmig-listen ADDR   where the destination listens (default:\n"
-"                          tcp:0.0.0.0:PORT of --hintmig-uri)\n"
+"                          --hintmig-uri itself: its host, not every\n"
+"                          address)\n"
 "  --hints auto|none       hints from the domain's agent channel (auto)\n"
 "  --timeout S             how long either side waits for the other (60)\n"
 "  --json FILE             hintmig send's summary (query-migrate shaped)\n"
@@ -94,6 +101,7 @@ static void usage(FILE *f)
 
 struct mig_opts {
 	const char *src_uri, *dom, *dest_uri, *hm_uri, *hm_listen, *json;
+	unsigned port_lo, port_hi;	/* --hintmig-ports */
 	const char *hinted_map;
 	const char *migrateuri;
 	unsigned long flags;
@@ -105,7 +113,7 @@ struct mig_opts {
 static int parse(int argc, char **argv, struct mig_opts *o)
 {
 	enum { O_LIVE = 256, O_P2P, O_PERSIST, O_UNDEF, O_BW, O_MURI, O_VERB,
-	       O_HMURI, O_HMLISTEN, O_HINTS, O_TMO, O_JSON, O_HMAP, O_VER,
+	       O_HMURI, O_HMLISTEN, O_HMPORTS, O_HINTS, O_TMO, O_JSON, O_HMAP, O_VER,
 	       O_HELP };
 	static const struct option lo[] = {
 		{ "connect", required_argument, NULL, 'c' },
@@ -118,6 +126,7 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 		{ "verbose", no_argument, NULL, O_VERB },
 		{ "hintmig-uri", required_argument, NULL, O_HMURI },
 		{ "hintmig-listen", required_argument, NULL, O_HMLISTEN },
+		{ "hintmig-ports", required_argument, NULL, O_HMPORTS },
 		{ "hints", required_argument, NULL, O_HINTS },
 		{ "timeout", required_argument, NULL, O_TMO },
 		{ "json", required_argument, NULL, O_JSON },
@@ -144,6 +153,21 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 		case O_VERB: o->verbose = true; break;
 		case O_HMURI: o->hm_uri = optarg; break;
 		case O_HMLISTEN: o->hm_listen = optarg; break;
+		case O_HMPORTS: {
+			unsigned plo, phi;
+			char end;
+
+			if (sscanf(optarg, "%u-%u%c", &plo, &phi, &end) != 2 ||
+			    !plo || plo > phi || phi > 65535) {
+				fprintf(stderr, "hintmig migrate: bad "
+					"--hintmig-ports '%s' (LO-HI)\n",
+					optarg);
+				return -1;
+			}
+			o->port_lo = plo;
+			o->port_hi = phi;
+			break;
+		}
 		case O_JSON: o->json = optarg; break;
 		case O_HMAP: o->hinted_map = optarg; break;
 		case O_BW:
@@ -185,18 +209,26 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 }
 
 /* --hintmig-uri's default: the destination's host from DEST_URI (this
- * host when it names none, as qemu:///system does), port DEFAULT_PORT. */
-static int default_hm_uri(const char *dest_uri, char *out, size_t len)
+ * host when it names none, as qemu:///system does), a port of [lo, hi]
+ * taken at random (two migrations to one host rarely meet; one that does
+ * fails in the destination's hook, "address in use", with the source
+ * running on). */
+static int default_hm_uri(const char *dest_uri, unsigned lo, unsigned hi,
+			  char *out, size_t len)
 {
 	xmlURIPtr u = xmlParseURI(dest_uri);
 	const char *host = u && u->server && u->server[0] ? u->server
 							  : "127.0.0.1";
+	unsigned r = 0, port;
 	int n;
 
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = (unsigned)getpid();
+	port = lo + r % (hi - lo + 1);
 	if (strchr(host, ':'))
-		n = snprintf(out, len, "tcp:[%s]:%d", host, DEFAULT_PORT);
+		n = snprintf(out, len, "tcp:[%s]:%u", host, port);
 	else
-		n = snprintf(out, len, "tcp:%s:%d", host, DEFAULT_PORT);
+		n = snprintf(out, len, "tcp:%s:%u", host, port);
 	if (u)
 		xmlFreeURI(u);
 	return n > 0 && (size_t)n < len ? 0 : -EINVAL;
@@ -548,7 +580,10 @@ int hm_cmd_migrate(int argc, char **argv)
 	}
 	if (o.hm_uri) {
 		snprintf(hm_uri, sizeof(hm_uri), "%s", o.hm_uri);
-	} else if (default_hm_uri(o.dest_uri, hm_uri, sizeof(hm_uri)) < 0) {
+	} else if (default_hm_uri(o.dest_uri, o.port_lo ? o.port_lo
+						      : DEFAULT_PORT_LO,
+				  o.port_lo ? o.port_hi : DEFAULT_PORT_HI,
+				  hm_uri, sizeof(hm_uri)) < 0) {
 		fprintf(stderr, "hintmig migrate: give --hintmig-uri\n");
 		goto out;
 	}

@@ -1919,6 +1919,99 @@ static int unsafe_caught(const struct hm_scenario *s, struct hm_run_result *r)
 /* hintmig moves the RAM, QEMU the device state: `hintmig recv --qemu`
  * on the destination's second monitor, `hintmig send --qemu` on the
  * source's; the summary JSON fills r->mig. */
+/* A checksum of the whole file at path (0 when unreadable). */
+static uint64_t file_sum(const char *path)
+{
+	static unsigned char buf[1 << 20];
+	uint64_t h = 1469598103934665603ull;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (ssize_t i = 0; i < n; i += 8) {
+			uint64_t w = 0;
+
+			memcpy(&w, buf + i, (size_t)(n - i < 8 ? n - i : 8));
+			h = (h ^ w) * 1099511628211ull;
+		}
+	close(fd);
+	return h;
+}
+
+static int connect_port(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* R17 (s->hm_intruders): three intruders on hintmig recv's port before the
+ * real sender: each dropped and counted, the destination's RAM file not
+ * changed by them, the receiver still waiting. */
+static int intrude(const struct hm_scenario *s, struct hm_run_result *r,
+		   struct hm_vm *dst, const char *addr)
+{
+	int port = atoi(strrchr(addr, ':') + 1), fd;
+	uint64_t before = file_sum(dst->ram_path), after;
+	unsigned char ch[40], junk[72];
+	double end;
+
+	/* 1: connects and closes */
+	fd = connect_port(port);
+	if (fd >= 0)
+		close(fd);
+	/* 2: garbage instead of an answer */
+	fd = connect_port(port);
+	if (fd >= 0) {
+		memset(junk, 'G', sizeof(junk));
+		if (read(fd, ch, sizeof(ch)) > 0 &&
+		    write(fd, junk, sizeof(junk)) < 0)
+			note("%s: intruder 2: write failed", s->name);
+		if (read(fd, ch, sizeof(ch)) < 0)
+			note("%s: intruder 2: closed", s->name);
+		close(fd);
+	}
+	/* 3: a well-formed answer with a proof made without the key */
+	fd = connect_port(port);
+	if (fd >= 0) {
+		if (read(fd, ch, sizeof(ch)) == (ssize_t)sizeof(ch)) {
+			memcpy(junk, "HMA1\x01\x00\x02\x00", 8);
+			memset(junk + 8, 0x33, sizeof(junk) - 8);
+			if (write(fd, junk, sizeof(junk)) < 0 ||
+			    read(fd, ch, sizeof(ch)) < 0)
+				note("%s: intruder 3: closed", s->name);
+		}
+		close(fd);
+	}
+	for (end = mono_s() + 10; !file_has(g_recv_log, "(3 refused so far)");) {
+		if (mono_s() > end) {
+			fail_set(r, "hintmig recv did not refuse and count the 3 "
+				 "intruders (log: %s)", g_recv_log);
+			return -1;
+		}
+		msleep(50);
+	}
+	after = file_sum(dst->ram_path);
+	if (!before || before != after) {
+		fail_set(r, "the destination's RAM file %s changed while only "
+			 "intruders were connected", dst->ram_path);
+		return -1;
+	}
+	note("%s: 3 intruders refused and counted, the destination's RAM "
+	     "file unchanged (checksum %016" PRIx64 "); now the real sender",
+	     s->name, after);
+	return 0;
+}
+
 /* A fresh 32-byte key in path, mode 0600. 0 or -1 (errno). */
 static int write_key(const char *path)
 {
@@ -2095,6 +2188,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		}
 		msleep(20);
 	}
+	if (s->hm_intruders && intrude(s, r, dst, addr))
+		return -1;
 	sargs[k++] = "send";
 	sargs[k++] = "--qemu";
 	if (s->impostor) {

@@ -125,6 +125,12 @@ struct hm_scenario {
 	 * with a clear error, the source run on, the destination never run */
 	int hm_mangle;
 	unsigned mangle_seed;
+	/* R17: before the real sender, intruders on hintmig's port (one
+	 * closes at once, one sends garbage, one answers the challenge with
+	 * a wrong proof); each must be dropped and counted, the destination
+	 * QEMU's RAM file unchanged by them, and the migration then pass as
+	 * a normal one */
+	int hm_intruders;
 	int hm_tcp;               /* hintmig over TCP loopback, not UNIX */
 	unsigned hm_min_rounds;   /* hintmig must have needed this many */
 	unsigned hm_min_empty_mib; /* ... and skipped this much as empty */

@@ -51,6 +51,7 @@ struct test {
 	int impostor;		/* a process that is not QEMU on the socket */
 	int qemu_user;		/* QEMU as an unprivileged user (R15) */
 	int mangle;		/* hintmig's stream damaged (mangle.h) */
+	int intruders;		/* R17: intruders before the real sender */
 	unsigned seed;
 };
 
@@ -135,7 +136,7 @@ static const struct test tests[] = {
 	  "--hint-timeout 20000", 0, 128, .lie = 3 },
 	{ "/hintmig/qemu/hostile-agent/amplify", NORMAL, HM_BALLOON_NONE,
 	  "a 2 GiB guest whose agent sends its 1 GiB region's true ranges, "
-	  "then 16 x 4096 ranges repeating them every epoch (R13): the "
+	  "then 16 x 4096 ranges spanning the region every epoch (R13): the "
 	  "flood rejected, every session within 2 x pages + 4096, the hints "
 	  "applied, apply time and downtime printed, RAM identical where "
 	  "not hinted", 1, "--hint-timeout 20000", 0, 1024, .lie = 4,
@@ -211,6 +212,12 @@ static const struct test tests[] = {
 	  "the source runs on, verifying, and keeps no userfaultfd, device "
 	  "descriptor or tracer", 1, "--tracker sync --max-bandwidth 48M", 0,
 	  0, HM_FAULT_KILL_SEND_ROUND, .qemu_user = 1 },
+	{ "/hintmig/qemu/refuse/intruders", NORMAL, HM_BALLOON_NONE,
+	  "hintmig over TCP with a key (R17): three intruders on the "
+	  "receiver's port first (closes at once, garbage, a proof without "
+	  "the key), each refused and counted, the destination's RAM file "
+	  "unchanged; then the real sender migrates: RAM identical, guest "
+	  "lives on", 1, .tcp = 1, .intruders = 1 },
 	{ "/hintmig/qemu/stream/flip", FAULT, HM_BALLOON_NONE,
 	  "one byte of hintmig's own RAM stream flipped on the way (seeded "
 	  "offset, 1-5 MiB in): the checksum catches it, the migration fails "
@@ -442,6 +449,7 @@ int main(int argc, char **argv)
 	s.impostor = t->impostor;
 	s.qemu_user = t->qemu_user;
 	s.hm_mangle = t->mangle;
+	s.hm_intruders = t->intruders;
 	s.mangle_seed = t->seed;
 	if (t->mangle && getenv("HM_MANGLE_SEED"))
 		s.mangle_seed = (unsigned)strtoul(getenv("HM_MANGLE_SEED"),

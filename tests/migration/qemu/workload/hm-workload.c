@@ -46,8 +46,8 @@
  *        checking it every round (pages it uses, hinted free): the
  *        destination must report exactly those as lost, nothing else;
  *      4 amplify: per request, the region's true ranges once, then 16
- *        messages of 4096 ranges that repeat them (R13: the host must
- *        bound its work in pages and reject the excess).
+ *        messages of 4096 ranges each spanning the whole region (R13:
+ *        the host must bound its work in pages and reject the excess).
  *
  * Nothing here allocates after the start; the regions are mlocked so the
  * guest kernel does not move them (compaction) behind our back.
@@ -534,9 +534,24 @@ static void amplify(int fd, uint64_t epoch, const char *base, size_t pages,
 		if (send_hints(fd, epoch, &ranges[2 * k], (uint32_t)c, buf))
 			return;
 	}
-	for (size_t i = 0; i < HC_MAX_RANGES; i++) {
-		flood[2 * i] = ranges[2 * (i % n)];
-		flood[2 * i + 1] = ranges[2 * (i % n) + 1];
+	/* the region's whole span, 4096 times a message: however the guest
+	 * kernel laid the region out (6.1: a few long runs, 6.12: one page
+	 * a range), one message names far more than the session's budget;
+	 * the span holds pages in use, so a flood the host applied would
+	 * lose them (the compare and the guest would say so) */
+	{
+		uint64_t lo = ranges[0], hi = ranges[0] + ranges[1];
+
+		for (size_t i = 1; i < n; i++) {
+			if (ranges[2 * i] < lo)
+				lo = ranges[2 * i];
+			if (ranges[2 * i] + ranges[2 * i + 1] > hi)
+				hi = ranges[2 * i] + ranges[2 * i + 1];
+		}
+		for (size_t i = 0; i < HC_MAX_RANGES; i++) {
+			flood[2 * i] = lo;
+			flood[2 * i + 1] = hi - lo;
+		}
 	}
 	for (int k = 0; k < 16; k++)
 		if (send_hints(fd, epoch, flood, HC_MAX_RANGES, buf))
