@@ -1940,20 +1940,6 @@ static uint64_t file_sum(const char *path)
 	return h;
 }
 
-static int connect_port(int port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
 /* R17 (s->hm_intruders): three intruders on hintmig recv's port before the
  * real sender: each dropped and counted, the destination's RAM file not
  * changed by them, the receiver still waiting. */
@@ -1966,11 +1952,11 @@ static int intrude(const struct hm_scenario *s, struct hm_run_result *r,
 	double end;
 
 	/* 1: connects and closes */
-	fd = connect_port(port);
+	fd = hm_loopback_connect(port);
 	if (fd >= 0)
 		close(fd);
 	/* 2: garbage instead of an answer */
-	fd = connect_port(port);
+	fd = hm_loopback_connect(port);
 	if (fd >= 0) {
 		memset(junk, 'G', sizeof(junk));
 		if (read(fd, ch, sizeof(ch)) > 0 &&
@@ -1981,7 +1967,7 @@ static int intrude(const struct hm_scenario *s, struct hm_run_result *r,
 		close(fd);
 	}
 	/* 3: a well-formed answer with a proof made without the key */
-	fd = connect_port(port);
+	fd = hm_loopback_connect(port);
 	if (fd >= 0) {
 		if (read(fd, ch, sizeof(ch)) == (ssize_t)sizeof(ch)) {
 			memcpy(junk, "HMA1\x01\x00\x02\x00", 8);

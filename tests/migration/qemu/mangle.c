@@ -186,18 +186,16 @@ out:
 	return NULL;
 }
 
-static int connect_dst(int port)
+int hm_loopback_connect(int port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_port = htons((uint16_t)port) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		close(fd);
-		return -1;
+		fd = -1;
 	}
 	return fd;
 }
@@ -222,7 +220,7 @@ static void *acceptor(void *arg)
 		c = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (c < 0)
 			continue;
-		t = connect_dst(m->dst_port);
+		t = hm_loopback_connect(m->dst_port);
 		pthread_mutex_lock(&m->lock);
 		if (t < 0 || m->ndirs + 2 > MAX_CONN * 2) {
 			pthread_mutex_unlock(&m->lock);

@@ -32,6 +32,8 @@ struct hm_mangle_stats {
 struct hm_mangle;
 
 const char *hm_mangle_name(enum hm_mangle_kind k);
+/* A TCP connection to 127.0.0.1:port (blocking, close-on-exec), or -1. */
+int hm_loopback_connect(int port);
 /* Listen on 127.0.0.1 (ephemeral port), forward every connection to
  * 127.0.0.1:dst_port, damage the first one as kind says, at an offset
  * and length drawn from seed (offset 1-5 MiB into the connection, length
