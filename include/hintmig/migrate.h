@@ -276,9 +276,9 @@ struct hm_dest_params {
 	/* The migration's secret (R17): when auth_key_len > 0 (16..64), a
 	 * connection counts only after it proved the key (challenge and
 	 * HMAC, before HELLO); one that fails, closes or stalls past
-	 * hello_timeout_ms (default 10000) is dropped and counted, and the
-	 * destination goes on waiting for the real source until its
-	 * deadline. */
+	 * hello_timeout_ms (default 3000: one round trip) is dropped and
+	 * counted, and the destination goes on waiting for the real source
+	 * until its deadline. */
 	const uint8_t *auth_key;
 	size_t auth_key_len;
 	uint64_t hello_timeout_ms;

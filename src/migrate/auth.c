@@ -201,7 +201,9 @@ int hm_auth_accept(int fd, const struct hm_auth_key *key,
 int hm_auth_connect(int fd, const struct hm_auth_key *key,
 		    uint64_t timeout_ms, char *why, size_t whylen)
 {
-	uint64_t deadline = hm_auth_now_ms() + timeout_ms;
+	uint64_t now = hm_auth_now_ms();
+	uint64_t deadline = timeout_ms > UINT64_MAX - now ? UINT64_MAX
+							   : now + timeout_ms;
 	uint8_t ch[CHALLENGE_LEN], rs[RESPONSE_LEN], vd[VERDICT_LEN];
 	uint8_t expect[HM_AUTH_MAC];
 	int r, k;
@@ -283,6 +285,21 @@ static int parse_hex(const char *s, size_t n, struct hm_auth_key *key)
 	return 0;
 }
 
+/* Only hex digits and whitespace (and at least one digit)? */
+static bool all_hex_text(const char *s, size_t n)
+{
+	bool digit = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (hexval((unsigned char)s[i]) >= 0)
+			digit = true;
+		else if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' &&
+			 s[i] != '\r')
+			return false;
+	}
+	return digit;
+}
+
 int hm_auth_key_hex(const char *hex, struct hm_auth_key *key)
 {
 	return parse_hex(hex, strlen(hex), key);
@@ -302,11 +319,19 @@ int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 		return e;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (st.st_mode & 077)) {
+	    (st.st_mode & 077) ||
+	    (st.st_uid != geteuid() && st.st_uid != 0)) {
 		close(fd);
-		snprintf(err, errlen, "key file %s: must be a regular file "
-			 "readable by its owner only (chmod 600)", path);
+		snprintf(err, errlen, "key file %s: must be a regular file of "
+			 "ours (or root's) readable by its owner only (chmod "
+			 "600)", path);
 		return -EPERM;
+	}
+	if ((uint64_t)st.st_size >= sizeof(buf)) {
+		close(fd);
+		snprintf(err, errlen, "key file %s: %lld bytes, too long for "
+			 "a key", path, (long long)st.st_size);
+		return -EINVAL;
 	}
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
@@ -315,17 +340,23 @@ int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 		snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
 		return e;
 	}
-	if (parse_hex(buf, (size_t)n, key) == 0)
-		return 0;
-	if (n >= HM_AUTH_KEY_MIN && (size_t)n <= HM_AUTH_KEY_MAX) {
+	e = -EINVAL;
+	if (all_hex_text(buf, (size_t)n)) {
+		/* hex text is hex: a bad one is an error, never raw bytes */
+		if (parse_hex(buf, (size_t)n, key) == 0)
+			e = 0;
+	} else if (n >= HM_AUTH_KEY_MIN && (size_t)n <= HM_AUTH_KEY_MAX) {
 		memcpy(key->k, buf, (size_t)n);
 		key->len = (size_t)n;
-		return 0;
+		e = 0;
 	}
-	snprintf(err, errlen, "key file %s: want %d to %d bytes, raw or as "
-		 "hex (head -c 32 /dev/urandom > FILE)", path, HM_AUTH_KEY_MIN,
-		 HM_AUTH_KEY_MAX);
-	return -EINVAL;
+	explicit_bzero(buf, sizeof(buf));
+	if (e < 0)
+		snprintf(err, errlen, "key file %s: want %d to %d bytes, raw "
+			 "or as an even number of hex digits (head -c 32 "
+			 "/dev/urandom > FILE)", path, HM_AUTH_KEY_MIN,
+			 HM_AUTH_KEY_MAX);
+	return e;
 }
 
 int hm_auth_key_new(struct hm_auth_key *key, char hex[2 * HM_AUTH_KEY_MAX + 1])

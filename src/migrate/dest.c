@@ -182,12 +182,13 @@ struct hm_dest *hm_dest_new(const struct hm_dest_params *p,
 	if (!d->p.max_ram_bytes)
 		d->p.max_ram_bytes = DEFAULT_MAX_RAM;
 	if (!d->p.hello_timeout_ms)
-		d->p.hello_timeout_ms = 10000;
+		d->p.hello_timeout_ms = 3000;
 	if (d->p.auth_key_len) {
 		uint8_t *k = malloc(HM_AUTH_KEY_MAX);
 
 		if (d->p.auth_key_len < HM_AUTH_KEY_MIN ||
-		    d->p.auth_key_len > HM_AUTH_KEY_MAX || !k) {
+		    d->p.auth_key_len > HM_AUTH_KEY_MAX || !d->p.auth_key ||
+		    !k) {
 			free(k);
 			free(d);
 			errno = k ? EINVAL : ENOMEM;
@@ -995,7 +996,10 @@ static void peer_name(int fd, char *buf, size_t len)
  * for until the deadline. The fd, or -errno (-ETIMEDOUT at the deadline). */
 static int accept_auth(struct hm_dest *d, int lfd, uint64_t timeout_ms)
 {
-	uint64_t deadline = timeout_ms ? hm_auth_now_ms() + timeout_ms : 0;
+	uint64_t now0 = hm_auth_now_ms();
+	uint64_t deadline = !timeout_ms ? 0
+			    : timeout_ms > UINT64_MAX - now0 ? UINT64_MAX
+							     : now0 + timeout_ms;
 
 	for (;;) {
 		uint64_t now = hm_auth_now_ms(), left = 0, hd;
@@ -1013,11 +1017,12 @@ static int accept_auth(struct hm_dest *d, int lfd, uint64_t timeout_ms)
 		peer_name(fd, who, sizeof(who));
 		memcpy(key.k, d->p.auth_key, d->p.auth_key_len);
 		key.len = d->p.auth_key_len;
-		hd = hm_auth_now_ms() + d->p.hello_timeout_ms;
+		hd = d->p.hello_timeout_ms > UINT64_MAX - now ? UINT64_MAX
+		     : now + d->p.hello_timeout_ms;
 		if (deadline && hd > deadline)
 			hd = deadline;
 		r = hm_auth_accept(fd, &key, hd, why, sizeof(why));
-		memset(&key, 0, sizeof(key));
+		explicit_bzero(&key, sizeof(key));
 		if (r == 0)
 			return fd;
 		close(fd);

@@ -1010,6 +1010,13 @@ static int auth_chan(struct hm_migration *m, int fd, unsigned i)
 	char why[200];
 	int r;
 
+	if (!m->p.auth_key || m->p.auth_key_len < HM_AUTH_KEY_MIN ||
+	    m->p.auth_key_len > HM_AUTH_KEY_MAX) {
+		close(fd);
+		hm_logf(&m->log, HM_LOG_ERROR, "channel %u: a key must be "
+			"%d to %d bytes", i, HM_AUTH_KEY_MIN, HM_AUTH_KEY_MAX);
+		return -EINVAL;
+	}
 	memcpy(key.k, m->p.auth_key, m->p.auth_key_len);
 	key.len = m->p.auth_key_len;
 	r = hm_auth_connect(fd, &key, m->p.io_timeout_ms, why, sizeof(why));

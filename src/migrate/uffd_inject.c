@@ -94,24 +94,52 @@ static void remember_signal(struct stopped *t, int sig)
 		t->pending[t->npending++] = sig;
 }
 
-/* Wait for the next stop of tid: its status, or -errno (-ESRCH: the
- * thread exited or was killed). */
+#define STOP_WAIT_MS 5000
+
+/* Wait for the next stop of tid, for at most STOP_WAIT_MS (a thread in
+ * an uninterruptible sleep does not stop; every other thread of the
+ * process may be stopped meanwhile, so this must not wait forever): its
+ * status, or -errno (-ESRCH: the thread exited or was killed,
+ * -ETIMEDOUT). */
 static int wait_stop(pid_t tid)
 {
-	int st;
-
-	for (;;) {
-		pid_t w = waitpid(tid, &st, __WALL);
+	for (int waited = 0;; waited++) {
+		int st = 0;
+		pid_t w = waitpid(tid, &st, __WALL | WNOHANG);
 
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
 			return -errno;
-		if (WIFEXITED(st) || WIFSIGNALED(st))
+		if (w == tid && (WIFEXITED(st) || WIFSIGNALED(st)))
 			return -ESRCH;
-		if (WIFSTOPPED(st))
+		if (w == tid && WIFSTOPPED(st))
 			return st;
+		if (waited >= STOP_WAIT_MS * 10)
+			return -ETIMEDOUT;
+		usleep(100);
 	}
+}
+
+/* Has thread tid exited (gone, or a zombie)? */
+static bool thread_gone(pid_t tgid, pid_t tid)
+{
+	char path[96], buf[256], *p;
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)tgid,
+		 (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
 }
 
 /* A number from /proc/TID/status ("TracerPid", "Tgid"), or -1. */
@@ -197,6 +225,13 @@ static uint64_t find_syscall_insn(pid_t pid)
 	return found;
 }
 
+static void detach(struct hm_inject_session *s, struct stopped *t)
+{
+	ptrace(PTRACE_DETACH, t->tid, 0, 0);
+	for (int i = 0; i < t->npending && s->tgid > 0; i++)
+		syscall(SYS_tgkill, s->tgid, t->tid, t->pending[i]);
+}
+
 /* Seize and stop one thread; its registers in t->saved. */
 static int seize(struct hm_inject_session *s, struct stopped *t)
 {
@@ -223,23 +258,21 @@ static int seize(struct hm_inject_session *s, struct stopped *t)
 		return -errno;
 	st = wait_stop(t->tid);
 	if (st < 0)
-		return st;
+		return st;	/* gone, or not stopping (see add_thread) */
 	if ((st >> 16) != PTRACE_EVENT_STOP) {
 		/* a signal-delivery stop came first: the signal is taken
 		 * out now and sent again after detaching */
 		remember_signal(t, WSTOPSIG(st));
 	}
-	if (ptrace(PTRACE_GETREGS, t->tid, 0, &t->saved) < 0)
-		return -errno;
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &t->saved) < 0) {
+		int e = -errno;
+
+		detach(s, t);	/* stopped: let it go, its signal again */
+		return e;
+	}
 	return 0;
 }
 
-static void detach(struct hm_inject_session *s, struct stopped *t)
-{
-	ptrace(PTRACE_DETACH, t->tid, 0, 0);
-	for (int i = 0; i < t->npending && s->tgid > 0; i++)
-		syscall(SYS_tgkill, s->tgid, t->tid, t->pending[i]);
-}
 
 static bool seized(const struct hm_inject_session *s, pid_t tid)
 {
@@ -270,8 +303,12 @@ static int add_thread(struct hm_inject_session *s, pid_t tid)
 	e = seize(s, t);
 	if (e == 0)
 		s->n++;
-	else if (e != -EPERM && e != -EBUSY)
-		ptrace(PTRACE_DETACH, tid, 0, 0); /* seized, not stopped */
+	/* PTRACE_SEIZE of a thread that is exiting is refused with EPERM:
+	 * a worker thread ending is no reason to fail */
+	if (e == -EPERM && s->n && thread_gone(s->tgid, tid))
+		return -ESRCH;
+	/* seized, but it did not stop in time: it stays ours until it does
+	 * or we exit (the kernel then detaches it); the grant fails */
 	return e;
 }
 

@@ -33,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -219,16 +221,33 @@ static int default_hm_uri(const char *dest_uri, unsigned lo, unsigned hi,
 	xmlURIPtr u = xmlParseURI(dest_uri);
 	const char *host = u && u->server && u->server[0] ? u->server
 							  : "127.0.0.1";
+	char plain[256], num[INET6_ADDRSTRLEN];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	size_t hl = strlen(host);
 	unsigned r = 0, port;
 	int n;
 
+	/* libxml2 keeps an IPv6 literal's brackets */
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+		snprintf(plain, sizeof(plain), "%.*s", (int)(hl - 2), host + 1);
+	else
+		snprintf(plain, sizeof(plain), "%s", host);
+	/* the address this host will connect to, as a number: the
+	 * destination listens on exactly it (a name resolved there could
+	 * be another address, e.g. Debian's 127.0.1.1 for its own name) */
+	if (getaddrinfo(plain, NULL, &hints, &ai) == 0 && ai &&
+	    getnameinfo(ai->ai_addr, ai->ai_addrlen, num, sizeof(num), NULL,
+			0, NI_NUMERICHOST) == 0)
+		snprintf(plain, sizeof(plain), "%s", num);
+	if (ai)
+		freeaddrinfo(ai);
 	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
 		r = (unsigned)getpid();
 	port = lo + r % (hi - lo + 1);
-	if (strchr(host, ':'))
-		n = snprintf(out, len, "tcp:[%s]:%u", host, port);
+	if (strchr(plain, ':'))
+		n = snprintf(out, len, "tcp:[%s]:%u", plain, port);
 	else
-		n = snprintf(out, len, "tcp:%s:%u", host, port);
+		n = snprintf(out, len, "tcp:%s:%u", plain, port);
 	if (u)
 		xmlFreeURI(u);
 	return n > 0 && (size_t)n < len ? 0 : -EINVAL;
@@ -620,6 +639,8 @@ int hm_cmd_migrate(int argc, char **argv)
 				strerror(errno));
 			if (kfd >= 0)
 				close(kfd);
+			else
+				key_tmp[0] = 0;	/* not ours to unlink */
 			goto out;
 		}
 		close(kfd);

@@ -66,7 +66,7 @@ static void recv_usage(FILE *f)
 		"  --insecure       allow TCP without --key-file\n"
 		"  --hello-timeout MS  a connection must prove the key within "
 		"this\n"
-		"                   (default 10000)\n"
+		"                   (default 3000)\n"
 		"  --max-ram SIZE   refuse a guest with more RAM (default: "
 		"MemAvailable;\n"
 		"                   --qemu: the QEMU's own RAM)\n"

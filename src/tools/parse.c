@@ -168,7 +168,9 @@ int hm_cli_key(const char *prog, const char *addr, const char *key_file,
 		}
 		return 0;
 	}
-	if (addr && !strncmp(addr, "tcp:", 4) && !insecure) {
+	/* TCP, and abstract UNIX sockets (no file, no permissions) */
+	if (addr && (!strncmp(addr, "tcp:", 4) || !strncmp(addr, "unix:@", 6))
+	    && !insecure) {
 		fprintf(stderr, "%s: %s without --key-file: whoever connects "
 			"first could receive or write the guest's RAM; give "
 			"both ends the same key (head -c 32 /dev/urandom > "

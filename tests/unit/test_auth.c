@@ -260,6 +260,9 @@ static void test_key_files(void)
 		   "\x0d\x0e\x0f\x10\xff", 17, 0600);
 	HM_CHECK_OK(hm_auth_key_load(path, &k, err, sizeof(err)));
 	HM_CHECK_EQ(k.len, 17);
+	/* 17 hex digits: an odd count is an error, not 18 raw bytes */
+	write_file(path, "0123456789abcdef0\n", 18, 0600);
+	HM_CHECK_EQ(hm_auth_key_load(path, &k, err, sizeof(err)), -EINVAL);
 	write_file(path, "short", 5, 0600);
 	HM_CHECK_EQ(hm_auth_key_load(path, &k, err, sizeof(err)), -EINVAL);
 	write_file(path, hex, sizeof(hex) - 1, 0640);
