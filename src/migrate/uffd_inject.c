@@ -70,6 +70,27 @@
 #define SCAN_CHUNK (1u << 20)
 #define MAX_WATCHED 64		/* userfaultfd-ish descriptors remembered */
 
+/* (uffd_inject.h) */
+int hm_proc_status_field(pid_t tid, const char *key)
+{
+	char path[64], line[256];
+	size_t kl = strlen(key);
+	int v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			v = atoi(line + kl + 1);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
 #if defined(__x86_64__)
 
 struct stopped {
@@ -140,27 +161,6 @@ static bool thread_gone(pid_t tgid, pid_t tid)
 	buf[n] = 0;
 	p = strrchr(buf, ')');
 	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
-}
-
-/* A number from /proc/TID/status ("TracerPid", "Tgid"), or -1. */
-static int status_field(pid_t tid, const char *key)
-{
-	char path[64], line[256];
-	size_t kl = strlen(key);
-	int v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, kl) && line[kl] == ':') {
-			v = atoi(line + kl + 1);
-			break;
-		}
-	fclose(f);
-	return v;
 }
 
 /* Two bytes 0f 05 at addr of the target? */
@@ -240,7 +240,7 @@ static int seize(struct hm_inject_session *s, struct stopped *t)
 	if (ptrace(PTRACE_SEIZE, t->tid, 0, 0) < 0) {
 		int e = errno;
 
-		tr = status_field(t->tid, "TracerPid");
+		tr = hm_proc_status_field(t->tid, "TracerPid");
 		if (e == EPERM && tr > 0) {
 			hm_logf(s->log, HM_LOG_ERROR, "thread %d is already "
 				"traced by process %d", (int)t->tid, tr);
@@ -360,7 +360,7 @@ int hm_inject_begin(pid_t tid, int pidfd, bool all_threads,
 		return -ENOMEM;
 	s->pid = tid;
 	s->log = log;
-	s->tgid = status_field(tid, "Tgid");
+	s->tgid = hm_proc_status_field(tid, "Tgid");
 	e = add_thread(s, tid);
 	if (e < 0)
 		goto fail;

@@ -55,6 +55,10 @@ int hm_inject_syscall(pid_t tid, long nr, const long args[6], long *ret,
 int hm_inject_userfaultfd(pid_t pid, int pidfd, int flags,
 			  const struct hm_log *log);
 
+/* A number from /proc/TID/status ("TracerPid", "Tgid", "Uid": its first
+ * value), or -1. */
+int hm_proc_status_field(pid_t tid, const char *key);
+
 /* How many descriptors of pid are a userfaultfd or /dev/userfaultfd (what
  * a grant could leave behind), or -errno. */
 int hm_inject_grants_held(pid_t pid);

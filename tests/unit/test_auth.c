@@ -112,6 +112,17 @@ static void read_n(int fd, unsigned char *p, size_t n)
 	}
 }
 
+/* A socketpair, the destination's side running in a thread on sv[0],
+ * its challenge read from sv[1] into ch. */
+static void start_dest(struct side *d, int sv[2], pthread_t *t,
+		       unsigned char ch[40])
+{
+	HM_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	d->fd = sv[0];
+	HM_CHECK(pthread_create(t, NULL, dest_side, d) == 0);
+	read_n(sv[1], ch, 40);
+}
+
 /* A recorded answer from one connection replayed on another. */
 static void test_replay(void)
 {
@@ -122,10 +133,7 @@ static void test_replay(void)
 
 	/* connection 1: the test plays an honest source, and keeps its
 	 * answer */
-	HM_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-	d.fd = sv[0];
-	HM_CHECK(pthread_create(&t, NULL, dest_side, &d) == 0);
-	read_n(sv[1], ch, sizeof(ch));
+	start_dest(&d, sv, &t, ch);
 	memcpy(rs, "HMA1\x01\x00\x02\x00", 8);
 	memset(rs + 8, 0x42, HM_AUTH_NONCE);
 	hmac(&key_a, "hintmig-auth1 source", ch + 8, rs + 8, rs + 40);
@@ -138,10 +146,7 @@ static void test_replay(void)
 	close(sv[1]);
 
 	/* connection 2: the same answer again */
-	HM_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-	d.fd = sv[0];
-	HM_CHECK(pthread_create(&t, NULL, dest_side, &d) == 0);
-	read_n(sv[1], ch, sizeof(ch));
+	start_dest(&d, sv, &t, ch);
 	HM_CHECK(write(sv[1], rs, sizeof(rs)) == (ssize_t)sizeof(rs));
 	read_n(sv[1], vd, sizeof(vd));
 	pthread_join(t, NULL);
@@ -197,11 +202,8 @@ static void test_slow_and_garbage(void)
 	int sv[2];
 	pthread_t t;
 
-	HM_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-	d.fd = sv[0];
 	t0 = hm_auth_now_ms();
-	HM_CHECK(pthread_create(&t, NULL, dest_side, &d) == 0);
-	read_n(sv[1], ch, sizeof(ch));
+	start_dest(&d, sv, &t, ch);
 	/* a byte every 200 ms: 72 bytes would take 14 s; the deadline is
 	 * 5 s after the start */
 	for (int i = 0; i < 40; i++) {
@@ -215,10 +217,7 @@ static void test_slow_and_garbage(void)
 	close(sv[0]);
 	close(sv[1]);
 
-	HM_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-	d.fd = sv[0];
-	HM_CHECK(pthread_create(&t, NULL, dest_side, &d) == 0);
-	read_n(sv[1], ch, sizeof(ch));
+	start_dest(&d, sv, &t, ch);
 	{
 		unsigned char junk[72];
 

@@ -752,9 +752,10 @@ static void test_small(void)
 
 /* ---- channel ------------------------------------------------------------- */
 
-/* Write one raw message with explicit header fields. */
-static void raw_send(int fd, uint16_t type, uint16_t channel, uint64_t sid,
-		     uint32_t seq, const void *p, uint32_t len)
+/* Write one raw message with explicit header fields, sealed; flip >= 0
+ * flips a bit of payload byte flip after sealing (damage on the way). */
+static void raw_send_at(int fd, uint16_t type, uint16_t channel, uint64_t sid,
+			uint32_t seq, const void *p, uint32_t len, long flip)
 {
 	struct hm_wire_hdr h = { .magic = HM_WIRE_MAGIC,
 				 .version = HM_WIRE_VERSION,
@@ -763,39 +764,26 @@ static void raw_send(int fd, uint16_t type, uint16_t channel, uint64_t sid,
 				 .channel = channel,
 				 .session_id = sid,
 				 .seq = seq };
-	unsigned char hb[HM_WIRE_HDR_SIZE];
-	struct iovec v = { (void *)(uintptr_t)p, len };
-
-	hm_wire_put_hdr(hb, &h);
-	hm_wire_seal(hb, &v, len ? 1 : 0);
-	HM_CHECK_OK(hm_send_all(fd, hb, sizeof(hb)));
-	if (len)
-		HM_CHECK_OK(hm_send_all(fd, p, len));
-}
-
-/* The same, sealed, then one bit of the payload flipped on the way. */
-static void raw_send_flipped(int fd, uint16_t type, uint16_t channel,
-			     uint64_t sid, uint32_t seq, const void *p,
-			     uint32_t len, uint32_t at)
-{
-	struct hm_wire_hdr h = { .magic = HM_WIRE_MAGIC,
-				 .version = HM_WIRE_VERSION,
-				 .type = type,
-				 .payload_len = len,
-				 .channel = channel,
-				 .session_id = sid,
-				 .seq = seq };
-	unsigned char hb[HM_WIRE_HDR_SIZE], *q = malloc(len);
+	unsigned char hb[HM_WIRE_HDR_SIZE], *q = malloc(len ? len : 1);
 	struct iovec v = { (void *)(uintptr_t)p, len };
 
 	HM_CHECK(q);
 	hm_wire_put_hdr(hb, &h);
-	hm_wire_seal(hb, &v, 1);
-	memcpy(q, p, len);
-	q[at] ^= 0x10;
+	hm_wire_seal(hb, &v, len ? 1 : 0);
+	if (len)
+		memcpy(q, p, len);
+	if (flip >= 0)
+		q[flip] ^= 0x10;
 	HM_CHECK_OK(hm_send_all(fd, hb, sizeof(hb)));
-	HM_CHECK_OK(hm_send_all(fd, q, len));
+	if (len)
+		HM_CHECK_OK(hm_send_all(fd, q, len));
 	free(q);
+}
+
+static void raw_send(int fd, uint16_t type, uint16_t channel, uint64_t sid,
+		     uint32_t seq, const void *p, uint32_t len)
+{
+	raw_send_at(fd, type, channel, sid, seq, p, len, -1);
 }
 
 static void test_chan(void)
@@ -879,7 +867,7 @@ static void test_chan(void)
 	HM_CHECK_OK(hm_wire_recv(&dst, &msg));
 	/* a bit flipped in a payload that still decodes: the checksum
 	 * catches it (the message is not taken: the next seq stays 4) */
-	raw_send_flipped(sv[0], HM_MSG_ROUND, 1, 99, 4, pl, 16, 3);
+	raw_send_at(sv[0], HM_MSG_ROUND, 1, 99, 4, pl, 16, 3);
 	HM_CHECK_EQ(hm_wire_recv(&dst, &msg), -EPROTO);
 	if (!strstr(dst.err, "checksum"))
 		hm_test_fail("a flipped payload bit: %s", dst.err);

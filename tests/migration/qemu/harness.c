@@ -30,6 +30,7 @@
 #include "agentprobe.h"
 #include "mangle.h"
 #include "migrate/qmp.h"
+#include "migrate/uffd_inject.h"
 
 #ifndef HM_QEMU_BINARY
 #define HM_QEMU_BINARY "qemu-system-x86_64"
@@ -485,25 +486,6 @@ static int stock_user_setup(char *err, size_t errlen)
 	return 0;
 }
 
-static int status_number(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	size_t kl = strlen(key);
-	int v = -1;
-	FILE *f;
-
-	sfmt(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, kl) && line[kl] == ':') {
-			v = atoi(line + kl + 1);
-			break;
-		}
-	if (f)
-		fclose(f);
-	return v;
-}
-
 static int holds_userfaultfd(pid_t pid);
 
 /* R15 after any end of a migration of the stock QEMU: it still runs as
@@ -512,7 +494,7 @@ static int holds_userfaultfd(pid_t pid);
 static int granted_nothing(struct hm_vm *vm, char *err, size_t errlen)
 {
 	struct stat st;
-	int uid = status_number(vm->pid, "Uid"), held, tracer;
+	int uid = hm_proc_status_field(vm->pid, "Uid"), held, tracer;
 
 	if (uid != (int)g_qemu_uid) {
 		sfmt(err, errlen, "QEMU %d runs as uid %d, not the test user "
@@ -526,7 +508,7 @@ static int granted_nothing(struct hm_vm *vm, char *err, size_t errlen)
 		     held > 0 ? "still holds" : "cannot be checked for");
 		return -1;
 	}
-	tracer = status_number(vm->pid, "TracerPid");
+	tracer = hm_proc_status_field(vm->pid, "TracerPid");
 	if (tracer != 0) {
 		sfmt(err, errlen, "QEMU %d is still traced by %d (R15)",
 		     (int)vm->pid, tracer);
@@ -1544,31 +1526,13 @@ static int free_port_pair(void)
 	return -1;
 }
 
-/* Does process pid hold a userfaultfd? 1 yes, 0 no, -1 unreadable. */
+/* Does process pid hold a userfaultfd or /dev/userfaultfd? 1 yes, 0 no,
+ * -1 unreadable. */
 static int holds_userfaultfd(pid_t pid)
 {
-	char dir[64], path[PATH_MAX + 80], link[128];
-	struct dirent *e;
-	int found = 0;
-	DIR *d;
+	int n = hm_inject_grants_held(pid);
 
-	sfmt(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		ssize_t n;
-
-		sfmt(path, sizeof(path), "%s/%s", dir, e->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = 0;
-		if (strstr(link, "userfaultfd"))
-			found = 1;
-	}
-	closedir(d);
-	return found;
+	return n < 0 ? -1 : n > 0;
 }
 
 /* The source QEMU's migration status (harness monitor) into out. */
