@@ -17,6 +17,7 @@ PKGS=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev  # two libvirtd in the libvirt tests
   mmdebstrap                          # the Debian 13 root of the second stack
   apparmor                            # apparmor_parser: the packaging test compiles hintmig's profile snippet
+  gnutls-bin                          # certtool: the TLS tests make their certificates
 )
 
 missing=()

@@ -21,6 +21,22 @@
 extern "C" {
 #endif
 
+/* ---- TLS credentials (R18) ---- */
+
+/* libvirt's and QEMU's default x509 directory (migrate_tls_x509_cert_dir) */
+#define HM_TLS_DEFAULT_DIR "/etc/pki/qemu"
+
+struct hm_tls_creds;
+/* x509 credentials from dir (NULL: HM_TLS_DEFAULT_DIR) in libvirt's
+ * layout: ca-cert.pem, optional ca-crl.pem, and server-cert.pem +
+ * server-key.pem (server: the destination) or client-cert.pem +
+ * client-key.pem (the source). NULL with errno and err saying which file
+ * and why. */
+struct hm_tls_creds *hm_tls_creds_load(const char *dir, bool server,
+				       char *err, size_t errlen);
+void hm_tls_creds_free(struct hm_tls_creds *c);
+const char *hm_tls_creds_dir(const struct hm_tls_creds *c);
+
 /* ---- guest RAM ---- */
 
 #define HM_BLOCK_NAME_MAX 64
@@ -128,6 +144,12 @@ struct hm_migrate_params {
 	 * copied: it must stay valid until the migration is freed. */
 	const uint8_t *auth_key;
 	size_t auth_key_len;
+	/* TLS (R18): every connection is a TLS session with these client
+	 * credentials, the destination's certificate checked against the CA
+	 * and tls_peer_name (the host name or address the destination is
+	 * known by). Not owned. */
+	const struct hm_tls_creds *tls;
+	const char *tls_peer_name;
 };
 
 void hm_migrate_params_default(struct hm_migrate_params *p);
@@ -173,6 +195,9 @@ struct hm_migrate_stats {
 					  * the budget, 2 * pages + 4096 */
 	uint64_t hint_apply_us;		/* time spent applying hints */
 	uint64_t tracker_faults;
+	char tls_path[200];		/* "" plain, or what carries TLS (R18):
+					 * version, cipher, kTLS or user space
+					 * and why */
 };
 
 struct hm_migration;
@@ -282,6 +307,10 @@ struct hm_dest_params {
 	const uint8_t *auth_key;
 	size_t auth_key_len;
 	uint64_t hello_timeout_ms;
+	/* TLS (R18): every connection must be a TLS session, the source's
+	 * certificate signed by the CA; one that is not is dropped and
+	 * counted like a failed authentication. Not owned. */
+	const struct hm_tls_creds *tls;
 };
 
 /* ram_fd -1, the defaults above. (A zeroed struct means ram_fd 0!) */
@@ -298,6 +327,7 @@ struct hm_dest_stats {
 	enum hm_dest_fill fill;		/* used: UFFD or WRITE */
 	uint64_t placed_pages;		/* pages placed by UFFDIO_COPY */
 	uint64_t refused_connections;	/* failed authentication (R17) */
+	char tls_path[200];		/* as in hm_migrate_stats */
 };
 
 struct hm_dest;

@@ -30,6 +30,7 @@
 
 #include "auth.h"
 #include "le.h"
+#include "tls.h"
 
 #define AUTH_MAGIC 0x31414d48u	/* "HMA1" */
 #define AUTH_VERSION 1
@@ -95,8 +96,14 @@ static int random_bytes(uint8_t *p, size_t n)
 }
 
 /* Exactly n bytes before deadline (ms, monotonic). */
-static int read_by(int fd, uint8_t *p, size_t n, uint64_t deadline)
+static int read_by(int fd, struct hm_tls *tls, uint8_t *p, size_t n,
+		   uint64_t deadline)
 {
+	if (tls) {
+		int r = hm_tls_recv_by(tls, p, n, deadline);
+
+		return r == -ENODATA ? -ECONNRESET : r;
+	}
 	while (n) {
 		uint64_t now = hm_auth_now_ms();
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
@@ -127,8 +134,10 @@ static int read_by(int fd, uint8_t *p, size_t n, uint64_t deadline)
 	return 0;
 }
 
-static int write_full(int fd, const uint8_t *p, size_t n)
+static int write_full(int fd, struct hm_tls *tls, const uint8_t *p, size_t n)
 {
+	if (tls)
+		return hm_tls_send_all(tls, p, n);
 	while (n) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 
@@ -158,7 +167,7 @@ static int check_hdr(const uint8_t *p, unsigned want, unsigned want2)
 	return k == want || k == want2 ? (int)k : -EPROTO;
 }
 
-int hm_auth_accept(int fd, const struct hm_auth_key *key,
+int hm_auth_accept(int fd, struct hm_tls *tls, const struct hm_auth_key *key,
 		   uint64_t deadline_ms, char *why, size_t whylen)
 {
 	uint8_t ch[CHALLENGE_LEN], rs[RESPONSE_LEN], vd[VERDICT_LEN];
@@ -169,10 +178,10 @@ int hm_auth_accept(int fd, const struct hm_auth_key *key,
 	put_hdr(ch, K_CHALLENGE);
 	r = random_bytes(ch + HDR, HM_AUTH_NONCE);
 	if (r == 0)
-		r = write_full(fd, ch, sizeof(ch));
+		r = write_full(fd, tls, ch, sizeof(ch));
 	if (r < 0)
 		return fail(why, whylen, r, "cannot send the challenge");
-	r = read_by(fd, rs, sizeof(rs), deadline_ms);
+	r = read_by(fd, tls, rs, sizeof(rs), deadline_ms);
 	if (r == -ETIMEDOUT)
 		return fail(why, whylen, r, "no complete answer to the "
 			    "challenge in time");
@@ -187,18 +196,18 @@ int hm_auth_accept(int fd, const struct hm_auth_key *key,
 	put_hdr(vd, K_REFUSED);
 	memset(vd + HDR, 0, HM_AUTH_MAC);
 	if (!same(expect, rs + HDR + HM_AUTH_NONCE, HM_AUTH_MAC)) {
-		(void)write_full(fd, vd, sizeof(vd));
+		(void)write_full(fd, tls, vd, sizeof(vd));
 		return fail(why, whylen, -EACCES, "wrong proof of the key "
 			    "(another key, or a replayed answer)");
 	}
 	put_hdr(vd, K_ACCEPTED);
 	if (mac(key, label_dst, nd, ns, vd + HDR) < 0)
 		return fail(why, whylen, -EIO, "HMAC failed");
-	r = write_full(fd, vd, sizeof(vd));
+	r = write_full(fd, tls, vd, sizeof(vd));
 	return r < 0 ? fail(why, whylen, r, "cannot send the verdict") : 0;
 }
 
-int hm_auth_connect(int fd, const struct hm_auth_key *key,
+int hm_auth_connect(int fd, struct hm_tls *tls, const struct hm_auth_key *key,
 		    uint64_t timeout_ms, char *why, size_t whylen)
 {
 	uint64_t now = hm_auth_now_ms();
@@ -208,7 +217,7 @@ int hm_auth_connect(int fd, const struct hm_auth_key *key,
 	uint8_t expect[HM_AUTH_MAC];
 	int r, k;
 
-	r = read_by(fd, ch, sizeof(ch), deadline);
+	r = read_by(fd, tls, ch, sizeof(ch), deadline);
 	if (r < 0)
 		return fail(why, whylen, r, r == -ETIMEDOUT
 			    ? "no challenge from the destination in time (not "
@@ -224,10 +233,10 @@ int hm_auth_connect(int fd, const struct hm_auth_key *key,
 		r = mac(key, label_src, ch + HDR, rs + HDR,
 			rs + HDR + HM_AUTH_NONCE);
 	if (r == 0)
-		r = write_full(fd, rs, sizeof(rs));
+		r = write_full(fd, tls, rs, sizeof(rs));
 	if (r < 0)
 		return fail(why, whylen, r, "cannot answer the challenge");
-	r = read_by(fd, vd, sizeof(vd), deadline);
+	r = read_by(fd, tls, vd, sizeof(vd), deadline);
 	if (r < 0)
 		return fail(why, whylen, r, "no verdict from the destination");
 	k = check_hdr(vd, K_ACCEPTED, K_REFUSED);

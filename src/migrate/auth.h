@@ -38,11 +38,13 @@ int hm_auth_key_hex(const char *hex, struct hm_auth_key *key);
  * (CLOCK_MONOTONIC, ms): a slow peer cannot hold the receiver. 0, or
  * -EACCES (proof wrong), -EPROTO (not this protocol), -ETIMEDOUT,
  * -ECONNRESET; why says which. */
-int hm_auth_accept(int fd, const struct hm_auth_key *key,
+struct hm_tls;
+/* tls: the connection's TLS session (R18), NULL on a plain one. */
+int hm_auth_accept(int fd, struct hm_tls *tls, const struct hm_auth_key *key,
 		   uint64_t deadline_ms, char *why, size_t whylen);
 /* The source's side, right after connecting: 0 only when the destination
  * proved it holds the key. Errors as hm_auth_accept. */
-int hm_auth_connect(int fd, const struct hm_auth_key *key,
+int hm_auth_connect(int fd, struct hm_tls *tls, const struct hm_auth_key *key,
 		    uint64_t timeout_ms, char *why, size_t whylen);
 
 uint64_t hm_auth_now_ms(void);

@@ -43,6 +43,7 @@
 #include "hintmig/wp_tracker.h"
 #include "../uffd_compat.h"
 #include "auth.h"
+#include "tls.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -126,6 +127,7 @@ struct hm_dest {
 	uint64_t ps;
 	uint32_t hello_flags;		/* of channel 0's HELLO */
 	uint64_t refused_conns;		/* failed authentication (R17) */
+	char tls_path[200];		/* what carries TLS (under lock) */
 	struct dchan ch[HM_WIRE_MAX_CHANNELS];
 	struct dchan spare;		/* handshake of channels 1.. */
 
@@ -991,45 +993,65 @@ static void peer_name(int fd, char *buf, size_t len)
 		       : ((struct sockaddr_in6 *)&ss)->sin6_port));
 }
 
-/* An accepted connection, authenticated when the migration has a key
- * (R17): one that fails is dropped and counted, and the next one waited
- * for until the deadline. The fd, or -errno (-ETIMEDOUT at the deadline). */
-static int accept_auth(struct hm_dest *d, int lfd, uint64_t timeout_ms)
+/* An accepted connection, in TLS when the migration has credentials
+ * (R18) and authenticated when it has a key (R17): one that fails either
+ * is dropped and counted, and the next one waited for until the deadline.
+ * The fd with *tls, or -errno (-ETIMEDOUT at the deadline). */
+static int accept_auth(struct hm_dest *d, int lfd, uint64_t timeout_ms,
+		       struct hm_tls **tls)
 {
 	uint64_t now0 = hm_auth_now_ms();
 	uint64_t deadline = !timeout_ms ? 0
 			    : timeout_ms > UINT64_MAX - now0 ? UINT64_MAX
 							     : now0 + timeout_ms;
 
+	*tls = NULL;
 	for (;;) {
 		uint64_t now = hm_auth_now_ms(), left = 0, hd;
 		struct hm_auth_key key;
-		char why[160], who[80];
-		int fd, r;
+		char why[400], who[80];
+		int fd, r = 0;
 
 		if (deadline && now >= deadline)
 			return -ETIMEDOUT;
 		if (deadline)
 			left = deadline - now;
 		fd = hm_transport_accept(lfd, left);
-		if (fd < 0 || !d->p.auth_key_len)
+		if (fd < 0 || (!d->p.auth_key_len && !d->p.tls))
 			return fd;
 		peer_name(fd, who, sizeof(who));
-		memcpy(key.k, d->p.auth_key, d->p.auth_key_len);
-		key.len = d->p.auth_key_len;
 		hd = d->p.hello_timeout_ms > UINT64_MAX - now ? UINT64_MAX
 		     : now + d->p.hello_timeout_ms;
 		if (deadline && hd > deadline)
 			hd = deadline;
-		r = hm_auth_accept(fd, &key, hd, why, sizeof(why));
-		explicit_bzero(&key, sizeof(key));
-		if (r == 0)
+		/* the handshake and the proof within one hello timeout */
+		if (d->p.tls)
+			r = hm_tls_start(tls, fd, d->p.tls, NULL, hd, why,
+					 sizeof(why));
+		if (r == 0 && d->p.auth_key_len) {
+			memcpy(key.k, d->p.auth_key, d->p.auth_key_len);
+			key.len = d->p.auth_key_len;
+			r = hm_auth_accept(fd, *tls, &key, hd, why,
+					   sizeof(why));
+			explicit_bzero(&key, sizeof(key));
+		}
+		if (r == 0) {
+			if (*tls) {
+				pthread_mutex_lock(&d->lock);
+				snprintf(d->tls_path, sizeof(d->tls_path),
+					 "%s", hm_tls_describe(*tls));
+				pthread_mutex_unlock(&d->lock);
+			}
 			return fd;
+		}
+		hm_tls_free(*tls);
+		*tls = NULL;
 		close(fd);
 		d->refused_conns++;
-		hm_logf(&d->log, HM_LOG_WARN, "connection from %s refused: %s "
+		hm_logf(&d->log, HM_LOG_WARN, "connection from %s refused: %s%s "
 			"(%" PRIu64 " refused so far); still waiting for the "
-			"source", who, why, d->refused_conns);
+			"source", who, d->p.tls ? "TLS or key: " : "", why,
+			d->refused_conns);
 	}
 }
 
@@ -1037,7 +1059,8 @@ static int accept_auth(struct hm_dest *d, int lfd, uint64_t timeout_ms)
 static int accept_hello(struct hm_dest *d, struct dchan *c, int lfd,
 			uint64_t timeout_ms, struct hm_wire_msg *m)
 {
-	int fd = accept_auth(d, lfd, timeout_ms), r;
+	struct hm_tls *tls = NULL;
+	int fd = accept_auth(d, lfd, timeout_ms, &tls), r;
 
 	if (fd == -ETIMEDOUT)
 		return dest_fail(d, NULL, fd, true,
@@ -1053,11 +1076,13 @@ static int accept_hello(struct hm_dest *d, struct dchan *c, int lfd,
 	if (r == 0)
 		r = hm_wire_chan_init(&c->wc, fd, 0, 0);
 	if (r < 0) {
+		hm_tls_free(tls);
 		close(fd);
 		return dest_fail(d, NULL, r, true,
 				 "cannot set up a connection: %s",
 				 strerror(-r));
 	}
+	c->wc.tls = tls;
 	c->open = true;
 	c->phase = PH_HELLO;
 	return chan_next(c, m);
@@ -1200,6 +1225,7 @@ static int setup(struct hm_dest *d, int lfd)
 		d->ch[idx].open = true;
 		c->open = false;
 		c->wc.fd = -1;
+		c->wc.tls = NULL;
 		c->wc.rxbuf = NULL;
 		c->wc.rxcap = 0;
 		pthread_mutex_unlock(&d->lock);
@@ -1514,6 +1540,9 @@ void hm_dest_get_stats(const struct hm_dest *d, struct hm_dest_stats *st)
 	for (unsigned i = 0; i < d->nch; i++)
 		st->placed_pages += d->ch[i].placed;
 	st->refused_connections = d->refused_conns;
+	pthread_mutex_lock((pthread_mutex_t *)&d->lock);
+	memcpy(st->tls_path, d->tls_path, sizeof(st->tls_path));
+	pthread_mutex_unlock((pthread_mutex_t *)&d->lock);
 }
 
 void hm_dest_free(struct hm_dest *d)

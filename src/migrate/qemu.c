@@ -60,6 +60,9 @@ struct hm_qemu {
 	struct hm_ram_block blocks[HM_QEMU_MAX_BLOCKS];
 	size_t nblocks;
 	bool caps_on;		/* we turned capabilities on */
+	bool tls_on;		/* we added hm-tls and set tls-creds */
+	char tls_dir[512];	/* hm_qemu_opts.tls_dir, "" none */
+	char tls_hostname[256];
 	bool unsafe_continue_early, continued;
 	bool libvirt;		/* hm_qemu_opts.libvirt */
 	bool stopped;		/* we sent `stop` (libvirt mode) */
@@ -148,6 +151,52 @@ static int set_caps(struct hm_qemu *q, bool on)
 			  "{\"capabilities\": [{\"capability\": "
 			  "\"x-ignore-shared\", \"state\": %s}]}",
 			  b) ? -EIO : 0;
+}
+
+/* R18 for QEMU's own stream (--qemu --tls): QEMU's tls-creds-x509 from
+ * the same directory, verify-peer on, set as the migration's tls-creds
+ * (the source also names the destination, tls-hostname). */
+static int qemu_tls_on(struct hm_qemu *q)
+{
+	if (!q->tls_dir[0] || q->libvirt)
+		return 0;
+	/* both go into QMP's JSON as they are */
+	if (strpbrk(q->tls_dir, "\"\\") || strpbrk(q->tls_hostname, "\"\\"))
+		return qfail(q, -EINVAL, "QEMU %d: a TLS directory or host "
+			     "name with a quote or backslash", (int)q->pid);
+	if (hm_qmp_run(q->qmp, (int)q->tmo, "object-add",
+		       "{\"qom-type\": \"tls-creds-x509\", \"id\": \"hm-tls\", "
+		       "\"dir\": \"%s\", \"endpoint\": \"%s\", "
+		       "\"verify-peer\": true}", q->tls_dir,
+		       q->source ? "client" : "server"))
+		return qfail(q, -EIO, "QEMU %d: TLS credentials from %s: %s",
+			     (int)q->pid, q->tls_dir, hm_qmp_error(q->qmp));
+	q->tls_on = true;
+	if (q->source ? hm_qmp_run(q->qmp, (int)q->tmo,
+				   "migrate-set-parameters",
+				   "{\"tls-creds\": \"hm-tls\", "
+				   "\"tls-hostname\": \"%s\"}", q->tls_hostname)
+		      : hm_qmp_run(q->qmp, (int)q->tmo,
+				   "migrate-set-parameters",
+				   "{\"tls-creds\": \"hm-tls\"}"))
+		return qfail(q, -EIO, "QEMU %d: migrate-set-parameters "
+			     "tls-creds: %s", (int)q->pid, hm_qmp_error(q->qmp));
+	return 0;
+}
+
+/* What qemu_tls_on granted, taken back (the migration has ended). */
+static void qemu_tls_off(struct hm_qemu *q)
+{
+	if (!q->tls_on)
+		return;
+	if (hm_qmp_run(q->qmp, (int)q->tmo, "migrate-set-parameters",
+		       "{\"tls-creds\": \"\", \"tls-hostname\": \"\"}") ||
+	    hm_qmp_run(q->qmp, (int)q->tmo, "object-del",
+		       "{\"id\": \"hm-tls\"}"))
+		hm_logf(&q->log, HM_LOG_WARN, "QEMU %d: could not remove its "
+			"migration TLS settings: %s", (int)q->pid,
+			hm_qmp_error(q->qmp));
+	q->tls_on = false;
 }
 
 /* Wait until QEMU's migration is no longer running (up to ms). */
@@ -926,6 +975,11 @@ struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 	q->source = o->source;
 	q->unsafe_continue_early = o->unsafe_continue_early;
 	q->libvirt = o->libvirt;
+	if (o->tls_dir)
+		snprintf(q->tls_dir, sizeof(q->tls_dir), "%s", o->tls_dir);
+	if (o->tls_hostname)
+		snprintf(q->tls_hostname, sizeof(q->tls_hostname), "%s",
+			 o->tls_hostname);
 	q->ram_fd = -1;
 	q->pidfd = -1;
 	q->guard_fd = -1;
@@ -977,6 +1031,10 @@ void hm_qemu_detach(struct hm_qemu *q)
 				"x-ignore-shared off again: %s (a later "
 				"savevm or migration would leave RAM out)",
 				(int)q->pid, hm_qmp_error(q->qmp));
+	}
+	if (q->qmp && q->tls_on) {
+		wait_ended(q, q->tmo);
+		qemu_tls_off(q);
 	}
 	guardian_stop(q);
 	hm_qmp_close(q->qmp);
@@ -1140,6 +1198,9 @@ static int qemu_pause(void *opaque)
 		       "{\"max-bandwidth\": %llu}", 1ull << 40))
 		return qfail(q, -EIO, "QEMU %d: migrate-set-parameters: %s",
 			     (int)q->pid, hm_qmp_error(q->qmp));
+	ret = qemu_tls_on(q);
+	if (ret < 0)
+		return ret;
 	if (hm_qmp_run(q->qmp, (int)q->tmo, "migrate", "{\"uri\": \"%s\"}",
 		       q->uri))
 		return qfail(q, -EIO, "QEMU %d: migrate to %s: %s",
@@ -1260,6 +1321,9 @@ int hm_qemu_incoming(struct hm_qemu *q)
 	q->caps_on = true;
 	if (q->libvirt)
 		return 0;	/* libvirt sent migrate-incoming */
+	ret = qemu_tls_on(q);
+	if (ret < 0)
+		return ret;
 	if (hm_qmp_run(q->qmp, (int)q->tmo, "migrate-incoming",
 		       "{\"uri\": \"%s\"}", q->uri))
 		return qfail(q, -EIO, "destination QEMU %d: migrate-incoming "

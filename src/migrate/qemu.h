@@ -54,6 +54,12 @@ struct hm_qemu_opts {
 	 * (libvirt's pidfile of the domain, hintmig send/recv --expect-pid);
 	 * 0: any process whose program is QEMU's. */
 	pid_t expect_pid;
+	/* R18 (not with libvirt, which sets its own): QEMU's own stream in
+	 * TLS too, QEMU's tls-creds-x509 from this directory (libvirt's
+	 * layout), verify-peer on; the source checks tls_hostname. Removed
+	 * again when hintmig detaches. */
+	const char *tls_dir;
+	const char *tls_hostname;
 };
 
 /* QEMU's figures of its own migration (query-migrate on the source). */

@@ -62,6 +62,7 @@
 #include "hintchan.h"
 #include "transport.h"
 #include "auth.h"
+#include "tls.h"
 #include "wire.h"
 
 #define NS_PER_MS UINT64_C(1000000)
@@ -152,6 +153,7 @@ struct tx_chan {
 };
 
 struct hm_migration {
+	char tls_path[200];		/* what carries TLS (under lock) */
 	struct hm_guest *g;
 	struct hm_hint_source *src;
 	struct hm_migrate_params p;
@@ -760,6 +762,9 @@ void hm_migration_get_stats(const struct hm_migration *m,
 	if (t0)
 		st->total_time_ms = ((t1 ? t1 : now_ns()) - t0) / NS_PER_MS;
 	st->setup_time_ms = ctr(&m->setup_ms);
+	pthread_mutex_lock((pthread_mutex_t *)&m->lock);
+	memcpy(st->tls_path, m->tls_path, sizeof(st->tls_path));
+	pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
 	st->downtime_ms = ctr(&m->downtime_ms);
 	st->expected_downtime_ms = ctr(&m->expected_downtime_ms);
 	st->ram_total = m->g->npages * m->ps;
@@ -1002,37 +1007,70 @@ static void chan_free(struct tx_chan *c)
 #endif
 }
 
-/* R17: the destination on fd must prove it holds the key (and we that we
- * do) before anything else goes over it. fd, or -EACCES (closed). */
-static int auth_chan(struct hm_migration *m, int fd, unsigned i)
+/* R18 then R17: a TLS session when the migration has credentials (the
+ * destination's certificate checked), then the key's proof both ways
+ * (inside TLS), before anything else goes over fd. fd with *tls, or
+ * -errno (fd closed): -EACCES refused either way. */
+static int secure_chan(struct hm_migration *m, int fd, unsigned i,
+		       struct hm_tls **tls)
 {
 	struct hm_auth_key key;
-	char why[200];
+	char why[400];
 	int r;
 
+	*tls = NULL;
+	if (m->p.tls) {
+		uint64_t now = hm_auth_now_ms();
+
+		r = hm_tls_start(tls, fd, m->p.tls, m->p.tls_peer_name,
+				 now + m->p.io_timeout_ms, why, sizeof(why));
+		if (r < 0) {
+			close(fd);
+			hm_logf(&m->log, HM_LOG_ERROR, "channel %u: TLS: %s",
+				i, why);
+			return r;
+		}
+		if (i == 0) {
+			pthread_mutex_lock(&m->lock);
+			snprintf(m->tls_path, sizeof(m->tls_path), "%s",
+				 hm_tls_describe(*tls));
+			pthread_mutex_unlock(&m->lock);
+			hm_logf(&m->log, HM_LOG_INFO, "TLS with %s: %s",
+				m->p.tls_peer_name, hm_tls_describe(*tls));
+		}
+	}
+	if (!m->p.auth_key_len)
+		return fd;
 	if (!m->p.auth_key || m->p.auth_key_len < HM_AUTH_KEY_MIN ||
 	    m->p.auth_key_len > HM_AUTH_KEY_MAX) {
-		close(fd);
-		hm_logf(&m->log, HM_LOG_ERROR, "channel %u: a key must be "
-			"%d to %d bytes", i, HM_AUTH_KEY_MIN, HM_AUTH_KEY_MAX);
-		return -EINVAL;
+		r = -EINVAL;
+		snprintf(why, sizeof(why), "a key must be %d to %d bytes",
+			 HM_AUTH_KEY_MIN, HM_AUTH_KEY_MAX);
+		goto bad;
 	}
 	memcpy(key.k, m->p.auth_key, m->p.auth_key_len);
 	key.len = m->p.auth_key_len;
-	r = hm_auth_connect(fd, &key, m->p.io_timeout_ms, why, sizeof(why));
+	r = hm_auth_connect(fd, *tls, &key, m->p.io_timeout_ms, why,
+			    sizeof(why));
 	explicit_bzero(&key, sizeof(key));
 	if (r == 0)
 		return fd;
+	if (r == -EPROTO)
+		r = -EACCES;
+bad:
+	hm_tls_free(*tls);
+	*tls = NULL;
 	close(fd);
 	hm_logf(&m->log, HM_LOG_ERROR, "channel %u: authentication failed: "
 		"%s", i, why);
-	return r == -EACCES || r == -EPROTO ? -EACCES : r;
+	return r;
 }
 
 /* Channel i's connection. With connect_wait the first one is retried
  * while the destination is not listening yet (refused, or its unix socket
  * not there), until connect_timeout_ms. */
-static int connect_chan(struct hm_migration *m, const char *addr, unsigned i)
+static int connect_chan(struct hm_migration *m, const char *addr, unsigned i,
+			struct hm_tls **tls)
 {
 	uint64_t t0 = now_ns();
 	bool said = false;
@@ -1041,8 +1079,9 @@ static int connect_chan(struct hm_migration *m, const char *addr, unsigned i)
 		int fd = hm_transport_connect(addr, m->p.connect_timeout_ms);
 		uint64_t spent = (now_ns() - t0) / 1000000;
 
-		if (fd >= 0 && m->p.auth_key_len)
-			return auth_chan(m, fd, i);
+		*tls = NULL;
+		if (fd >= 0 && (m->p.auth_key_len || m->p.tls))
+			return secure_chan(m, fd, i, tls);
 		if (fd >= 0 || i || !m->p.connect_wait ||
 		    (fd != -ECONNREFUSED && fd != -ENOENT) ||
 		    spent >= m->p.connect_timeout_ms)
@@ -1104,7 +1143,7 @@ static int wait_readable(struct hm_migration *m, int fd)
 static int chan_recv(struct hm_migration *m, struct tx_chan *c,
 		     struct hm_wire_msg *msg)
 {
-	int r = wait_readable(m, c->wc.fd);
+	int r = hm_wire_chan_pending(&c->wc) ? 0 : wait_readable(m, c->wc.fd);
 
 	if (r < 0)
 		return r;
@@ -1141,6 +1180,7 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 	for (unsigned i = 0; i < m->nch; i++) {
 		struct tx_chan *c = &m->ch[i];
 		struct iovec iov;
+		struct hm_tls *tls = NULL;
 		long n;
 		int fd;
 
@@ -1149,7 +1189,7 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 		r = chan_alloc(c);
 		if (r < 0)
 			goto out;
-		fd = connect_chan(m, addr, i);
+		fd = connect_chan(m, addr, i, &tls);
 		if (fd < 0) {
 			r = fd;
 			hm_logf(&m->log, HM_LOG_ERROR,
@@ -1158,15 +1198,15 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 			goto out;
 		}
 		r = hm_transport_set_timeouts(fd, m->p.io_timeout_ms);
+		if (r == 0)
+			r = hm_wire_chan_init(&c->wc, fd, (uint16_t)i,
+					      m->session_id);
 		if (r < 0) {
+			hm_tls_free(tls);
 			close(fd);
 			goto out;
 		}
-		r = hm_wire_chan_init(&c->wc, fd, (uint16_t)i, m->session_id);
-		if (r < 0) {
-			close(fd);
-			goto out;
-		}
+		c->wc.tls = tls;
 		c->wc_init = true;
 		c->wc.geo = &m->geo;
 		n = hm_wire_enc_hello(buf, cap, (uint16_t)i, &m->geo);

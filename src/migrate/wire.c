@@ -24,6 +24,7 @@
 #include "wire.h"
 #include "crc32c.h"
 #include "le.h"
+#include "tls.h"
 
 #if HM_HAVE_ZSTD
 #include <zstd.h>
@@ -672,6 +673,8 @@ int hm_wire_chan_init(struct hm_wire_chan *c, int fd, uint16_t channel,
 
 void hm_wire_chan_fini(struct hm_wire_chan *c)
 {
+	hm_tls_free(c->tls);
+	c->tls = NULL;
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -740,7 +743,8 @@ int hm_wire_send(struct hm_wire_chan *c, uint16_t type, uint32_t flags,
 	hm_wire_seal(hb, iov, iovcnt);
 	v[0].iov_base = hb;
 	v[0].iov_len = sizeof(hb);
-	r = hm_sendv_all(c->fd, v, iovcnt + 1);
+	r = c->tls ? hm_tls_sendv_all(c->tls, v, iovcnt + 1)
+		    : hm_sendv_all(c->fd, v, iovcnt + 1);
 	if (r < 0)
 		return r;
 	c->tx_seq++;
@@ -805,6 +809,39 @@ static int recv_iov_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
+/* The channel's bytes: through TLS when it has a session (R18). */
+static int chan_recv_all(struct hm_wire_chan *c, void *buf, size_t len)
+{
+	int r;
+
+	if (!c->tls)
+		return hm_recv_all(c->fd, buf, len);
+	r = hm_tls_recv_all(c->tls, buf, len);
+	if (r == -EPROTO)
+		snprintf(c->err, sizeof(c->err), "at byte %llu: %s",
+			 (unsigned long long)c->rx_msg_offset,
+			 hm_tls_error(c->tls));
+	return r;
+}
+
+static int chan_recv_iov(struct hm_wire_chan *c, struct iovec *iov, int n)
+{
+	if (!c->tls)
+		return recv_iov_all(c->fd, iov, n);
+	for (int i = 0; i < n; i++) {
+		int r = chan_recv_all(c, iov[i].iov_base, iov[i].iov_len);
+
+		if (r < 0)
+			return r == -ENODATA ? -ECONNRESET : r;
+	}
+	return 0;
+}
+
+size_t hm_wire_chan_pending(const struct hm_wire_chan *c)
+{
+	return hm_tls_pending(c->tls);
+}
+
 /* The payload of an uncompressed PAGES message whose header h passed the
  * channel checks: receive count and index into c->rxbuf, decode (every
  * check of hm_wire_decode), then the page data straight into place.
@@ -823,7 +860,7 @@ static int recv_pages_placed(struct hm_wire_chan *c,
 	uint32_t n, max = hm_wire_max_pages(HM_MSG_PAGES, g->page_size);
 	int niov = 0, r;
 
-	r = hm_recv_all(c->fd, p, INDEX_PREFIX);
+	r = chan_recv_all(c, p, INDEX_PREFIX);
 	if (r < 0)
 		return r == -ENODATA ? -ECONNRESET : r;
 	n = get32(p);
@@ -831,7 +868,7 @@ static int recv_pages_placed(struct hm_wire_chan *c,
 	if (n == 0 || n > max || n > HM_WIRE_MAX_BATCH_PAGES ||
 	    h->payload_len != pre + (uint64_t)n * ps) {
 		/* not a well-formed batch: the usual path reports it */
-		r = hm_recv_all(c->fd, p + INDEX_PREFIX,
+		r = chan_recv_all(c, p + INDEX_PREFIX,
 				h->payload_len - INDEX_PREFIX);
 		if (r < 0)
 			return r == -ENODATA ? -ECONNRESET : r;
@@ -841,7 +878,7 @@ static int recv_pages_placed(struct hm_wire_chan *c,
 			return crc_mismatch(why, whylen, h, crc);
 		return hm_wire_decode(h, p, g, msg, why, whylen);
 	}
-	r = hm_recv_all(c->fd, p + INDEX_PREFIX, (size_t)n * 8);
+	r = chan_recv_all(c, p + INDEX_PREFIX, (size_t)n * 8);
 	if (r < 0)
 		return r == -ENODATA ? -ECONNRESET : r;
 	c->rx_bytes += pre;
@@ -870,7 +907,7 @@ static int recv_pages_placed(struct hm_wire_chan *c,
 	}
 	crc = hm_crc32c(crc, p, pre);
 	memcpy(where, iov, (size_t)niov * sizeof(iov[0])); /* iov is consumed */
-	r = recv_iov_all(c->fd, iov, niov);
+	r = chan_recv_iov(c, iov, niov);
 	if (r < 0)
 		return r;
 	c->rx_bytes += (uint64_t)n * ps;
@@ -895,14 +932,14 @@ int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
 {
 	unsigned char hb[HM_WIRE_HDR_SIZE];
 	struct hm_wire_hdr h;
-	char why[128];
+	char why[128] = "";
 	bool learn = c->session_id == 0;
 	uint32_t crc;
 	int r;
 
 	c->err[0] = 0;
 	c->rx_msg_offset = c->rx_bytes;
-	r = hm_recv_all(c->fd, hb, sizeof(hb));
+	r = chan_recv_all(c, hb, sizeof(hb));
 	if (r < 0)
 		goto out;
 	c->rx_bytes += sizeof(hb);
@@ -960,7 +997,7 @@ int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
 	    h.payload_len <= HM_WIRE_MAX_PAYLOAD) {
 		r = recv_pages_placed(c, &h, crc, msg, place, ctx, why,
 				      sizeof(why));
-		if (r == -EPROTO)
+		if (r == -EPROTO && why[0])
 			goto bad;
 		if (r < 0)
 			goto out;
@@ -968,7 +1005,7 @@ int hm_wire_recv_place(struct hm_wire_chan *c, struct hm_wire_msg *msg,
 		goto out;
 	}
 	if (h.payload_len) {
-		r = hm_recv_all(c->fd, c->rxbuf, h.payload_len);
+		r = chan_recv_all(c, c->rxbuf, h.payload_len);
 		if (r == -ENODATA)
 			r = -ECONNRESET; /* EOF inside a message */
 		if (r < 0)

@@ -248,8 +248,11 @@ long hm_wire_enc_complete_ack(void *buf, size_t cap, uint32_t status,
  * session id and channel, and seq must be exactly rx_seq (0, 1, 2, ...);
  * anything else is -EPROTO. The receive buffer grows on demand up to
  * HM_WIRE_MAX_PAYLOAD (no per-message or per-page allocation after). */
+struct hm_tls;
+
 struct hm_wire_chan {
 	int fd;
+	struct hm_tls *tls;		/* NULL: plain; owned (R18) */
 	uint16_t channel;
 	uint64_t session_id;
 	uint32_t tx_seq, rx_seq;
@@ -265,7 +268,9 @@ struct hm_wire_chan {
 /* 0 or -EBADF (fd < 0). Does not allocate. */
 int hm_wire_chan_init(struct hm_wire_chan *c, int fd, uint16_t channel,
 		      uint64_t session_id);
-void hm_wire_chan_fini(struct hm_wire_chan *c); /* closes fd */
+void hm_wire_chan_fini(struct hm_wire_chan *c); /* ends TLS, closes fd */
+/* Decrypted bytes waiting that poll() on fd does not see (TLS). */
+size_t hm_wire_chan_pending(const struct hm_wire_chan *c);
 
 /* Send one message: header + the concatenation of iov (payload; iovcnt
  * 0..16, entries may be empty). 0, -EMSGSIZE (payload over

@@ -441,7 +441,7 @@ static void poke_receiver(const char *to, const struct hm_auth_key *key)
 	/* R17: the receiver drops an unauthenticated connection and waits
 	 * on; one that proved the key and closes before HELLO ends it */
 	if (fd >= 0 && key->len)
-		(void)hm_auth_connect(fd, key, 1000, why, sizeof(why));
+		(void)hm_auth_connect(fd, NULL, key, 1000, why, sizeof(why));
 	if (fd >= 0)
 		close(fd);
 }

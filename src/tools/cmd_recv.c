@@ -63,7 +63,14 @@ static void recv_usage(FILE *f)
 		"                   connection that cannot prove it is dropped "
 		"and counted,\n"
 		"                   and the real sender waited for\n"
-		"  --insecure       allow TCP without --key-file\n"
+		"  --insecure       allow TCP without --key-file or --tls\n"
+		"  --tls            TLS on every connection: only a source "
+		"whose certificate\n"
+		"                   the CA signed is accepted (docs/protocol.md "
+		"\"TLS\")\n"
+		"  --tls-dir DIR    ca-cert.pem, server-cert.pem, server-key.pem "
+		"(default\n"
+		"                   /etc/pki/qemu, libvirt's; implies --tls)\n"
 		"  --hello-timeout MS  a connection must prove the key within "
 		"this\n"
 		"                   (default 3000)\n"
@@ -211,6 +218,8 @@ int hm_cmd_recv(int argc, char **argv)
 		{ "insecure", no_argument, NULL, 'I' },
 		{ "max-ram", required_argument, NULL, 'M' },
 		{ "hello-timeout", required_argument, NULL, 'H' },
+		{ "tls", no_argument, NULL, 'T' },
+		{ "tls-dir", required_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hm_log log = { .fn = hm_log_stderr,
@@ -225,8 +234,9 @@ int hm_cmd_recv(int argc, char **argv)
 	struct drop_page dp = { 0 };
 	char quri[300];
 #endif
-	bool quiet = false, libvirt = false, insecure = false;
-	const char *key_file = NULL;
+	bool quiet = false, libvirt = false, insecure = false, tls = false;
+	const char *key_file = NULL, *tls_dir = NULL;
+	struct hm_tls_creds *tls_creds = NULL;
 	struct hm_auth_key key;
 	uint64_t expect_pid = 0;
 	int ram_fd = -1, ret = 2, c, r;
@@ -299,6 +309,13 @@ int hm_cmd_recv(int argc, char **argv)
 		case 'I':
 			insecure = true;
 			break;
+		case 'T':
+			tls = true;
+			break;
+		case 'D':
+			tls = true;
+			tls_dir = optarg;
+			break;
 		case 'H':
 			if (hm_parse_uint(optarg, UINT64_MAX,
 					  &p.hello_timeout_ms) ||
@@ -342,10 +359,15 @@ int hm_cmd_recv(int argc, char **argv)
 			"with --qemu, not together\n");
 		goto out;
 	}
-	if (hm_cli_key("hintmig recv", listen, key_file, insecure, &key))
+	if (hm_cli_key("hintmig recv", listen, key_file, insecure, tls, &key))
 		goto out;
 	p.auth_key = key.k;
 	p.auth_key_len = key.len;
+	if (tls && hm_cli_tls("hintmig recv", tls_dir, true, &tls_creds)) {
+		ret = 4;
+		goto out;
+	}
+	p.tls = tls_creds;
 	if (!p.max_ram_bytes && !qemu)
 		p.max_ram_bytes = mem_available();
 	if (quiet)
@@ -358,7 +380,8 @@ int hm_cmd_recv(int argc, char **argv)
 		struct hm_qemu_opts qo = { .qmp_path = qemu, .source = false,
 					   .expect_pid = (pid_t)expect_pid,
 					   .qemu_uri = qemu_uri,
-					   .libvirt = libvirt };
+					   .libvirt = libvirt,
+					   .tls_dir = hm_tls_creds_dir(tls_creds) };
 
 		if (!qo.qemu_uri && !libvirt) {
 			if (hm_qemu_default_uri(listen, quri, sizeof(quri))) {
@@ -435,6 +458,11 @@ int hm_cmd_recv(int argc, char **argv)
 		       st.rounds, st.channels, st.device_state_len,
 		       st.fill == HM_DEST_FILL_UFFD ? "uffd" : "write",
 		       st.placed_pages);
+	if (!quiet && st.tls_path[0])
+		printf("TLS: %s\n", st.tls_path);
+	if (!quiet && st.refused_connections)
+		printf("refused connections: %" PRIu64 "\n",
+		       st.refused_connections);
 #if HM_HAVE_JSONC
 	if (q && libvirt) {
 		/* libvirt's started hook waits for this process: return now,
@@ -467,6 +495,7 @@ int hm_cmd_recv(int argc, char **argv)
 	ret = 0;
 out:
 	hm_dest_free(d);
+	hm_tls_creds_free(tls_creds);
 #if HM_HAVE_JSONC
 	hm_qemu_detach(q);
 #endif

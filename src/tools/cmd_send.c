@@ -451,6 +451,8 @@ static int write_json(const char *path, const struct summary *s)
 			hm_migrate_status_name(st->status)));
 	add_u64(root, "rounds", st->rounds);
 	add_u64(root, "tracker-faults", st->tracker_faults);
+	json_object_object_add(root, "tls", st->tls_path[0]
+			       ? json_object_new_string(st->tls_path) : NULL);
 	if (s->raw) {
 		/* only with --raw-throughput */
 		struct json_object *raw = json_object_new_object();
@@ -544,7 +546,13 @@ static void send_usage(FILE *f)
 "  --key-file FILE         the migration's secret, the same as the\n"
 "                          receiver's: each end proves it holds it before\n"
 "                          any page moves (docs/protocol.md)\n"
-"  --insecure              allow TCP without --key-file\n"
+"  --insecure              allow TCP without --key-file or --tls\n"
+"  --tls                   encrypt every connection with TLS, x509\n"
+"                          certificates both ways (docs/protocol.md \"TLS\")\n"
+"  --tls-dir DIR           ca-cert.pem, client-cert.pem, client-key.pem\n"
+"                          (default /etc/pki/qemu, libvirt's; implies --tls)\n"
+"  --tls-name NAME         the name the destination's certificate must\n"
+"                          carry (default: --to's host)\n"
 "a running QEMU guest (RAM in a shared memory backend; docs/qemu.md):\n"
 "  --qemu QMP_SOCKET       migrate the guest of the QEMU with this QMP socket\n"
 "  --expect-pid PID        the QEMU's pid (its pidfile): refuse any other\n"
@@ -619,7 +627,10 @@ struct send_opts {
 	const char *json, *hinted_map;
 	uint64_t expect_pid;	/* --expect-pid, 0: any QEMU */
 	const char *key_file;
-	bool insecure;
+	bool insecure, tls;
+	const char *tls_dir, *tls_name;
+	char tls_host[256];
+	struct hm_tls_creds *tls_creds;	/* mp.tls */
 	struct hm_auth_key key;	/* mp.auth_key points here */
 	bool verify, quiet, raw, hints_set, libvirt, progress_virsh;
 	int verbose;
@@ -635,7 +646,8 @@ enum {
 	OPT_RAW, OPT_QUIET, OPT_VERBOSE, OPT_CHURN, OPT_WRITERS, OPT_HELP,
 	OPT_QEMU, OPT_QEMU_URI, OPT_EXPECT_PID, OPT_AGENT, OPT_HINT_TIMEOUT, OPT_VERSION, OPT_KEEP_HOT,
 	OPT_LIBVIRT, OPT_CONNECT_TIMEOUT, OPT_PROGRESS, OPT_TRACK_UNIT,
-	OPT_HUGETLB, OPT_KEY_FILE, OPT_INSECURE,
+	OPT_HUGETLB, OPT_KEY_FILE, OPT_INSECURE, OPT_TLS, OPT_TLS_DIR,
+	OPT_TLS_NAME,
 };
 
 static int bad(const char *opt, const char *val)
@@ -687,6 +699,9 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		  OPT_CONNECT_TIMEOUT },
 		{ "key-file", required_argument, NULL, OPT_KEY_FILE },
 		{ "insecure", no_argument, NULL, OPT_INSECURE },
+		{ "tls", no_argument, NULL, OPT_TLS },
+		{ "tls-dir", required_argument, NULL, OPT_TLS_DIR },
+		{ "tls-name", required_argument, NULL, OPT_TLS_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t u;
@@ -833,6 +848,16 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		case OPT_INSECURE:
 			o->insecure = true;
 			break;
+		case OPT_TLS:
+			o->tls = true;
+			break;
+		case OPT_TLS_DIR:
+			o->tls = true;
+			o->tls_dir = optarg;
+			break;
+		case OPT_TLS_NAME:
+			o->tls_name = optarg;
+			break;
 		case OPT_HUGETLB:
 			o->sp.hugetlb = true;
 			break;
@@ -958,13 +983,30 @@ int hm_cmd_send(int argc, char **argv)
 		ret = r > 0 ? 0 : EXIT_USAGE;
 		goto out;
 	}
-	if (hm_cli_key("hintmig send", o.to, o.key_file, o.insecure,
+	if (hm_cli_key("hintmig send", o.to, o.key_file, o.insecure, o.tls,
 		       &o.key)) {
 		ret = EXIT_USAGE;
 		goto out;
 	}
 	o.mp.auth_key = o.key.k;
 	o.mp.auth_key_len = o.key.len;
+	if (o.tls) {
+		if (!o.tls_name && hm_cli_tls_name(o.to, o.tls_host,
+						   sizeof(o.tls_host)) < 0) {
+			fprintf(stderr, "hintmig send: --tls needs a tcp: "
+				"destination or --tls-name NAME (the name its "
+				"certificate carries)\n");
+			ret = EXIT_USAGE;
+			goto out;
+		}
+		if (hm_cli_tls("hintmig send", o.tls_dir, false,
+			       &o.tls_creds)) {
+			ret = EXIT_SETUP;
+			goto out;
+		}
+		o.mp.tls = o.tls_creds;
+		o.mp.tls_peer_name = o.tls_name ? o.tls_name : o.tls_host;
+	}
 	if (o.quiet)
 		log.max_level = HM_LOG_ERROR;
 	else if (o.verbose)
@@ -989,6 +1031,11 @@ int hm_cmd_send(int argc, char **argv)
 					   .expect_pid = (pid_t)o.expect_pid,
 					   .qemu_uri = o.qemu_uri,
 					   .libvirt = o.libvirt };
+
+		if (o.tls) {
+			qo.tls_dir = hm_tls_creds_dir(o.tls_creds);
+			qo.tls_hostname = o.mp.tls_peer_name;
+		}
 		const char *unsafe = getenv("HINTMIG_TEST_UNSAFE");
 
 		/* test hook: break R8 so that the QEMU suite can show that
@@ -1234,6 +1281,8 @@ int hm_cmd_send(int argc, char **argv)
 		       sum.st.duplicate_pages, sum.st.skipped_hinted_pages,
 		       sum.st.skipped_empty_pages,
 		       hm_tracker_mode_name(sum.st.tracker_mode));
+	if (!o.quiet && sum.st.tls_path[0])
+		printf("tls: %s\n", sum.st.tls_path);
 #if HM_HAVE_JSONC
 	if (!o.quiet && q && sum.qst.status[0])
 		printf("qemu: %s, device state %" PRId64 " bytes, QEMU's "
@@ -1270,5 +1319,7 @@ out:
 	if (synth_up)
 		hm_synth_stop(&s);
 	hm_bitmap_fini(&inuse);
+	hm_tls_creds_free(o.tls_creds);
+	explicit_bzero(&o.key, sizeof(o.key));
 	return ret;
 }

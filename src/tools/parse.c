@@ -10,6 +10,8 @@
 #include <hintmig/hintmig.h>
 
 #include "migrate/auth.h"
+#include "migrate/transport.h"
+#include <hintmig/migrate.h>
 #include "parse.h"
 
 /* 2^64 as a double: the first value a uint64_t cannot hold. */
@@ -156,7 +158,7 @@ int hm_print_version(const char *prog)
 }
 
 int hm_cli_key(const char *prog, const char *addr, const char *key_file,
-	       int insecure, struct hm_auth_key *key)
+	       int insecure, bool tls, struct hm_auth_key *key)
 {
 	char err[300];
 
@@ -170,12 +172,38 @@ int hm_cli_key(const char *prog, const char *addr, const char *key_file,
 	}
 	/* TCP, and abstract UNIX sockets (no file, no permissions) */
 	if (addr && (!strncmp(addr, "tcp:", 4) || !strncmp(addr, "unix:@", 6))
-	    && !insecure) {
-		fprintf(stderr, "%s: %s without --key-file: whoever connects "
-			"first could receive or write the guest's RAM; give "
-			"both ends the same key (head -c 32 /dev/urandom > "
-			"FILE; chmod 600), or say --insecure\n", prog, addr);
+	    && !insecure && !tls) {
+		fprintf(stderr, "%s: %s without --key-file or --tls: whoever "
+			"connects first could receive or write the guest's "
+			"RAM; give both ends the same key (head -c 32 "
+			"/dev/urandom > FILE; chmod 600) or certificates "
+			"(--tls), or say --insecure\n", prog, addr);
 		return -1;
 	}
 	return 0;
+}
+
+int hm_cli_tls(const char *prog, const char *dir, bool server,
+	       struct hm_tls_creds **out)
+{
+	char err[600];
+
+	*out = hm_tls_creds_load(dir, server, err, sizeof(err));
+	if (*out)
+		return 0;
+	fprintf(stderr, "%s: --tls: %s (the directory holds ca-cert.pem and "
+		"%s-cert.pem + %s-key.pem, as libvirt's migration TLS; "
+		"docs/protocol.md \"TLS\")\n", prog, err,
+		server ? "server" : "client", server ? "server" : "client");
+	return -1;
+}
+
+int hm_cli_tls_name(const char *addr, char *name, size_t len)
+{
+	char port[16];
+
+	if (!addr || strncmp(addr, "tcp:", 4))
+		return -1;
+	return hm_transport_parse_tcp(addr + 4, name, len, port,
+				      sizeof(port)) < 0 || !*name ? -1 : 0;
 }

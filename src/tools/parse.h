@@ -9,6 +9,7 @@
 #define HM_TOOLS_PARSE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define HM_NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -49,6 +50,16 @@ int hm_print_version(const char *prog);
  * reason printed. */
 struct hm_auth_key;
 int hm_cli_key(const char *prog, const char *addr, const char *key_file,
-	       int insecure, struct hm_auth_key *key);
+	       int insecure, bool tls, struct hm_auth_key *key);
+
+/* R18 for the command line: the x509 credentials of --tls (dir NULL:
+ * libvirt's /etc/pki/qemu), the destination's (server) or the source's.
+ * 0, or -1 with the reason printed. */
+struct hm_tls_creds;
+int hm_cli_tls(const char *prog, const char *dir, bool server,
+	       struct hm_tls_creds **out);
+/* The host of a tcp:HOST:PORT address (the name the destination's
+ * certificate must carry, unless --tls-name says another): 0 or -1. */
+int hm_cli_tls_name(const char *addr, char *name, size_t len);
 
 #endif

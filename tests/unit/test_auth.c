@@ -41,7 +41,7 @@ static void *dest_side(void *arg)
 {
 	struct side *s = arg;
 
-	s->rc = hm_auth_accept(s->fd, s->key, hm_auth_now_ms() + 5000, s->why,
+	s->rc = hm_auth_accept(s->fd, NULL, s->key, hm_auth_now_ms() + 5000, s->why,
 			       sizeof(s->why));
 	return NULL;
 }
@@ -58,7 +58,7 @@ static void pair(const struct hm_auth_key *kd, const struct hm_auth_key *ks,
 	d.fd = sv[0];
 	s.fd = sv[1];
 	HM_CHECK(pthread_create(&t, NULL, dest_side, &d) == 0);
-	s.rc = hm_auth_connect(s.fd, ks, 5000, s.why, sizeof(s.why));
+	s.rc = hm_auth_connect(s.fd, NULL, ks, 5000, s.why, sizeof(s.why));
 	pthread_join(t, NULL);
 	close(sv[0]);
 	close(sv[1]);
@@ -183,7 +183,7 @@ static void test_reflection(void)
 			      ? 0 : 1);
 		}
 		close(sv[0]);
-		s.rc = hm_auth_connect(sv[1], &key_a, 5000, s.why,
+		s.rc = hm_auth_connect(sv[1], NULL, &key_a, 5000, s.why,
 				       sizeof(s.why));
 		close(sv[1]);
 		HM_CHECK(waitpid(pid, NULL, 0) == pid);
