@@ -181,6 +181,10 @@ static int qemu_tls_on(struct hm_qemu *q)
 				   "{\"tls-creds\": \"hm-tls\"}"))
 		return qfail(q, -EIO, "QEMU %d: migrate-set-parameters "
 			     "tls-creds: %s", (int)q->pid, hm_qmp_error(q->qmp));
+	hm_logf(&q->log, HM_LOG_INFO, "QEMU %d: its own stream in TLS too "
+		"(tls-creds-x509 from %s, verify-peer%s%s)", (int)q->pid,
+		q->tls_dir, q->source ? ", tls-hostname " : "",
+		q->source ? q->tls_hostname : "");
 	return 0;
 }
 

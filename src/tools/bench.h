@@ -54,6 +54,7 @@ struct bench_cfg {
 	bool thp;		/* guest RAM on transparent huge pages */
 	bool hugetlb;		/* guest RAM from the hugetlb pool */
 	bool pin;		/* guest on the last CPU, the rest elsewhere */
+	bool tls;		/* every connection in TLS (R18) */
 	unsigned modes;		/* 1u << enum bench_mode */
 };
 
@@ -72,6 +73,8 @@ struct bench_opts {
 	bool progress_tty;	/* draw a progress bar on stderr */
 	bool verbose;
 	unsigned ncpus;
+	const char *tls_dir;	/* x509 of both ends (NULL: /etc/pki/qemu) */
+	const char *tls_name;	/* the name the server certificate carries */
 };
 
 /* One measured migration. */
@@ -113,6 +116,8 @@ struct bench_run {
 	uint64_t guest_check_errors;
 	uint64_t guest_hint_requests, guest_hint_ranges, guest_acks;
 	bool forced;		/* hit max_rounds, stop-and-copy forced */
+	double cpu_src_s;	/* the engine's CPU time in the migration */
+	double cpu_dst_s;	/* the destination process's CPU time */
 	double load1;		/* 1-minute load average as it started */
 };
 
@@ -129,13 +134,14 @@ struct bench {
 	struct hm_log log;
 	struct hm_caps caps;
 	bool interrupted;
+	struct hm_tls_creds *tls;	/* the source's, for cfg.tls */
 };
 
 /* ---- bench_run.c ---- */
 
 /* Child process entry points (hidden options of hintmig-bench): the
  * destination and the raw-throughput sink on an inherited listening fd. */
-int bench_child_dest(int listen_fd, int report_fd);
+int bench_child_dest(int listen_fd, int report_fd, const char *tls_dir);
 int bench_child_sink(int listen_fd, const char *spec);
 
 /* Progress of the migration now running (for the progress bar). */
@@ -211,6 +217,9 @@ enum bench_metric {
 	BM_X_LIMIT,
 	BM_INUSE_BYTES,
 	BM_FAULTS,
+	BM_WIRE_BPS,		/* bytes on the wire / time to the ack */
+	BM_CPU_SRC_GIB,		/* engine CPU s per GiB on the wire */
+	BM_CPU_DST_GIB,		/* destination CPU s per GiB */
 	BM_NMETRICS
 };
 

@@ -18,6 +18,7 @@
 #include "bench.h"
 
 #define MIB (1024.0 * 1024.0)
+#define GIB (1024.0 * MIB)
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The targets (reported whether met or not). */
@@ -132,6 +133,15 @@ static bool metric(const struct bench_run *r, enum bench_metric m, double *v)
 		*v = (double)(r->inuse_pages * r->page_size);
 		return true;
 	case BM_FAULTS: *v = (double)st->tracker_faults; return true;
+	case BM_WIRE_BPS:
+		*v = r->ack_s > 0 ? (double)st->ram_transferred / r->ack_s : 0;
+		return r->ack_s > 0;
+	case BM_CPU_SRC_GIB:
+		*v = r->cpu_src_s / ((double)st->ram_transferred / GIB);
+		return st->ram_transferred > 0;
+	case BM_CPU_DST_GIB:
+		*v = r->cpu_dst_s / ((double)st->ram_transferred / GIB);
+		return st->ram_transferred > 0 && r->cpu_dst_s > 0;
 	case BM_NMETRICS: break;
 	}
 	return false;
@@ -230,9 +240,9 @@ static void fmt_rate(uint64_t v, char *buf, size_t len)
 /* The tracking settings that are not the defaults: " unit2M thp keep-hot". */
 static const char *cfg_tag(const struct bench_cfg *c, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s%s%s", c->track_unit ? " unit2M" : "",
+	snprintf(buf, len, "%s%s%s%s%s", c->track_unit ? " unit2M" : "",
 		 c->thp ? " thp" : "", c->hugetlb ? " hugetlb" : "",
-		 c->keep_hot ? " keep-hot" : "");
+		 c->keep_hot ? " keep-hot" : "", c->tls ? " tls" : "");
 	return buf;
 }
 
@@ -428,6 +438,70 @@ static bool headline_cfg(const struct bench_cfg *c)
 	       c->bandwidth == 0 && !c->pin;
 }
 
+/* The plain configuration that a TLS one is measured against: the same
+ * in every axis but TLS. */
+static bool tls_twin(const struct bench_cfg *a, const struct bench_cfg *t)
+{
+	struct bench_cfg x = *t;
+
+	x.tls = false;
+	return !a->tls && !memcmp(&x, a, sizeof(x));
+}
+
+/* The same run's TLS path string (the first TLS run that has one). */
+static const char *tls_path_of(const struct bench *b, size_t ci)
+{
+	for (size_t i = 0; i < b->nruns; i++)
+		if (b->runs[i].cfg == ci && b->runs[i].st.tls_path[0])
+			return b->runs[i].st.tls_path;
+	return "?";
+}
+
+/* R18: TLS against plain, side by side: throughput and CPU per GiB. */
+static void print_tls(const struct bench *b, FILE *f)
+{
+	for (size_t ti = 0; ti < b->ncfgs; ti++) {
+		const struct bench_cfg *t = &b->cfgs[ti];
+
+		if (!t->tls)
+			continue;
+		for (size_t pi = 0; pi < b->ncfgs; pi++) {
+			struct bench_agg wt, wp, st, sp, dt, dp;
+			char lab[128];
+
+			if (!tls_twin(&b->cfgs[pi], t))
+				continue;
+			for (unsigned k = 0; k < BENCH_NMODES; k++) {
+				enum bench_mode md = (enum bench_mode)k;
+
+				bench_aggregate(b, ti, md, BM_WIRE_BPS, &wt);
+				bench_aggregate(b, pi, md, BM_WIRE_BPS, &wp);
+				if (!wt.n || !wp.n || wp.med <= 0)
+					continue;
+				bench_aggregate(b, ti, md, BM_CPU_SRC_GIB, &st);
+				bench_aggregate(b, pi, md, BM_CPU_SRC_GIB, &sp);
+				bench_aggregate(b, ti, md, BM_CPU_DST_GIB, &dt);
+				bench_aggregate(b, pi, md, BM_CPU_DST_GIB, &dp);
+				bench_cfg_label(&b->cfgs[pi], lab, sizeof(lab));
+				fprintf(f, "  TLS vs plain (%s, hints %s), side "
+					"by side:\n    throughput %.0f MiB/s "
+					"[%.0f-%.0f] vs %.0f MiB/s [%.0f-%.0f]: "
+					"TLS keeps %.0f%% (costs %.0f%%); CPU s "
+					"per GiB: source %.2f vs %.2f, "
+					"destination %.2f vs %.2f\n    TLS "
+					"path: %s\n", lab, bench_mode_names[k],
+					wt.med / MIB, wt.min / MIB,
+					wt.max / MIB, wp.med / MIB,
+					wp.min / MIB, wp.max / MIB,
+					100 * wt.med / wp.med,
+					100 * (1 - wt.med / wp.med), st.med,
+					sp.med, dt.med, dp.med,
+					tls_path_of(b, ti));
+			}
+		}
+	}
+}
+
 void bench_print_headline(const struct bench *b, FILE *f)
 {
 	bool any = false;
@@ -542,6 +616,7 @@ void bench_print_headline(const struct bench *b, FILE *f)
 					wa.med * 100, fa.med / 1e3);
 		}
 	}
+	print_tls(b, f);
 	for (size_t ci = 0; ci < b->ncfgs; ci++)
 		for (unsigned k = 0; k < BENCH_NMODES; k++) {
 			unsigned fl;
@@ -681,6 +756,9 @@ static const char *const metric_names[BM_NMETRICS] = {
 	[BM_X_LIMIT] = "time-over-limit",
 	[BM_INUSE_BYTES] = "in-use-bytes",
 	[BM_FAULTS] = "tracker-faults",
+	[BM_WIRE_BPS] = "wire-bytes-per-s",
+	[BM_CPU_SRC_GIB] = "source-cpu-s-per-gib",
+	[BM_CPU_DST_GIB] = "destination-cpu-s-per-gib",
 };
 
 static void json_cfg(FILE *f, const struct bench *b, size_t ci)
@@ -716,6 +794,8 @@ static void json_cfg(FILE *f, const struct bench *b, size_t ci)
 	fprintf(f, ":%s,", c->hugetlb ? "true" : "false");
 	j_str(f, "pinned");
 	fprintf(f, ":%s,", c->pin ? "true" : "false");
+	j_str(f, "tls");
+	fprintf(f, ":%s,", c->tls ? "true" : "false");
 	j_str(f, "modes");
 	fprintf(f, ":{");
 	for (unsigned k = 0; k < BENCH_NMODES; k++) {
@@ -776,6 +856,9 @@ static void json_run(FILE *f, const struct bench *b, const struct bench_run *r)
 	j_kv_num(f, "wall-s", r->wall_s, true);
 	j_kv_num(f, "active-s", r->active_s, true);
 	j_kv_num(f, "time-to-ack-ms", r->ack_s * 1000, true);
+	j_kv_num(f, "source-cpu-s", r->cpu_src_s, true);
+	j_kv_num(f, "destination-cpu-s", r->cpu_dst_s, true);
+	j_kv_str(f, "tls", r->st.tls_path, true);
 	j_str(f, "ram");
 	fprintf(f, ":{");
 	j_kv_u64(f, "total", st->ram_total, true);

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -233,7 +234,7 @@ static void drop_listener(const char *addr, int fd)
  * fd 4. The child dies with us (PDEATHSIG). Only async-signal-safe calls
  * between fork and exec: we may have threads. */
 static pid_t spawn_helper(const struct bench *b, const char *opt, int lfd,
-			  int rfd, const char *arg)
+			  int rfd, const char *arg, const char *arg2)
 {
 	pid_t parent = getpid();
 	pid_t pid = fork();
@@ -256,19 +257,21 @@ static pid_t spawn_helper(const struct bench *b, const char *opt, int lfd,
 		if (r2 >= 0)
 			close(r2);
 	}
-	execl(b->o.self_exe, b->o.self_exe, opt, "3", arg, (char *)NULL);
+	execl(b->o.self_exe, b->o.self_exe, opt, "3", arg, arg2, (char *)NULL);
 	_exit(127);
 }
 
 /* Wait up to ms for pid; kill it after that. Exit status, or -1 when it
  * was killed by a signal (by us or anyone). */
-static int reap(pid_t pid, unsigned ms)
+static int reap_cpu(pid_t pid, unsigned ms, double *cpu_s)
 {
 	double end = bench_now() + ms / 1000.0;
+	struct rusage ru;
 	int st;
 
+	memset(&ru, 0, sizeof(ru));
 	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
+		pid_t r = wait4(pid, &st, WNOHANG, &ru);
 
 		if (r == pid)
 			break;
@@ -282,7 +285,25 @@ static int reap(pid_t pid, unsigned ms)
 		}
 		sleep_s(0.002);
 	}
+	if (cpu_s)
+		*cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+			 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int reap(pid_t pid, unsigned ms)
+{
+	return reap_cpu(pid, ms, NULL);
+}
+
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static void child_log(void *opaque, enum hm_log_level level, const char *msg)
@@ -291,8 +312,10 @@ static void child_log(void *opaque, enum hm_log_level level, const char *msg)
 		hm_log_level_name(level), msg);
 }
 
-int bench_child_dest(int listen_fd, int report_fd)
+int bench_child_dest(int listen_fd, int report_fd, const char *tls_dir)
 {
+	struct hm_tls_creds *tls = NULL;
+	char err[400];
 	struct hm_log log = { .fn = child_log, .opaque = (void *)"dest",
 			      .max_level = HM_LOG_WARN };
 	struct hm_dest_params p;
@@ -304,9 +327,19 @@ int bench_child_dest(int listen_fd, int report_fd)
 	hm_dest_params_default(&p);
 	p.io_timeout_ms = CHILD_IO_TIMEOUT_MS;
 	p.accept_timeout_ms = CHILD_IO_TIMEOUT_MS;
+	if (tls_dir) {
+		tls = hm_tls_creds_load(tls_dir, true, err, sizeof(err));
+		if (!tls) {
+			fprintf(stderr, "hintmig-bench[dest]: TLS: %s\n", err);
+			return 4;
+		}
+		p.tls = tls;
+	}
 	d = hm_dest_new(&p, &log);
-	if (!d)
+	if (!d) {
+		hm_tls_creds_free(tls);
 		return 4;
+	}
 	r = hm_dest_run_fd(d, listen_fd);
 	memset(&st, 0, sizeof(st));
 	hm_dest_get_stats(d, &st);
@@ -316,6 +349,7 @@ int bench_child_dest(int listen_fd, int report_fd)
 		(void)n;
 	}
 	hm_dest_free(d);
+	hm_tls_creds_free(tls);
 	if (r < 0) {
 		fprintf(stderr, "hintmig-bench[dest]: migration: %s\n",
 			strerror(-r));
@@ -457,7 +491,7 @@ double bench_raw_throughput(const struct bench *b, unsigned nch,
 		snprintf(narg, sizeof(narg), "%u:%" PRIu64, nch, total / nch);
 	else
 		snprintf(narg, sizeof(narg), "%u", nch);
-	pid = spawn_helper(b, "--internal-sink", lfd, -1, narg);
+	pid = spawn_helper(b, "--internal-sink", lfd, -1, narg, NULL);
 	close(lfd);
 	lfd = -1;
 	if (pid < 0) {
@@ -783,7 +817,8 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 			 strerror(-ret));
 		goto out;
 	}
-	dpid = spawn_helper(b, "--internal-dest", lfd, rpipe[1], "4");
+	dpid = spawn_helper(b, "--internal-dest", lfd, rpipe[1], "4",
+			    cfg->tls ? hm_tls_creds_dir(b->tls) : NULL);
 	close(rpipe[1]);
 	rpipe[1] = -1;
 	close(lfd);
@@ -876,6 +911,10 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 	mp.tracker_unit = cfg->track_unit;
 	mp.tracker_keep_hot = cfg->keep_hot;
 	mp.io_timeout_ms = CHILD_IO_TIMEOUT_MS;
+	if (cfg->tls) {
+		mp.tls = b->tls;
+		mp.tls_peer_name = b->o.tls_name ? b->o.tls_name : "localhost";
+	}
 	m = hm_migration_new(g, hs, &mp, &b->log);
 	if (!m) {
 		ret = -errno;
@@ -887,9 +926,11 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 	set_current(m);
 
 	w0 = guest_writes(&s);
+	r->cpu_src_s = self_cpu_s();
 	t0 = bench_now();
 	r->result = hm_migration_run(m, addr);
 	t1 = bench_now();
+	r->cpu_src_s = self_cpu_s() - r->cpu_src_s;
 	w1 = guest_writes(&s);	/* paused on success: stands still */
 	hm_migration_get_stats(m, &r->st);
 	r->wall_s = t1 - t0;
@@ -939,7 +980,7 @@ int bench_run_one(struct bench *b, const struct bench_cfg *cfg,
 	set_current(NULL);
 	hm_migration_free(m); /* closes the connection: the dest exits */
 	m = NULL;
-	r->dest_status = reap(dpid, DEST_EXIT_WAIT_MS);
+	r->dest_status = reap_cpu(dpid, DEST_EXIT_WAIT_MS, &r->cpu_dst_s);
 	dpid = -1;
 	if (read(rpipe[0], &r->dst, sizeof(r->dst)) != sizeof(r->dst))
 		memset(&r->dst, 0, sizeof(r->dst));

@@ -71,6 +71,8 @@ struct axes {
 	size_t nunit;
 	uint64_t keep[2];	/* the migration with R11 (1) or not (0) */
 	size_t nkeep;
+	uint64_t tls[2];	/* plain (0) or TLS (1), R18 */
+	size_t ntls;
 	bool thp;		/* guest RAM on THP */
 	bool hugetlb;		/* guest RAM from the hugetlb pool */
 	unsigned modes;		/* 0 = not given */
@@ -113,6 +115,16 @@ struct group {
 	    .keep = { 0, 1 }, .nkeep = 2, .modes = MODES, \
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } }
 
+/* Plain and TLS side by side (R18): the same guest, no hints, so that
+ * every in-use page crosses; throughput and CPU per GiB of each end. */
+#define TLS_GROUP(RAM) \
+	{ "tls", "plain vs TLS: throughput and CPU of both ends (R18)", \
+	  { .ram = { RAM }, .nram = 1, \
+	    .free = { 0.25 }, .nfree = 1, \
+	    .dirty = { 0 }, .ndirty = 1, \
+	    .tls = { 0, 1 }, .ntls = 2, .modes = 1u << BENCH_NONE, \
+	    .pin = -1, .hot_frac = -1, .writers = -1, .churn = -1 } }
+
 /* quick: about a minute on a 2-core machine; the README runs it. */
 static const struct group quick_groups[] = {
 	{ "free", "free fraction, idle guest",
@@ -135,6 +147,7 @@ static const struct group quick_groups[] = {
 	    .modes = 1u << BENCH_FREE,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 	HUGE_TRACKING_GROUPS(M(512), 1u << BENCH_FREE),
+	TLS_GROUP(M(512)),
 };
 
 /* full: the published matrix (docs/benchmarks.md), ~20 minutes here. */
@@ -160,6 +173,7 @@ static const struct group full_groups[] = {
 	    .ntracker = 2,
 	    .pin = 1, .hot_frac = -1, .writers = -1, .churn = -1 } },
 	HUGE_TRACKING_GROUPS(G(1), 0),
+	TLS_GROUP(G(1)),
 	{ "streams", "one stream",
 	  { .ram = { G(1) }, .nram = 1,
 	    .free = { 0.75 }, .nfree = 1,
@@ -329,6 +343,52 @@ static int push_cfg(struct bench *b, const struct bench_cfg *c)
 	return 0;
 }
 
+static int add_tls(const char *s, void *op)
+{
+	struct axes *a = op;
+
+	if (a->ntls >= 2 || (strcmp(s, "off") && strcmp(s, "on")))
+		return -EINVAL;
+	a->tls[a->ntls++] = !strcmp(s, "on");
+	return 0;
+}
+
+/* TLS runs need the source's credentials: loaded here, or the TLS
+ * configurations are left out with the reason (the destination process
+ * loads its own from the same directory). */
+static void load_tls(struct bench *b)
+{
+	char err[600];
+	size_t k = 0;
+	bool want = false;
+
+	for (size_t i = 0; i < b->ncfgs; i++)
+		want |= b->cfgs[i].tls;
+	if (!want)
+		return;
+	b->tls = hm_tls_creds_load(b->o.tls_dir, false, err, sizeof(err));
+	if (b->tls) {
+		char srv[600];
+		struct hm_tls_creds *t = hm_tls_creds_load(b->o.tls_dir, true,
+							   srv, sizeof(srv));
+
+		if (t) {
+			hm_tls_creds_free(t);
+			return;
+		}
+		snprintf(err, sizeof(err), "%s", srv);
+		hm_tls_creds_free(b->tls);
+		b->tls = NULL;
+	}
+	fprintf(stderr, "hintmig-bench: TLS configurations left out: %s "
+		"(--tls-dir DIR with ca-cert.pem, server-*.pem and "
+		"client-*.pem)\n", err);
+	for (size_t i = 0; i < b->ncfgs; i++)
+		if (!b->cfgs[i].tls)
+			b->cfgs[k++] = b->cfgs[i];
+	b->ncfgs = k;
+}
+
 /* The cross product of a group's axes, each overridden by ov where given. */
 static int expand_group(struct bench *b, const char *name,
 			const struct axes *g, const struct axes *ov)
@@ -352,6 +412,7 @@ static int expand_group(struct bench *b, const char *name,
 	PICK(tracker, ntracker, trk_def);
 	PICK(unit, nunit, zero64);
 	PICK(keep, nkeep, zero64);
+	PICK(tls, ntls, zero64);
 #undef PICK
 	struct bench_cfg c;
 
@@ -375,7 +436,8 @@ static int expand_group(struct bench *b, const char *name,
 	for (size_t i5 = 0; i5 < nch; i5++)
 	for (size_t i6 = 0; i6 < ntracker; i6++)
 	for (size_t i7 = 0; i7 < nunit; i7++)
-	for (size_t i8 = 0; i8 < nkeep; i8++) {
+	for (size_t i8 = 0; i8 < nkeep; i8++)
+	for (size_t i9 = 0; i9 < ntls; i9++) {
 		int r;
 
 		c.ram = ram[i0];
@@ -387,6 +449,7 @@ static int expand_group(struct bench *b, const char *name,
 		c.tracker = tracker[i6];
 		c.track_unit = unit[i7];
 		c.keep_hot = keep[i8] != 0;
+		c.tls = tls[i9] != 0;
 		r = push_cfg(b, &c);
 		if (r < 0)
 			return r;
@@ -529,6 +592,7 @@ static void usage(FILE *f)
 "  --hot-frac F         hot set share of in-use pages (default 10%%)\n"
 "  --writers N          guest writer threads (default 1)\n"
 "  --churn RATE         guest alloc+free pairs per second\n"
+"  --tls off,on         plain and/or TLS connections (R18)\n"
 "Options:\n"
 "  --reps N             repetitions (default 3)\n"
 "  --transport tcp|unix loopback transport (default tcp)\n"
@@ -536,6 +600,9 @@ static void usage(FILE *f)
 "  --raw-bytes SIZE     bytes per raw-throughput measurement (default 1G)\n"
 "  --downtime-limit MS  (default 300)\n"
 "  --max-rounds N       then stop-and-copy is forced (default 30)\n"
+"  --tls-dir DIR        certificates of both ends for the TLS runs, libvirt's\n"
+"                       layout (default /etc/pki/qemu); none: TLS runs left out\n"
+"  --tls-name NAME      the name the server certificate carries (localhost)\n"
 "  --json FILE          every run and every aggregate\n"
 "  --plot FILE.svg      time and bytes per mode across free fractions\n"
 "  --group NAME         only this group of the preset (--list shows them)\n"
@@ -551,7 +618,8 @@ enum {
 	OPT_TRACKER, OPT_HINTS, OPT_PIN, OPT_NOPIN, OPT_HOT, OPT_WRITERS,
 	OPT_CHURN, OPT_REPS, OPT_TRANSPORT, OPT_WINDOW, OPT_RAW, OPT_DOWN,
 	OPT_ROUNDS, OPT_JSON, OPT_PLOT, OPT_LIST, OPT_NOPROG, OPT_VERBOSE,
-	OPT_PRESET, OPT_HELP, OPT_VERSION, OPT_GROUP,
+	OPT_PRESET, OPT_HELP, OPT_VERSION, OPT_GROUP, OPT_TLS, OPT_TLS_DIR,
+	OPT_TLS_NAME,
 };
 
 static void bench_logger(void *opaque, enum hm_log_level level,
@@ -606,6 +674,9 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "tls", required_argument, NULL, OPT_TLS },
+		{ "tls-dir", required_argument, NULL, OPT_TLS_DIR },
+		{ "tls-name", required_argument, NULL, OPT_TLS_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct bench b;
@@ -621,8 +692,9 @@ int main(int argc, char **argv)
 	int c, r;
 
 	/* the helper processes: this program re-executed */
-	if (argc == 4 && !strcmp(argv[1], "--internal-dest"))
-		return bench_child_dest(atoi(argv[2]), atoi(argv[3]));
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "--internal-dest"))
+		return bench_child_dest(atoi(argv[2]), atoi(argv[3]),
+					argc == 5 ? argv[4] : NULL);
 	if (argc == 4 && !strcmp(argv[1], "--internal-sink"))
 		return bench_child_sink(atoi(argv[2]), argv[3]);
 
@@ -707,6 +779,9 @@ int main(int argc, char **argv)
 				r = -EINVAL;
 			break;
 		case OPT_JSON: b.o.json_path = optarg; break;
+		case OPT_TLS: r = each_item(optarg, add_tls, &ov); break;
+		case OPT_TLS_DIR: b.o.tls_dir = optarg; break;
+		case OPT_TLS_NAME: b.o.tls_name = optarg; break;
 		case OPT_PLOT: b.o.plot_path = optarg; break;
 		case OPT_LIST: list = true; break;
 		case OPT_GROUP: only_group = optarg; break;
@@ -759,6 +834,8 @@ int main(int argc, char **argv)
 			only_group, pre->name);
 		return 2;
 	}
+	if (!list)
+		load_tls(&b);
 	for (size_t i = 0; i < b.ncfgs; i++)
 		for (unsigned k = 0; k < BENCH_NMODES; k++)
 			if (b.cfgs[i].modes & (1u << k))

@@ -1962,6 +1962,71 @@ static int intrude(const struct hm_scenario *s, struct hm_run_result *r,
 	return 0;
 }
 
+/* R18: test certificates (tls_certs.sh) under g_tmpdir; the good set's
+ * directory into dir. 0 or -1 (failure set). */
+static int make_certs(struct hm_run_result *r, char *dir, size_t len)
+{
+	char cmd[PATH_MAX * 2 + 64];
+
+	sfmt(dir, len, "%s/pki", g_tmpdir);
+	sfmt(cmd, sizeof(cmd), "'%s' '%s' >/dev/null 2>&1", HM_QEMU_TLS_CERTS,
+	     dir);
+	if (system(cmd) != 0) {
+		fail_set(r, "cannot make test certificates (%s; certtool from "
+			 "gnutls-bin)", HM_QEMU_TLS_CERTS);
+		return -1;
+	}
+	sfmt(dir, len, "%s/pki/good", g_tmpdir);
+	return 0;
+}
+
+/* R18 after a TLS migration: hintmig send and recv both say TLS carried
+ * the stream, and neither QEMU keeps the TLS settings hintmig gave its
+ * own migration (tls-creds empty again). */
+static int tls_checked(const struct hm_scenario *s, struct hm_run_result *r,
+		       struct hm_vm *src, struct hm_vm *dst)
+{
+	struct hm_vm *vms[2] = { src, dst };
+
+	if (strncmp(r->hm_tls_path, "TLS", 3)) {
+		fail_set(r, "hintmig send does not report TLS (\"%s\")",
+			 r->hm_tls_path);
+		return -1;
+	}
+	if (!file_has(g_recv_log, "TLS: TLS")) {
+		fail_set(r, "hintmig recv does not report TLS (log %s)",
+			 g_recv_log);
+		return -1;
+	}
+	if (!file_has(g_send_log, "its own stream in TLS too") ||
+	    !file_has(g_recv_log, "its own stream in TLS too")) {
+		fail_set(r, "QEMU's own stream was not set up in TLS on both "
+			 "ends (logs %s, %s)", g_send_log, g_recv_log);
+		return -1;
+	}
+	for (int i = 0; i < 2; i++) {
+		struct json_object *p;
+		const char *creds;
+
+		if (vm_gone(vms[i]))
+			continue;
+		p = hm_qmp_exec(vms[i]->qmp, "query-migrate-parameters", NULL,
+				tmo_ms(30));
+		creds = p ? hm_json_str(p, "tls-creds", "") : "?";
+		if (!p || creds[0]) {
+			fail_set(r, "%s QEMU keeps tls-creds \"%s\" after the "
+				 "migration (R18: taken back)", vms[i]->role,
+				 creds);
+			json_object_put(p);
+			return -1;
+		}
+		json_object_put(p);
+	}
+	note("%s: TLS on both streams: %s; both QEMUs' tls-creds empty again",
+	     s->name, r->hm_tls_path);
+	return 0;
+}
+
 /* A fresh 32-byte key in path, mode 0600. 0 or -1 (errno). */
 static int write_key(const char *path)
 {
@@ -2065,6 +2130,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	char addr[PATH_MAX + 8], json[PATH_MAX], extra[512], unsafe_env[128];
 	static char recv_env[128];	/* putenv keeps it */
 	char impostor[PATH_MAX], maddr[64], keyfile[PATH_MAX] = "";
+	char tlsdir[PATH_MAX] = "";
 	struct hm_mangle *mangler = NULL;
 	pid_t ipid = -1;
 	const char *rargs[16], *sargs[40];
@@ -2073,7 +2139,9 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	int n = 0, k = 0;
 	double end;
 
-	if (s->hm_tcp || s->hm_mangle) {
+	if (s->hm_tls && make_certs(r, tlsdir, sizeof(tlsdir)))
+		return -1;
+	if (s->hm_tcp || s->hm_mangle || s->hm_tls) {
 		int port = free_port_pair();
 
 		if (port < 0) {
@@ -2108,6 +2176,10 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	if (keyfile[0]) {
 		rargs[n++] = "--key-file";
 		rargs[n++] = keyfile;
+	}
+	if (tlsdir[0]) {
+		rargs[n++] = "--tls-dir";
+		rargs[n++] = tlsdir;
 	}
 	rargs[n] = NULL;
 	if (s->recv_unsafe)
@@ -2179,6 +2251,10 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	if (keyfile[0]) {
 		sargs[k++] = "--key-file";
 		sargs[k++] = keyfile;
+	}
+	if (tlsdir[0]) {
+		sargs[k++] = "--tls-dir";
+		sargs[k++] = tlsdir;
 	}
 	if (s->hm_hint_mib || s->hm_agent) {
 		sargs[k++] = "--agent";
@@ -2278,6 +2354,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	r->hm_skipped_empty = hm_json_int(ram, "skipped-empty", -1);
 	r->hm_rounds = hm_json_int(j, "rounds", -1);
 	r->hm_tracker_faults = hm_json_int(j, "tracker-faults", -1);
+	sfmt(r->hm_tls_path, sizeof(r->hm_tls_path), "%s",
+	     hm_json_str(j, "tls", ""));
 	r->hm_qemu_downtime_ms = hm_json_int(hm_json_obj(j, "qemu"),
 					     "downtime", -1);
 	r->hm_device_bytes = hm_json_int(hm_json_obj(j, "qemu"),
@@ -2297,6 +2375,8 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 			 r->hm_device_bytes, HM_QEMU_DEVICE_MAX);
 		return -1;
 	}
+	if (s->hm_tls && tls_checked(s, r, src, dst))
+		return -1;
 	r->migrated = 1;
 	return 0;
 }

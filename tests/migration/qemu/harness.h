@@ -132,6 +132,10 @@ struct hm_scenario {
 	 * a normal one */
 	int hm_intruders;
 	int hm_tcp;               /* hintmig over TCP loopback, not UNIX */
+	/* R18: both ends --tls with test certificates (tls_certs.sh), QEMU's
+	 * own stream in TLS too; implies hm_tcp. The run checks that both
+	 * said TLS ran and that QEMU holds no TLS settings afterwards. */
+	int hm_tls;
 	unsigned hm_min_rounds;   /* hintmig must have needed this many */
 	unsigned hm_min_empty_mib; /* ... and skipped this much as empty */
 };
@@ -193,6 +197,7 @@ struct hm_run_result {
 	 * per second in the second before it and during it (downtime
 	 * included; from the console, so to a report interval, 200 ms). */
 	double hm_send_cpu_ms, hm_recv_cpu_ms;
+	char hm_tls_path[200];    /* hintmig send's "tls" (R18), or "" */
 	double src_qemu_cpu_ms, dst_qemu_cpu_ms;
 	double guest_rounds_ps_before, guest_rounds_ps_during;
 	int soak_killed;          /* the soak's victim was killed */

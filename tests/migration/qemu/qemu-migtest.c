@@ -52,6 +52,7 @@ struct test {
 	int qemu_user;		/* QEMU as an unprivileged user (R15) */
 	int mangle;		/* hintmig's stream damaged (mangle.h) */
 	int intruders;		/* R17: intruders before the real sender */
+	int tls;		/* R18: --tls on both ends, QEMU's stream too */
 	unsigned seed;
 };
 
@@ -218,6 +219,13 @@ static const struct test tests[] = {
 	  "the key), each refused and counted, the destination's RAM file "
 	  "unchanged; then the real sender migrates: RAM identical, guest "
 	  "lives on", 1, .tcp = 1, .intruders = 1 },
+	{ "/hintmig/qemu/precopy/tcp/tls-agent", NORMAL, HM_BALLOON_NONE,
+	  "hintmig over TCP in TLS (R18, test CA: both certificates "
+	  "verified, the destination's name checked) with hintmig-agent's "
+	  "hints, QEMU's own device-state stream in TLS too: RAM files "
+	  "identical but hinted pages, guest lives on; neither QEMU keeps "
+	  "the TLS settings", 1, "--hint-timeout 20000 --hints auto",
+	  .tcp = 1, .tls = 1, .agent = HM_AGENT_ON },
 	{ "/hintmig/qemu/stream/flip", FAULT, HM_BALLOON_NONE,
 	  "one byte of hintmig's own RAM stream flipped on the way (seeded "
 	  "offset, 1-5 MiB in): the checksum catches it, the migration fails "
@@ -456,6 +464,7 @@ int main(int argc, char **argv)
 						  NULL, 0);
 	s.unsafe = t->unsafe;
 	s.hm_tcp = t->tcp;
+	s.hm_tls = t->tls;
 	s.hm_min_rounds = t->min_rounds;
 	s.hm_min_empty_mib = t->min_empty_mib;
 	s.hm_agent = t->agent;
