@@ -37,6 +37,8 @@
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 
+#include <hintmig/migrate.h>
+
 #include "cmd.h"
 #include "libvirt_dom.h"
 #include "parse.h"
@@ -276,6 +278,12 @@ int hm_lv_dom_read(const char *xml, unsigned long qemu_ver, FILE *report,
 	    "[namespace-uri()='" HM_LV_NS "']"
 	d->mig_listen = xp_str(x, "string(" MIG "/@listen)");
 	d->mig_key = xp_str(x, "string(" MIG "/@key)");
+	{
+		char *t = xp_str(x, "string(" MIG "/@tls)");
+
+		d->mig_tls = t && !strcmp(t, "1");
+		free(t);
+	}
 	d->mig_timeout_s = (unsigned)xp_num(x, "number(" MIG "/@timeout)");
 	d->mig_expires = (long long)xp_num(x, "number(" MIG "/@expires)");
 #undef MIG
@@ -293,6 +301,48 @@ void hm_lv_dom_fini(struct hm_lv_dom *d)
 		explicit_bzero(d->mig_key, strlen(d->mig_key));
 	free(d->mig_key);
 	memset(d, 0, sizeof(*d));
+}
+
+int hm_lv_conf_get(const char *path, const char *key, char *out,
+		   size_t len)
+{
+	char line[1024];
+	size_t kl = strlen(key);
+	FILE *f = fopen(path, "re");
+	int rc = -ENOENT;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t"), *v, *e;
+
+		if (strncmp(p, key, kl) || (p[kl] != ' ' && p[kl] != '\t' &&
+					    p[kl] != '='))
+			continue;
+		v = p + kl + strspn(p + kl, " \t");
+		if (*v != '=')
+			continue;
+		v++;
+		v += strspn(v, " \t");
+		if (*v == '"') {
+			e = strchr(++v, '"');
+			if (!e)
+				continue;
+		} else {
+			e = v + strcspn(v, " \t#\n");
+		}
+		*e = 0;
+		snprintf(out, len, "%s", v);
+		rc = 0;	/* the last one counts, as in libvirt */
+	}
+	if (f)
+		fclose(f);
+	return rc;
+}
+
+void hm_lv_tls_dir(const char *conf, char *out, size_t len)
+{
+	if (hm_lv_conf_get(conf, "migrate_tls_x509_cert_dir", out, len) &&
+	    hm_lv_conf_get(conf, "default_tls_x509_cert_dir", out, len))
+		snprintf(out, len, "%s", HM_TLS_DEFAULT_DIR);
 }
 
 int hm_lv_qmp_path(int id, char *out, size_t len)
@@ -565,9 +615,9 @@ pid_t hm_lv_qemu_pid(const char *name)
 static int run_recv(const char *qmp, const struct hm_lv_dom *d,
 		    const char *log)
 {
-	char tmo[32], qpid[16] = "", key_tmp[64] = "";
+	char tmo[32], qpid[16] = "", key_tmp[64] = "", tls_dir[512];
 	pid_t qp = hm_lv_qemu_pid(d->name);
-	const char *av[16] = { "hintmig", "recv", "--qemu", qmp, "--listen",
+	const char *av[20] = { "hintmig", "recv", "--qemu", qmp, "--listen",
 			       d->mig_listen, "--libvirt", "--accept-timeout",
 			       tmo, "--io-timeout", tmo };
 	int ac = 11, st, fd;
@@ -594,6 +644,13 @@ static int run_recv(const char *qmp, const struct hm_lv_dom *d,
 		close(kfd);
 		av[ac++] = "--key-file";
 		av[ac++] = key_tmp;
+	}
+	if (d->mig_tls) {
+		/* R18: libvirt's own migration TLS directory, as this
+		 * libvirtd's qemu.conf names it */
+		hm_lv_tls_dir(HM_LV_QEMU_CONF, tls_dir, sizeof(tls_dir));
+		av[ac++] = "--tls-dir";
+		av[ac++] = tls_dir;
 	}
 	av[ac] = NULL;
 

@@ -51,6 +51,7 @@
 #include "libvirt_dom.h"
 #include "migrate/auth.h"
 #include "migrate/qmp.h"
+#include "migrate/tls.h"
 #include "migrate/transport.h"
 #include "parse.h"
 
@@ -79,6 +80,9 @@ static void usage(FILE *f)
 "  --undefinesource        undefine it on the source\n"
 "  --bandwidth MIB         MiB/s, for hintmig's RAM and libvirt's stream\n"
 "  --migrateuri URI        QEMU's device-state stream (libvirt's default)\n"
+"  --tls                   every stream in TLS: libvirt's (VIR_MIGRATE_TLS)\n"
+"                          and hintmig's, both with libvirt's migration\n"
+"                          certificates (docs/libvirt.md \"TLS\")\n"
 "  --verbose               progress and hintmig's log\n"
 "hintmig's own:\n"
 "  --hintmig-uri tcp:HOST:PORT   where the source's hintmig connects\n"
@@ -86,6 +90,8 @@ static void usage(FILE *f)
 "                          --hintmig-ports taken at random)\n"
 "  --hintmig-ports LO-HI   hintmig's port range (49300-49399, outside\n"
 "                          libvirt's 49152-49215)\n"
+"  --tls-dir DIR           this host's certificates for --tls (default: as\n"
+"                          libvirt's qemu.conf says, else /etc/pki/qemu)\n"
 "  --hintmig-listen ADDR   where the destination listens (default:\n"
 "                          --hintmig-uri itself: its host, not every\n"
 "                          address)\n"
@@ -106,6 +112,8 @@ struct mig_opts {
 	unsigned port_lo, port_hi;	/* --hintmig-ports */
 	const char *hinted_map;
 	const char *migrateuri;
+	const char *tls_dir;		/* --tls-dir */
+	char tls_name[256];		/* the destination's name (R18) */
 	unsigned long flags;
 	unsigned long bandwidth;	/* MiB/s, 0 = libvirt's default */
 	unsigned timeout_s;
@@ -116,7 +124,7 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 {
 	enum { O_LIVE = 256, O_P2P, O_PERSIST, O_UNDEF, O_BW, O_MURI, O_VERB,
 	       O_HMURI, O_HMLISTEN, O_HMPORTS, O_HINTS, O_TMO, O_JSON, O_HMAP, O_VER,
-	       O_HELP };
+	       O_HELP, O_TLS, O_TLS_DIR };
 	static const struct option lo[] = {
 		{ "connect", required_argument, NULL, 'c' },
 		{ "live", no_argument, NULL, O_LIVE },
@@ -125,6 +133,8 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 		{ "undefinesource", no_argument, NULL, O_UNDEF },
 		{ "bandwidth", required_argument, NULL, O_BW },
 		{ "migrateuri", required_argument, NULL, O_MURI },
+		{ "tls", no_argument, NULL, O_TLS },
+		{ "tls-dir", required_argument, NULL, O_TLS_DIR },
 		{ "verbose", no_argument, NULL, O_VERB },
 		{ "hintmig-uri", required_argument, NULL, O_HMURI },
 		{ "hintmig-listen", required_argument, NULL, O_HMLISTEN },
@@ -152,6 +162,8 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 		case O_PERSIST: o->flags |= VIR_MIGRATE_PERSIST_DEST; break;
 		case O_UNDEF: o->flags |= VIR_MIGRATE_UNDEFINE_SOURCE; break;
 		case O_MURI: o->migrateuri = optarg; break;
+		case O_TLS: o->flags |= VIR_MIGRATE_TLS; break;
+		case O_TLS_DIR: o->tls_dir = optarg; break;
 		case O_VERB: o->verbose = true; break;
 		case O_HMURI: o->hm_uri = optarg; break;
 		case O_HMLISTEN: o->hm_listen = optarg; break;
@@ -257,7 +269,7 @@ static int default_hm_uri(const char *dest_uri, unsigned lo, unsigned hi,
  * metadata telling the destination's hook where to listen. NULL on error
  * (malloc'ed otherwise). */
 static char *dest_xml(virDomainPtr dom, const char *listen, unsigned tmo_s,
-		      const char *key_hex)
+		      const char *key_hex, bool tls)
 {
 	char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_MIGRATABLE |
 					VIR_DOMAIN_XML_SECURE);
@@ -310,6 +322,9 @@ static char *dest_xml(virDomainPtr dom, const char *listen, unsigned tmo_s,
 	if (key_hex && *key_hex)
 		xmlNewProp(n, (const xmlChar *)"key",
 			   (const xmlChar *)key_hex);
+	/* R18: the receiver takes TLS with its host's libvirt certificates */
+	if (tls)
+		xmlNewProp(n, (const xmlChar *)"tls", (const xmlChar *)"1");
 	xmlDocDumpMemory(doc, &out, &len);
 	if (out)
 		ret = strdup((const char *)out);
@@ -415,6 +430,12 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 		av[ac++] = "--key-file";
 		av[ac++] = key_file;
 	}
+	if (o->flags & VIR_MIGRATE_TLS) {
+		av[ac++] = "--tls-dir";
+		av[ac++] = o->tls_dir;
+		av[ac++] = "--tls-name";
+		av[ac++] = o->tls_name;
+	}
 	/* as virsh migrate: quiet, or --verbose's progress line */
 	if (o->verbose) {
 		av[ac++] = "--verbose";
@@ -433,17 +454,55 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
  * the hook fails, libvirt stops the destination). Tried every 500 ms
  * until libvirt's migration ends (the receiver may not listen yet);
  * harmless when nothing listens. */
-static void poke_receiver(const char *to, const struct hm_auth_key *key)
+static void poke_receiver(const char *to, const struct hm_auth_key *key,
+			  const struct hm_tls_creds *tls, const char *name)
 {
 	int fd = hm_transport_connect(to, 1000);
-	char why[160];
+	struct hm_tls *t = NULL;
+	char why[400];
 
-	/* R17: the receiver drops an unauthenticated connection and waits
-	 * on; one that proved the key and closes before HELLO ends it */
+	/* R17/R18: the receiver drops a connection that is not in TLS or
+	 * does not prove the key, and waits on; one that does both and
+	 * closes before HELLO ends it */
+	if (fd >= 0 && tls &&
+	    hm_tls_start(&t, fd, tls, name, hm_auth_now_ms() + 1000, why,
+			 sizeof(why)) < 0) {
+		close(fd);
+		return;
+	}
 	if (fd >= 0 && key->len)
-		(void)hm_auth_connect(fd, NULL, key, 1000, why, sizeof(why));
+		(void)hm_auth_connect(fd, t, key, 1000, why, sizeof(why));
+	hm_tls_free(t);
 	if (fd >= 0)
 		close(fd);
+}
+
+/* The host libvirt's migration TLS is checked against: DEST_URI's host
+ * (as libvirt takes it), "localhost" when the URI names none. */
+static void tls_name_of(const char *dest_uri, char *out, size_t len)
+{
+	xmlURIPtr u = xmlParseURI(dest_uri);
+	const char *h = u && u->server && u->server[0] ? u->server
+						       : "localhost";
+	size_t hl = strlen(h);
+
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
+		snprintf(out, len, "%.*s", (int)(hl - 2), h + 1);
+	else
+		snprintf(out, len, "%s", h);
+	if (u)
+		xmlFreeURI(u);
+}
+
+/* A host whose libvirt forces TLS on migrations refuses ours without it:
+ * say so before anything starts (this host), or name it when libvirt's
+ * error says so (either host). */
+static bool tls_forced_here(void)
+{
+	char v[32];
+
+	return hm_lv_conf_get(HM_LV_QEMU_CONF, "migrate_tls_force", v,
+			      sizeof(v)) == 0 && strcmp(v, "0");
 }
 
 static int sender_status(int st)
@@ -540,12 +599,37 @@ int hm_cmd_migrate(int argc, char **argv)
 	pid_t sender = -1;
 	int rc = EXIT_SETUP, sst = 0, r;
 	uint64_t t0, last_poke = 0;
+	struct hm_tls_creds *tls = NULL;
+	char tls_dir[512], err[600];
 	unsigned long qemu_ver = 0;
 	pid_t qemu_pid;
 
 	r = parse(argc, argv, &o);
 	if (r)
 		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	if (!(o.flags & VIR_MIGRATE_TLS) && tls_forced_here()) {
+		fprintf(stderr, "hintmig migrate: libvirt on this host forces "
+			"TLS on migrations (migrate_tls_force in "
+			HM_LV_QEMU_CONF "): say --tls. Nothing done.\n");
+		return EXIT_USAGE;
+	}
+	if (o.flags & VIR_MIGRATE_TLS) {
+		/* R18: this host's libvirt migration certificates, loaded
+		 * now so that a missing one stops us before anything runs */
+		if (!o.tls_dir) {
+			hm_lv_tls_dir(HM_LV_QEMU_CONF, tls_dir,
+				      sizeof(tls_dir));
+			o.tls_dir = tls_dir;
+		}
+		tls = hm_tls_creds_load(o.tls_dir, false, err, sizeof(err));
+		if (!tls) {
+			fprintf(stderr, "hintmig migrate: --tls: %s "
+				"(docs/libvirt.md \"TLS\"). Nothing done.\n",
+				err);
+			return EXIT_SETUP;
+		}
+		tls_name_of(o.dest_uri, o.tls_name, sizeof(o.tls_name));
+	}
 	conn = virConnectOpen(o.src_uri);
 	if (!conn) {
 		fprintf(stderr, "hintmig migrate: cannot connect to %s: %s\n",
@@ -645,7 +729,8 @@ int hm_cmd_migrate(int argc, char **argv)
 		}
 		close(kfd);
 	}
-	dxml = dest_xml(dom, listen, o.timeout_s, key_hex);
+	dxml = dest_xml(dom, listen, o.timeout_s, key_hex,
+			(o.flags & VIR_MIGRATE_TLS) != 0);
 	if (!dxml) {
 		fprintf(stderr, "hintmig migrate: cannot build the destination "
 			"XML: %s\n", virGetLastErrorMessage());
@@ -721,7 +806,7 @@ int hm_cmd_migrate(int argc, char **argv)
 		/* the sender has ended, and failed */
 		if (!sender && sender_status(sst) && !atomic_load(&lm.done) &&
 		    now_ms() - last_poke >= 500) {
-			poke_receiver(to, &key);
+			poke_receiver(to, &key, tls, o.tls_name);
 			last_poke = now_ms();
 		}
 		if (atomic_load(&lm.done)) {
@@ -743,6 +828,11 @@ int hm_cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "hintmig migrate: migration of %s failed: %s; "
 			"%s\n", o.dom, lm.rc < 0 ? lm.err : "hintmig send failed",
 			where_now(dom, o.dest_uri));
+		if (lm.rc < 0 && strstr(lm.err, "VIR_MIGRATE_TLS") &&
+		    !(o.flags & VIR_MIGRATE_TLS))
+			fprintf(stderr, "hintmig migrate: libvirt on one of the "
+				"hosts forces TLS on migrations "
+				"(migrate_tls_force): say --tls\n");
 		rc = EXIT_FAILED;
 		if (lm.ddom)
 			virDomainFree(lm.ddom);
@@ -776,6 +866,7 @@ out:
 		unlink(key_tmp);
 	explicit_bzero(&key, sizeof(key));
 	explicit_bzero(key_hex, sizeof(key_hex));
+	hm_tls_creds_free(tls);
 	hm_lv_dom_fini(&d);
 	free(report);
 	free(xml);

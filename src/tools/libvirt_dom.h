@@ -6,6 +6,7 @@
 #define HM_TOOLS_LIBVIRT_DOM_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -33,6 +34,7 @@ struct hm_lv_dom {
 	/* hintmig migrate's metadata (destination XML), NULL/0 when absent */
 	char *mig_listen;
 	char *mig_key;		/* hex: the migration's key (R17) */
+	bool mig_tls;		/* the source sends in TLS (R18) */
 	unsigned mig_timeout_s;
 	long long mig_expires;	/* epoch seconds */
 };
@@ -44,6 +46,19 @@ struct hm_lv_dom {
 int hm_lv_dom_read(const char *xml, unsigned long qemu_ver, FILE *report,
 		   struct hm_lv_dom *d);
 void hm_lv_dom_fini(struct hm_lv_dom *d);
+
+/* libvirt's QEMU driver configuration (/etc/libvirt/qemu.conf as this
+ * mount namespace sees it) */
+#define HM_LV_QEMU_CONF "/etc/libvirt/qemu.conf"
+/* The value of a "key = value" setting of a libvirt configuration file
+ * (quotes removed; comments and other lines skipped) into out. 0, or
+ * -ENOENT (no such setting, or no file). */
+int hm_lv_conf_get(const char *path, const char *key, char *out,
+		   size_t len);
+/* The x509 directory of libvirt's migration TLS, as libvirt takes it:
+ * migrate_tls_x509_cert_dir, else default_tls_x509_cert_dir, else
+ * /etc/pki/qemu. */
+void hm_lv_tls_dir(const char *conf, char *out, size_t len);
 
 /* Path of hintmig's QMP socket for the running domain with this id, as
  * seen from this mount namespace. 0, -ENOENT, -EEXIST (several). */

@@ -10,6 +10,7 @@
 #
 #   lv_start DIR NAME UUID    start one; sets LV_URI_<NAME>
 #   lv_stop_all               stop every one started, kill their QEMUs
+# LV_QEMU_CONF_EXTRA: lines appended to each one's qemu.conf.
 # LV_LOG_LEVEL=1 LV_LOG_FILTERS="1:qemu 3:*" log the QEMU driver's
 # monitor traffic (libvirtd.log of each).
 #
@@ -64,6 +65,7 @@ lv_start() { # DIR NAME UUID
 		remember_owner = 0
 		EOF
 	fi
+	[ -n "${LV_QEMU_CONF_EXTRA:-}" ] && printf '%s\n' "$LV_QEMU_CONF_EXTRA" >> "$base/etc/qemu.conf"
 	# libvirt resolves its default QEMU user before it reads qemu.conf
 	getent passwd libvirt-qemu >/dev/null ||
 		useradd -r -M -s /usr/sbin/nologin libvirt-qemu ||

@@ -61,6 +61,8 @@ tmp=$LV_TMP guest=$LV_GUEST
 echo "guest: $guest"
 trace=${HM_LIBVIRT_TRACE:-0}
 dom=hm-virsh
+# libvirt's monitor traffic logged (what it gives QEMU for TLS, R18)
+export LV_LOG_LEVEL=1 LV_LOG_FILTERS="1:qemu_monitor 3:*"
 if [ "$trace" = 1 ]; then
 	export LV_LOG_LEVEL=1 LV_LOG_FILTERS="1:qemu 3:*"
 	for n in A B; do # a hook that logs its calls
@@ -107,8 +109,24 @@ timeline() { # the QMP traffic of libvirtd NAME about migration, with times
 		grep -E 'migrate|HandleStop|changed state|"cont"' | grep -v '"query-migrate' |
 		cut -d' ' -f2- | sed "s/^/  trace $1: /"
 }
+# R18: libvirt's migration TLS certificates on each "host", in its own
+# /var/lib/libvirt (QEMU's user reads them), named in its qemu.conf
+if [ "$have_migrate" = 1 ]; then
+	"$here/../engine/tls_certs.sh" "$tmp/pki" || lv_die "cannot make test certificates (certtool)"
+	for n in A B; do
+		mkdir -p "$tmp/$n/lib"
+		cp -r "$tmp/pki/good" "$tmp/$n/lib/hm-pki"
+	done
+	export LV_QEMU_CONF_EXTRA='migrate_tls_x509_cert_dir = "/var/lib/libvirt/hm-pki"'
+fi
 lv_start "$tmp" A 6a1d0a00-0000-4000-8000-00000000000a
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b
+if [ "$have_migrate" = 1 ]; then
+	for n in A B; do
+		chgrp -R "$(id -gn libvirt-qemu)" "$tmp/$n/lib/hm-pki" &&
+			chmod -R g+rX "$tmp/$n/lib/hm-pki" || lv_die "cannot give the certificates to libvirt-qemu"
+	done
+fi
 
 serial=$tmp/serial.log serial_dir=$tmp
 LV_SERIAL=$serial
@@ -229,14 +247,15 @@ migrate "$LV_URI_B" "$LV_URI_A" "B to A"
 # hintmig migrate, checked page by page at the destination's started hook
 # (a page may differ only if hintmig send's hinted map has it: exactly
 # the pages left out because hinted)
-hm_migrate() { # FROM TO NAME HINTS(auto|none)
+hm_migrate() { # FROM TO NAME HINTS(auto|none) [OPTIONS...]
 	local from=$1 to=$2 name=$3 hints=$4 r0 rc furi turi
+	shift 4
 	eval "furi=\$LV_URI_$from turi=\$LV_URI_$to"
 	r0=$(lv_last_round)
 	rm -f "$tmp/hinted.map"
 	echo "--hinted-map $tmp/hinted.map" > "$tmp/compare"
 	: > "$tmp/compare.log"
-	lv_hintmig_migrate "$from" "$to" --verbose --hints "$hints" \
+	lv_hintmig_migrate "$from" "$to" --verbose --hints "$hints" "$@" \
 		--json "$tmp/hm.json" --hinted-map "$tmp/hinted.map" "$dom" > "$tmp/hm.log" 2>&1
 	rc=$?
 	rm -f "$tmp/compare"
@@ -273,6 +292,45 @@ if [ "$have_migrate" = 1 ]; then
 	[ "${inmap:-0}" -gt 0 ] || fail "hintmig A to B: the hinted map is empty: the compare proved nothing about hints"
 	hm_migrate B A "hintmig B to A (no hints)" none
 	[ "${LV_STOCK:-0}" = 1 ] && granted_nothing A "after hintmig B to A (destination)"
+
+	# R18: every stream in TLS: hintmig's (both certificates checked,
+	# the destination's name), and libvirt's own (VIR_MIGRATE_TLS: QEMU's
+	# tls-creds from the same directory)
+	hm_migrate A B "hintmig --tls A to B" auto --tls
+	grep -q '"tls": "TLS1' "$tmp/hm.json" || fail "hintmig --tls A to B: hintmig send does not report TLS"
+	grep -q "^TLS: TLS1" "$tmp/B/log/qemu/$dom-hintmig.log" || fail "hintmig --tls A to B: the receiver does not report TLS"
+	# libvirt's QMP traffic (qemu_monitor at debug): both QEMUs were
+	# given libvirt's TLS credentials for their own stream
+	for n in A B; do
+		grep -q '"tls-creds":"objlibvirt_migrate_tls' "$tmp/$n/log/libvirtd.log" ||
+			fail "hintmig --tls A to B: libvirt $n set no TLS credentials on its QEMU's migration"
+	done
+	echo "hintmig --tls A to B: $(sed -n 's/.*"tls": "\([^"]*\)".*/\1/p' "$tmp/hm.json")"
+	hm_migrate B A "hintmig --tls B to A" auto --tls
+	[ "${LV_STOCK:-0}" = 1 ] && granted_nothing A "after hintmig --tls B to A (destination)"
+	# a host whose libvirt forces TLS: hintmig migrate without --tls is
+	# refused before anything starts, with that reason
+	cp "$tmp/A/etc/qemu.conf" "$tmp/qemu.conf.A"
+	echo "migrate_tls_force = 1" >> "$tmp/A/etc/qemu.conf"
+	out=$(lv_hintmig_migrate A B "$dom" 2>&1); rc=$?
+	cp "$tmp/qemu.conf.A" "$tmp/A/etc/qemu.conf"
+	[ $rc = 2 ] && grep -q "forces TLS" <<<"$out" || fail "TLS forced: hintmig migrate without --tls: exit $rc ($out)"
+	[ "$(state "$LV_URI_A")" = running ] || fail "TLS forced: the domain is $(state "$LV_URI_A")"
+	echo "TLS forced: refused: $out"
+	# a destination whose certificates another CA signed (consistent in
+	# themselves: its QEMU and libvirt accept them) gets nothing: the
+	# source's hintmig refuses it before a page moves
+	cp -r "$tmp/B/lib/hm-pki" "$tmp/pki.B"
+	cp "$tmp/pki/rogue/"*.pem "$tmp/B/lib/hm-pki/"
+	chgrp -R "$(id -gn libvirt-qemu)" "$tmp/B/lib/hm-pki"
+	out=$(lv_hintmig_migrate A B --tls "$dom" 2>&1); rc=$?
+	rm -rf "$tmp/B/lib/hm-pki"; mv "$tmp/pki.B" "$tmp/B/lib/hm-pki"
+	grep -v '^\[' <<<"$out" | tail -3 | sed 's/^/  rogue destination: /'
+	[ $rc = 3 ] || fail "rogue destination certificate: hintmig migrate --tls exit $rc, want 3"
+	grep -q "issuer is unknown" <<<"$out" || fail "rogue destination certificate: hintmig did not name it ($out)"
+	wait_running "$LV_URI_A" || fail "rogue destination certificate: the source domain is $(state "$LV_URI_A")"
+	[ -z "$(state "$LV_URI_B")" ] || fail "rogue destination certificate: a domain was left on B"
+	lv_wait_rounds 3 || fail "rogue destination certificate: the source guest made no progress"
 
 	# Fault: the sender dies the moment it has stopped the vCPUs; the
 	# receiver sees the connection end, the hook fails, libvirt fails the
