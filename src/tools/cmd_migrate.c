@@ -224,9 +224,10 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 
 /* --hintmig-uri's default: the destination's host from DEST_URI (this
  * host when it names none, as qemu:///system does), a port of [lo, hi]
- * taken at random (two migrations to one host rarely meet; one that does
- * fails in the destination's hook, "address in use", with the source
- * running on). */
+ * taken at random among those where nothing answers on the destination
+ * (a connection refused: probed from here, up to 16 tries; a port taken
+ * between the probe and the receiver's bind fails the destination's hook,
+ * "address in use", with the source running on). */
 static int default_hm_uri(const char *dest_uri, unsigned lo, unsigned hi,
 			  char *out, size_t len)
 {
@@ -236,8 +237,8 @@ static int default_hm_uri(const char *dest_uri, unsigned lo, unsigned hi,
 	char plain[256], num[INET6_ADDRSTRLEN];
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
 	size_t hl = strlen(host);
-	unsigned r = 0, port;
-	int n;
+	unsigned r = 0, port = lo;
+	int n = -1;
 
 	/* libxml2 keeps an IPv6 literal's brackets */
 	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
@@ -253,13 +254,23 @@ static int default_hm_uri(const char *dest_uri, unsigned lo, unsigned hi,
 		snprintf(plain, sizeof(plain), "%s", num);
 	if (ai)
 		freeaddrinfo(ai);
-	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-		r = (unsigned)getpid();
-	port = lo + r % (hi - lo + 1);
-	if (strchr(plain, ':'))
-		n = snprintf(out, len, "tcp:[%s]:%u", plain, port);
-	else
-		n = snprintf(out, len, "tcp:%s:%u", plain, port);
+	for (int tries = 0; tries < 16; tries++) {
+		int fd;
+
+		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			r = (unsigned)getpid() + (unsigned)tries;
+		port = lo + r % (hi - lo + 1);
+		if (strchr(plain, ':'))
+			n = snprintf(out, len, "tcp:[%s]:%u", plain, port);
+		else
+			n = snprintf(out, len, "tcp:%s:%u", plain, port);
+		if (n <= 0 || (size_t)n >= len)
+			break;
+		fd = hm_transport_connect(out, 300);
+		if (fd < 0)
+			break;	/* refused (free), or no answer: take it */
+		close(fd);	/* something listens there: another one */
+	}
 	if (u)
 		xmlFreeURI(u);
 	return n > 0 && (size_t)n < len ? 0 : -EINVAL;

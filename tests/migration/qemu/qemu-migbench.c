@@ -36,6 +36,7 @@ struct mode {
 	unsigned hint_mib;	/* the stand-in agent's hint region */
 	enum hm_agent_mode agent; /* hintmig-agent's hints */
 	const char *tracker;	/* hintmig send --tracker, NULL: auto */
+	int tcp, tls;		/* hintmig over TCP (with a key); in TLS */
 	struct hm_run_result runs[MAX_REPS];
 	int ok[MAX_REPS];
 	int n;
@@ -140,6 +141,23 @@ static long long f_cpu_gib(const struct hm_run_result *r)
 			   (double)x);
 }
 
+/* hintmig's own CPU (send and recv) per GiB on the wire: what TLS adds */
+static long long f_hm_cpu_gib(const struct hm_run_result *r)
+{
+	long long h = f_hm_cpu(r), x = f_xfer_all(r);
+
+	return h >= 0 && x > 0 ? (long long)((double)h * (1 << 30) / (double)x)
+			       : -1;
+}
+/* bytes on the wire over the whole migration time */
+static long long f_mibps(const struct hm_run_result *r)
+{
+	long long t = f_total(r), x = f_xfer_all(r);
+
+	return t > 0 && x > 0 ? (long long)((double)x * 1000 / (1 << 20) /
+					    (double)t) : -1;
+}
+
 static const struct field {
 	const char *name, *unit;
 	long long (*get)(const struct hm_run_result *);
@@ -160,6 +178,8 @@ static const struct field {
 	{ "hintmig CPU", "ms", f_hm_cpu, 1 },
 	{ "QEMU CPU (no vCPU)", "ms", f_qemu_cpu, 1 },
 	{ "CPU per GiB sent", "ms", f_cpu_gib, 1 },
+	{ "hintmig CPU per GiB", "ms", f_hm_cpu_gib, 1 },
+	{ "throughput", "MiB/s", f_mibps, 1 },
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -177,7 +197,9 @@ static void usage(const char *argv0)
 		"         stand-in agent hints a 128 MiB region it never reads\n"
 		"         again), hm-reporting (hintmig, virtio-balloon\n"
 		"         free-page-reporting=on: reported pages are holes),\n"
-		"         hm-agent (hintmig, hints from hintmig-agent in the guest)\n",
+		"         hm-agent (hintmig, hints from hintmig-agent in the guest),\n"
+		"         hm-tcp, hm-tls, hm-agent-tcp, hm-agent-tls (hintmig over\n"
+		"         TCP with a key, and also in TLS: both streams, R18)\n",
 		argv0, argv0);
 	exit(2);
 }
@@ -374,6 +396,24 @@ int main(int argc, char **argv)
 				m->name = "hm-agent";
 				m->hintmig = 1;
 				m->agent = HM_AGENT_ON;
+			} else if (!strcmp(t, "hm-tcp")) {
+				m->name = "hm-tcp";
+				m->hintmig = 1;
+				m->tcp = 1;
+			} else if (!strcmp(t, "hm-tls")) {
+				m->name = "hm-tls";
+				m->hintmig = 1;
+				m->tcp = m->tls = 1;
+			} else if (!strcmp(t, "hm-agent-tcp")) {
+				m->name = "hm-agent-tcp";
+				m->hintmig = 1;
+				m->agent = HM_AGENT_ON;
+				m->tcp = 1;
+			} else if (!strcmp(t, "hm-agent-tls")) {
+				m->name = "hm-agent-tls";
+				m->hintmig = 1;
+				m->agent = HM_AGENT_ON;
+				m->tcp = m->tls = 1;
 			} else if (!strcmp(t, "hm-reporting")) {
 				m->name = "hm-reporting";
 				m->hintmig = 1;
@@ -410,6 +450,8 @@ int main(int argc, char **argv)
 			s.hintmig = m->hintmig;
 			s.hm_hint_mib = m->hint_mib;
 			s.hm_agent = m->agent;
+			s.hm_tcp = m->tcp;
+			s.hm_tls = m->tls;
 			/* the same link for everyone: QEMU's max-bandwidth
 			 * for hintmig too */
 			snprintf(hmargs, sizeof(hmargs), "--max-bandwidth %"
