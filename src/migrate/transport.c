@@ -418,14 +418,32 @@ const struct hm_transport_ops *hm_transport_lookup(const char *addr,
 	return NULL;
 }
 
+/* TCP_NODELAY on a TCP socket: the handshakes before HELLO (TLS, the
+ * key's proof) are small messages each waited for; with Nagle and delayed
+ * ACKs every round trip would wait some 40 ms. */
+static void no_delay(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int one = 1;
+
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				 sizeof(one));
+}
+
 int hm_transport_connect(const char *addr, uint64_t timeout_ms)
 {
 	const char *rest;
 	const struct hm_transport_ops *ops = hm_transport_lookup(addr, &rest);
+	int fd;
 
 	if (!ops)
 		return -EINVAL;
-	return ops->connect(rest, timeout_ms);
+	fd = ops->connect(rest, timeout_ms);
+	no_delay(fd);
+	return fd;
 }
 
 int hm_transport_listen(const char *addr, int backlog)
@@ -460,8 +478,10 @@ int hm_transport_accept(int listen_fd, uint64_t timeout_ms)
 		if (p.revents & POLLNVAL)
 			return -EBADF;
 		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd >= 0)
+		if (fd >= 0) {
+			no_delay(fd);
 			return fd;
+		}
 		/* a connection that vanished between poll and accept, or a
 		 * non-blocking listener: wait again */
 		if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
