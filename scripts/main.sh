@@ -37,6 +37,9 @@ echo "   plain virsh migrate, each hintmig migration compared page by page at th
 echo "   cut-over (docs/libvirt.md)"
 meson test -C build virsh-migrate --print-errorlogs -v
 
-echo "== hintmig-bench --preset quick"
+echo "== hintmig-bench --preset quick (its tls group: plain vs TLS side by side,"
+echo "   with test certificates made here)"
+rm -rf build/bench-pki
+tests/migration/engine/tls_certs.sh build/bench-pki
 build/hintmig-bench --preset quick --json build/bench-quick.json \
-  --plot build/bench-quick.svg
+  --plot build/bench-quick.svg --tls-dir build/bench-pki/good

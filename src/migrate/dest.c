@@ -120,6 +120,8 @@ struct hm_dest {
 	struct hm_log log;
 	struct hm_dest_params p;
 	bool ran;
+	uint64_t hugetlb;		/* the RAM file's huge page size on
+					 * hugetlbfs, else 0 */
 	struct hm_wire_geometry geo;
 	bool have_geo;
 	uint64_t session_id;
@@ -361,6 +363,15 @@ static int abort_received(struct dchan *c, const struct hm_wire_msg *m)
  * turns a mistake into SIGBUS instead of a hang). uffd_close() ends it
  * when the receive threads are done; missing pages then read as zero. */
 
+/* p + a rounded up to a multiple of a (a power of two), past p: the
+ * start of RAM behind its leading guard. */
+static unsigned char *align_up(unsigned char *p, size_t a)
+{
+	uintptr_t at = (uintptr_t)p + a;
+
+	return (unsigned char *)((at + a - 1) & ~(uintptr_t)(a - 1));
+}
+
 /* Fresh anonymous memory, or a memfd / tmpfs file (shmem: UFFDIO_COPY
  * fills a new page cache page there too); whole system pages per
  * protocol page. Not hugetlbfs (UFFDIO_COPY would want whole huge pages)
@@ -474,7 +485,33 @@ static int ram_alloc(struct hm_dest *d)
 	d->ram_len = d->geo.npages * d->ps;
 	d->zero_release = sys > 0 && d->ps % (uint64_t)sys == 0;
 	d->guard = d->ps > (uint64_t)sys ? d->ps : (size_t)sys;
-	d->map_len = d->ram_len + 2 * d->guard;
+	{
+		struct statfs sf;
+
+		/* hugetlbfs (a VMM's huge page RAM): mapped at a huge page
+		 * boundary; pages are written into place (UFFDIO_COPY
+		 * would want whole huge pages), zero pages are written
+		 * where not zero already (a hole punched in part of a huge
+		 * page is only zeroed by newer kernels) */
+		if (fd >= 0 && fstatfs(fd, &sf) == 0 &&
+		    sf.f_type == HUGETLBFS_MAGIC && sf.f_bsize > sys) {
+			d->hugetlb = (uint64_t)sf.f_bsize;
+			if (d->ram_len % d->hugetlb) {
+				hm_logf(&d->log, HM_LOG_ERROR, "RAM of %zu "
+					"bytes is not whole %" PRIu64 "-byte "
+					"huge pages of its file", d->ram_len,
+					d->hugetlb);
+				return -EINVAL;
+			}
+			d->zero_release = false;
+			d->guard = d->hugetlb;
+			hm_logf(&d->log, HM_LOG_INFO, "RAM on hugetlbfs "
+				"(%" PRIu64 " KiB pages): written into place",
+				d->hugetlb >> 10);
+		}
+	}
+	/* (hugetlbfs: one more guard, room to align RAM) */
+	d->map_len = d->ram_len + (d->hugetlb ? 3 : 2) * d->guard;
 #ifdef MADV_HUGEPAGE
 	if (fd < 0 && d->zero_release && HUGE_SIZE % d->ps == 0) {
 		d->region_pages = HUGE_SIZE / d->ps;
@@ -512,7 +549,7 @@ static int ram_alloc(struct hm_dest *d)
 			r = -errno;
 			goto fail;
 		}
-		ram = mmap(d->map + d->guard, d->ram_len,
+		ram = mmap(align_up(d->map, d->guard), d->ram_len,
 			   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
 			   0);
 	} else if (fd >= 0) {
@@ -522,7 +559,7 @@ static int ram_alloc(struct hm_dest *d)
 			r = -errno;
 			goto fail;
 		}
-		ram = mmap(d->map + d->guard, d->ram_len,
+		ram = mmap(align_up(d->map, d->guard), d->ram_len,
 			   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
 			   0);
 	} else {
@@ -789,6 +826,7 @@ static int apply_zero_run(struct dchan *c, const struct hm_wire_msg *m)
 {
 	struct hm_dest *d = c->d;
 	uint64_t first = m->u.zero_run.first, n = m->u.zero_run.count;
+	bool resident = true;
 
 	if (first >= d->geo.npages || n > d->geo.npages - first)
 		return msg_fail(c, -EPROTO, "ZERO_RUN outside RAM");
@@ -803,8 +841,22 @@ static int apply_zero_run(struct dchan *c, const struct hm_wire_msg *m)
 	if (d->zero_release && n * d->ps >= ZERO_RELEASE_MIN &&
 	    !range_has_huge(d, first, n) && zero_release(d, first, n) == 0)
 		goto done;
-	for (uint64_t pg = first; pg < first + n; pg++) {
+	for (uint64_t pg = first, hp = UINT64_MAX; pg < first + n; pg++) {
 		unsigned char *dst = page_addr(d, pg);
+
+		/* hugetlbfs: a huge page not in our page tables was never
+		 * written (the file started as holes, the VMM waits): it
+		 * reads as zero, and reading it would allocate it */
+		if (d->hugetlb && pg * d->ps / d->hugetlb != hp) {
+			unsigned char v = 1;
+
+			hp = pg * d->ps / d->hugetlb;
+			resident = mincore(d->ram + hp * d->hugetlb,
+					   (size_t)sysconf(_SC_PAGESIZE),
+					   &v) < 0 || (v & 1);
+		}
+		if (d->hugetlb && !resident)
+			continue;
 
 		/* reading a never-written anonymous page maps the shared
 		 * zero page: only pages that hold data get written */

@@ -61,6 +61,7 @@ struct hm_qemu {
 	size_t nblocks;
 	bool caps_on;		/* we turned capabilities on */
 	bool tls_on;		/* we added hm-tls and set tls-creds */
+	uint64_t huge_page;	/* RAM on hugetlbfs: its page size, else 0 */
 	char tls_dir[512];	/* hm_qemu_opts.tls_dir, "" none */
 	char tls_hostname[256];
 	bool unsafe_continue_early, continued;
@@ -892,10 +893,14 @@ static int find_ram(struct hm_qemu *q)
 	ret = ramblock_info(q, q->memdev, &used, &psize);
 	if (ret < 0)
 		return ret;
-	if (psize != 4096)
+	/* 4 KiB pages, or huge pages of hugetlbfs (2 MiB, 1 GiB): hintmig's
+	 * pages stay 4 KiB (hints and the wire), the tracker follows the
+	 * kernel's whole huge pages (R12, docs/design.md "Huge pages") */
+	if (psize != 4096 && psize != (2u << 20) && psize != (1u << 30))
 		return qfail(q, -ENOTSUP, "memory backend '%s' has %" PRIu64
-			     "-byte pages: only 4 KiB pages are supported yet "
-			     "(hugetlbfs backends are not)", q->memdev, psize);
+			     "-byte pages: 4 KiB, 2 MiB and 1 GiB pages are "
+			     "supported", q->memdev, psize);
+	q->huge_page = psize > 4096 ? psize : 0;
 	qsort(pcs, (size_t)n, sizeof(pcs[0]), cmp_piece);
 	for (int i = 0; i < n; i++) {
 		if (pcs[i].off != at || pcs[i].gpa % 4096 ||
@@ -1047,6 +1052,11 @@ void hm_qemu_detach(struct hm_qemu *q)
 	if (q->pidfd >= 0)
 		close(q->pidfd);
 	free(q);
+}
+
+uint64_t hm_qemu_huge_page(const struct hm_qemu *q)
+{
+	return q ? q->huge_page : 0;
 }
 
 const struct hm_ram_block *hm_qemu_blocks(const struct hm_qemu *q, size_t *n)

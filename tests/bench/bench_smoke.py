@@ -108,6 +108,7 @@ def run(bench, tmp, name, args):
         fail("%s: the plot is not an SVG" % name)
     print("%s: %d runs, all completed and verified" % (name, len(runs)),
           file=sys.stderr)
+    return doc
 
 
 def main():
@@ -118,8 +119,23 @@ def main():
     bench, HM_ABSENT = sys.argv[1], sys.argv[2]
     tiny = ["--ram", "64M", "--reps", "1", "--raw-bytes", "64M",
             "--window", "200"]
+    certs = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "..", "migration", "engine", "tls_certs.sh")
     with tempfile.TemporaryDirectory(prefix="hm-bench-smoke-") as tmp:
-        run(bench, tmp, "tcp", ["--preset", "quick"] + tiny)
+        # the quick preset's tls group: plain and TLS side by side
+        pki = os.path.join(tmp, "pki")
+        if subprocess.run(["bash", certs, pki]).returncode != 0:
+            fail("cannot make test certificates (certtool, gnutls-bin)")
+        doc = run(bench, tmp, "tcp", ["--preset", "quick", "--tls-dir",
+                                      os.path.join(pki, "good")] + tiny)
+        tls_cfgs = {c["index"] for c in doc["configs"] if c.get("tls")}
+        if not tls_cfgs:
+            fail("tcp: no TLS configuration in the quick preset")
+        for r in doc["runs"]:
+            on = r["config"] in tls_cfgs
+            if on != r.get("tls", "").startswith("TLS"):
+                fail("tcp run %d: config tls=%s, the run says %r" %
+                     (r["seq"], on, r.get("tls")))
         run(bench, tmp, "unix", ["--transport", "unix", "--free", "75%",
                                  "--dirty-rate", "20k",
                                  "--hints", "none,free,isolated"] + tiny)

@@ -9,6 +9,7 @@
 # DIR/rogue    the same names, signed by another CA (its own ca-cert.pem)
 # DIR/mixed    good's CA, rogue's server and client certificates
 # DIR/misnamed good's CA, a server certificate for other.invalid only
+# Each also holds dh-params.pem (QEMU's server end would compute its own).
 # Keys are 0600; files are readable by the group of DIR (QEMU's user may
 # need them: chgrp -R).
 set -euo pipefail
@@ -72,4 +73,10 @@ cp "$dir/rogue/"{server,client}-{cert,key}.pem "$dir/mixed/"
 cp "$tmp/good-ca-cert.pem" "$dir/misnamed/ca-cert.pem"
 leaf good server "$dir/misnamed" other.invalid
 cp "$dir/good/"client-{cert,key}.pem "$dir/misnamed/"
+# QEMU's tls-creds-x509 (server) computes Diffie-Hellman parameters when
+# the directory has none (about a second of CPU at every migration):
+# RFC 7919's, as certtool knows them
+certtool --get-dh-params --bits 2048 > "$tmp/dh-params.pem" 2>/dev/null ||
+	certtool --get-dh-params > "$tmp/dh-params.pem"
+for d in good rogue mixed misnamed; do cp "$tmp/dh-params.pem" "$dir/$d/"; done
 chmod -R go-w "$dir"

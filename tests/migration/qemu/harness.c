@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -205,12 +206,101 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
 	return 0;
 }
 
+/* hm_hugetlb: the harness's hugetlbfs mount and the pool it grew */
+static char g_huge_dir[PATH_MAX];
+static long g_huge_was = -1;
+
+static long read_nr_hugepages(void)
+{
+	long v = -1;
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "re");
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static int write_nr_hugepages(long n)
+{
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "we");
+	int ok;
+
+	if (!f)
+		return -1;
+	ok = fprintf(f, "%ld\n", n) > 0;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static void huge_teardown(void)
+{
+	if (g_huge_dir[0]) {
+		umount2(g_huge_dir, MNT_DETACH);
+		rmdir(g_huge_dir);
+		g_huge_dir[0] = 0;
+	}
+	if (g_huge_was >= 0) {
+		write_nr_hugepages(g_huge_was);
+		g_huge_was = -1;
+	}
+}
+
+/* A hugetlbfs mount (2 MiB pages) under the test's directory, and pages
+ * for two guests of mem bytes in the pool. 0, or -1 with err. */
+static int huge_setup(uint64_t mem, char *err, size_t len)
+{
+	long was = read_nr_hugepages(), need = (long)(2 * (mem >> 21) + 8);
+	long long freep = -1;
+	char line[128];
+	FILE *f;
+
+	if (was < 0) {
+		sfmt(err, len, "no /proc/sys/vm/nr_hugepages: %s",
+		     strerror(errno));
+		return -1;
+	}
+	sfmt(g_huge_dir, sizeof(g_huge_dir), "%s/huge", g_tmpdir);
+	if (mkdir(g_huge_dir, 0700) < 0 ||
+	    mount("hintmig-test", g_huge_dir, "hugetlbfs", 0,
+		  "pagesize=2M") < 0) {
+		sfmt(err, len, "cannot mount hugetlbfs on %s: %s", g_huge_dir,
+		     strerror(errno));
+		rmdir(g_huge_dir);
+		g_huge_dir[0] = 0;
+		return -1;
+	}
+	g_huge_was = was;
+	if (write_nr_hugepages(was + need) < 0) {
+		sfmt(err, len, "cannot grow the huge page pool by %ld: %s",
+		     need, strerror(errno));
+		return -1;
+	}
+	f = fopen("/proc/meminfo", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Free: %lld", &freep) == 1)
+			break;
+	if (f)
+		fclose(f);
+	if (freep < need) {
+		sfmt(err, len, "the huge page pool has %lld free 2 MiB pages, "
+		     "the test needs %ld (memory too fragmented?)", freep,
+		     need);
+		return -1;
+	}
+	note("hugetlbfs on %s, pool %ld -> %ld pages of 2 MiB", g_huge_dir,
+	     was, was + need);
+	return 0;
+}
+
 static void cleanup_at_exit(void)
 {
 	kill_all_vms();
 	for (int i = 0; i < MAX_VMS; i++)
 		if (g_vm[i].ram_path[0])
 			unlink(g_vm[i].ram_path);
+	huge_teardown();
 	if (g_dump_src[0])
 		unlink(g_dump_src);
 	if (g_dump_dst[0])
@@ -350,7 +440,8 @@ struct vm_opts {
 	uint64_t mem;
 	enum hm_balloon balloon;
 	int incoming;
-	int shared_ram;	/* 1: memory-backend-file on /dev/shm, 2: memfd */
+	int shared_ram;	/* 1: memory-backend-file on /dev/shm, 2: memfd,
+			 * 3: memory-backend-file on hugetlbfs (g_huge_dir) */
 	unsigned hint_mib; /* the workload's hint region; agent port */
 	enum hm_agent_mode agent; /* hintmig-agent in the guest */
 	int check;	/* hm.check=agent: no workload, the agent check */
@@ -559,7 +650,8 @@ static int vm_launch(struct hm_vm *vm, const struct vm_opts *o, char *err,
 	if (o->shared_ram) {
 		/* tmpfs: a RAM file hintmig can read, fill and punch */
 		sfmt(vm->ram_path, sizeof(vm->ram_path),
-		     "/dev/shm/hm-qemu-%d-%s.ram", (int)getpid(), o->role);
+		     "%s/hm-qemu-%d-%s.ram", o->shared_ram == 3 ? g_huge_dir
+		     : "/dev/shm", (int)getpid(), o->role);
 		unlink(vm->ram_path);
 		if (o->shared_ram == 2)
 			sfmt(ramobj, sizeof(ramobj), "memory-backend-memfd,"
@@ -2377,6 +2469,25 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 	}
 	if (s->hm_tls && tls_checked(s, r, src, dst))
 		return -1;
+	if (s->hm_hugetlb &&
+	    (!file_has(g_send_log, "tracked in whole huge pages") ||
+	     !file_has(g_recv_log, "RAM on hugetlbfs (2048 KiB pages)"))) {
+		fail_set(r, "hugetlbfs RAM not seen as such: the tracker must "
+			 "track whole huge pages, the receiver write into "
+			 "huge pages (logs %s, %s)", g_send_log, g_recv_log);
+		return -1;
+	}
+	if (s->hm_hugetlb) {
+		struct stat a, b;
+
+		if (stat(src->ram_path, &a) == 0 &&
+		    stat(dst->ram_path, &b) == 0)
+			note("%s: huge pages allocated: source %lld, "
+			     "destination %lld of %lld", s->name,
+			     (long long)a.st_blocks * 512 / (2 << 20),
+			     (long long)b.st_blocks * 512 / (2 << 20),
+			     (long long)a.st_size / (2 << 20));
+	}
 	r->migrated = 1;
 	return 0;
 }
@@ -2499,7 +2610,8 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			     .st = s->static_mib, .hot = s->hot_kib,
 			     .hotreps = s->hot_reps,
 			     .shared_ram = s->hintmig && !s->private_ram
-						   ? 1 + !!s->hm_memfd : 0,
+						   ? (s->hm_hugetlb ? 3
+						      : 1 + !!s->hm_memfd) : 0,
 			     .hint_mib = s->hm_hint_mib,
 			     .agent = s->hm_agent,
 			     .hint_lie = s->hm_hint_lie,
@@ -2517,6 +2629,15 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 	if (s->qemu_user && stock_user_setup(err, sizeof(err))) {
 		fail_set(r, "%s", err);
 		return -1;
+	}
+	if (s->hm_hugetlb) {
+		/* whole huge pages */
+		mem = (mem + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
+		o.mem = mem;
+		if (huge_setup(mem, err, sizeof(err))) {
+			fail_set(r, "%s", err);
+			return -1;
+		}
 	}
 
 	/* destination first: paused (-S), incoming deferred to pick a port */
@@ -2779,6 +2900,10 @@ int hm_run(const struct hm_scenario *s, struct hm_run_result *r)
 	vm_stop(&g_vm[0]);
 	unlink(g_dump_src);
 	unlink(g_dump_dst);
+	for (int i = 0; i < 2; i++)
+		if (s->hm_hugetlb && g_vm[i].ram_path[0])
+			unlink(g_vm[i].ram_path);
+	huge_teardown();
 	r->total_s = mono_s() - t0;
 	return r->failure[0] ? -1 : rc;
 }

@@ -53,6 +53,7 @@ struct test {
 	int mangle;		/* hintmig's stream damaged (mangle.h) */
 	int intruders;		/* R17: intruders before the real sender */
 	int tls;		/* R18: --tls on both ends, QEMU's stream too */
+	int hugetlb;		/* both QEMUs' RAM on hugetlbfs, 2 MiB */
 	unsigned seed;
 };
 
@@ -226,6 +227,22 @@ static const struct test tests[] = {
 	  "identical but hinted pages, guest lives on; neither QEMU keeps "
 	  "the TLS settings", 1, "--hint-timeout 20000 --hints auto",
 	  .tcp = 1, .tls = 1, .agent = HM_AGENT_ON },
+	{ "/hintmig/qemu/precopy/unix/hugetlb-2M", NORMAL, HM_BALLOON_NONE,
+	  "both QEMUs' RAM on hugetlbfs (2 MiB pages): tracked in whole huge "
+	  "pages, received into the destination's huge pages: RAM files "
+	  "identical, guest lives on", 1, .hugetlb = 1 },
+	{ "/hintmig/qemu/precopy/unix/hugetlb-2M-agent", NORMAL,
+	  HM_BALLOON_NONE,
+	  "the same with hintmig-agent's hints (applied per 4 KiB page, "
+	  "docs/design.md \"Huge pages\"): pages differ only where hinted, "
+	  "guest lives on", 1, "--hint-timeout 20000 --hints auto",
+	  .agent = HM_AGENT_ON, .hugetlb = 1 },
+	{ "/hintmig/qemu/fault/hugetlb-kill-send-round", FAULT,
+	  HM_BALLOON_NONE,
+	  "hugetlbfs RAM, hintmig send (sync tracker) SIGKILLed mid-round: "
+	  "the source runs on, verifying", 1,
+	  "--tracker sync --max-bandwidth 48M", 0, 0,
+	  HM_FAULT_KILL_SEND_ROUND, .hugetlb = 1 },
 	{ "/hintmig/qemu/stream/flip", FAULT, HM_BALLOON_NONE,
 	  "one byte of hintmig's own RAM stream flipped on the way (seeded "
 	  "offset, 1-5 MiB in): the checksum catches it, the migration fails "
@@ -465,6 +482,7 @@ int main(int argc, char **argv)
 	s.unsafe = t->unsafe;
 	s.hm_tcp = t->tcp;
 	s.hm_tls = t->tls;
+	s.hm_hugetlb = t->hugetlb;
 	s.hm_min_rounds = t->min_rounds;
 	s.hm_min_empty_mib = t->min_empty_mib;
 	s.hm_agent = t->agent;

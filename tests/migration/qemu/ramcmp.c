@@ -42,7 +42,8 @@ static const unsigned char *map_file(const char *path, uint64_t size,
 		close(fd);
 		return NULL;
 	}
-	p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	/* shared: a private mapping of hugetlbfs would reserve huge pages */
+	p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED) {
 		snprintf(err, errlen, "mmap %s: %s", path, strerror(errno));
