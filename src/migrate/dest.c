@@ -363,6 +363,49 @@ static int abort_received(struct dchan *c, const struct hm_wire_msg *m)
  * turns a mistake into SIGBUS instead of a hang). uffd_close() ends it
  * when the receive threads are done; missing pages then read as zero. */
 
+static long long sysfs_num(const char *path)
+{
+	long long v = -1;
+	FILE *f = fopen(path, "re");
+
+	if (f) {
+		if (fscanf(f, "%lld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* hugetlbfs RAM: every huge page of it must be there for the taking
+ * (free in the pool, reserved for it included, or the file's already):
+ * refused before anything is written otherwise, with the numbers. */
+static int huge_preflight(struct hm_dest *d, int fd)
+{
+	char p[128];
+	long long freep, resv, have, need = (long long)(d->ram_len / d->hugetlb);
+	struct stat st;
+
+	snprintf(p, sizeof(p), "/sys/kernel/mm/hugepages/hugepages-%" PRIu64
+		 "kB/free_hugepages", d->hugetlb >> 10);
+	freep = sysfs_num(p);
+	snprintf(p, sizeof(p), "/sys/kernel/mm/hugepages/hugepages-%" PRIu64
+		 "kB/resv_hugepages", d->hugetlb >> 10);
+	resv = sysfs_num(p);
+	have = fstat(fd, &st) == 0 ? (long long)st.st_blocks * 512 /
+				     (long long)d->hugetlb : 0;
+	if (freep < 0)
+		return 0;	/* no figures: the kernel's faults decide */
+	if (freep + have < need) {
+		hm_logf(&d->log, HM_LOG_ERROR, "not enough huge pages: the "
+			"guest's RAM needs %lld of %" PRIu64 " KiB, this host "
+			"has %lld free (%lld of them reserved) and the RAM "
+			"file holds %lld (vm.nr_hugepages)", need,
+			d->hugetlb >> 10, freep, resv, have);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* p + a rounded up to a multiple of a (a power of two), past p: the
  * start of RAM behind its leading guard. */
 static unsigned char *align_up(unsigned char *p, size_t a)
@@ -505,6 +548,9 @@ static int ram_alloc(struct hm_dest *d)
 			}
 			d->zero_release = false;
 			d->guard = d->hugetlb;
+			r = huge_preflight(d, fd);
+			if (r < 0)
+				return r;
 			hm_logf(&d->log, HM_LOG_INFO, "RAM on hugetlbfs "
 				"(%" PRIu64 " KiB pages): written into place",
 				d->hugetlb >> 10);
@@ -544,7 +590,12 @@ static int ram_alloc(struct hm_dest *d)
 		 * Start from holes all the same (pages never sent read as
 		 * zero); the VMM waits for incoming migration and does not
 		 * touch guest RAM meanwhile. */
-		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		struct stat st;
+
+		/* (a hugetlbfs file that is all holes stays as it is: a
+		 * punch would drop the VMM's reservation of its pages) */
+		if (!(d->hugetlb && fstat(fd, &st) == 0 && st.st_blocks == 0) &&
+		    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			      0, (off_t)d->ram_len) < 0) {
 			r = -errno;
 			goto fail;

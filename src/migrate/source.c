@@ -1249,6 +1249,11 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 				: st == EFBIG ? " (more RAM than it accepts)"
 				: st == EPROTONOSUPPORT
 					? " (it cannot decompress zstd)"
+				: st == ENOMEM
+					? " (not enough memory there, or "
+					  "not enough free huge pages for "
+					  "huge page RAM: its log has the "
+					  "numbers)"
 					: "");
 			r = msg.u.hello_ack.status < 4096 ?
 				    -(int)msg.u.hello_ack.status : -EPROTO;
