@@ -89,9 +89,9 @@ if [ "$have_migrate" = 1 ]; then
 		ramfile() { local f; for f in /proc/\$1/fd/*; do
 			# (another mount namespace's file may read as the
 			# path from its absolute root: */dev/shm/*)
-			case \$(readlink "\$f") in */dev/shm/*|*/memfd:memory-backend-memfd*) echo "\$f"; return;; esac
+			case \$(readlink "\$f") in */dev/shm/*|*/memfd:memory-backend-memfd*|$tmp/hugepages/*) echo "\$f"; return;; esac
 		done; }
-		src=\$(ramfile \$(cat $tmp/$o/run/qemu/$dom.pid)) dst=\$(ramfile \$(cat /run/libvirt/qemu/$dom.pid))
+		src=\$(ramfile \$(cat $tmp/$o/run/qemu/\$1.pid)) dst=\$(ramfile \$(cat /run/libvirt/qemu/\$1.pid))
 		echo "compare $o to $n: \$src \$dst" >> $tmp/compare.log
 		$ramcmp \$(cat $tmp/compare) "\$src" "\$dst" >> $tmp/compare.log 2>&1
 		echo "ramcmp exit \$?" >> $tmp/compare.log
@@ -117,7 +117,16 @@ if [ "$have_migrate" = 1 ]; then
 		mkdir -p "$tmp/$n/lib"
 		cp -r "$tmp/pki/good" "$tmp/$n/lib/hm-pki"
 	done
-	export LV_QEMU_CONF_EXTRA='migrate_tls_x509_cert_dir = "/var/lib/libvirt/hm-pki"'
+	# big guests: a hugetlbfs mount of the test's (2 MiB pages) that
+	# both "hosts" use for <hugepages/>, and the pool grown for two
+	# copies of the guest (given back at exit)
+	huge_was=$(cat /proc/sys/vm/nr_hugepages)
+	mkdir -p "$tmp/hugepages"
+	mount -t hugetlbfs -o pagesize=2M hintmig-lv "$tmp/hugepages" || lv_die "cannot mount hugetlbfs"
+	trap 'lv_stop_all; umount -l "$tmp/hugepages" 2>/dev/null; echo "$huge_was" > /proc/sys/vm/nr_hugepages; rm -rf "$LV_TMP"' EXIT
+	echo $((huge_was + 2 * 257 + 8)) > /proc/sys/vm/nr_hugepages
+	export LV_QEMU_CONF_EXTRA='migrate_tls_x509_cert_dir = "/var/lib/libvirt/hm-pki"
+hugetlbfs_mount = "'"$tmp/hugepages"'"'
 fi
 lv_start "$tmp" A 6a1d0a00-0000-4000-8000-00000000000a
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b
@@ -497,5 +506,40 @@ fi
 n=$(lv_errors)
 [ "$n" = 0 ] || { cat $LV_SERIAL | grep -a 'HMW: ERROR\|FAILED\|Kernel panic' | head -5; fail "$n guest error line(s)"; }
 virsh -q -c "$LV_URI_A" destroy "$dom" >/dev/null 2>&1
+
+# Big guests: the same guest in a domain with <hugepages/> (RAM on
+# hugetlbfs, 2 MiB pages, libvirt's own file for it), migrated by
+# hintmig with the agent's hints: tracked in whole huge pages, received
+# into the destination's huge pages, compared page by page at the hook
+if [ "$have_migrate" = 1 ]; then
+	dom=hm-huge
+	# B was killed by the last fault: up again
+	kill -0 "$(cat "$tmp/B/libvirtd.pid" 2>/dev/null)" 2>/dev/null ||
+		lv_start "$tmp" B 6a1d0a00-0000-4000-8000-00000000000b
+	sed -e "s|<name>hm-virsh</name>|<name>$dom</name>|" \
+	    -e "s|<memory unit='KiB'>524296</memory>|<memory unit='KiB'>526336</memory>|" \
+	    -e "s|<source type='file'/>|<hugepages/>|" \
+	    -e "s|hm-virsh-agent|$dom-agent|" "$tmp/dom.xml" > "$tmp/huge.xml"
+	for f in $LV_SERIAL; do : > "$f"; done
+	if virsh -q -c "$LV_URI_A" create "$tmp/huge.xml" > "$tmp/huge.log" 2>&1 &&
+	   lv_wait_rounds 5; then
+		out=$(nsenter -m -r -w -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" libvirt check --connect "$LV_URI_A" "$dom" 2>&1); rc=$?
+		echo "$out" | grep -i "RAM\|huge" | sed 's/^/  check hugepages: /'
+		[ $rc = 0 ] && grep -q "^ok       RAM: shared (hugepages)" <<<"$out" ||
+			fail "hintmig libvirt check on the hugepages domain: exit $rc"
+		hm_migrate A B "hintmig hugepages A to B (agent hints)" auto
+		grep -q "tracked in whole huge pages" "$tmp/hm.log" ||
+			fail "hugepages: the sender did not track whole huge pages"
+		grep -q "RAM on hugetlbfs (2048 KiB pages)" "$tmp/B/log/qemu/$dom-hintmig.log" ||
+			fail "hugepages: the receiver did not write into huge pages"
+		[ "${LV_STOCK:-0}" = 1 ] && granted_nothing B "after hintmig hugepages A to B (destination)"
+		n=$(lv_errors)
+		[ "$n" = 0 ] || fail "hugepages: $n guest error line(s)"
+		virsh -q -c "$LV_URI_B" destroy "$dom" >/dev/null 2>&1
+	else
+		sed 's/^/  hugepages: /' "$tmp/huge.log"
+		fail "the hugepages domain did not start or run"
+	fi
+fi
 [ "$fails" = 0 ] || { echo "$fails libvirt checks failed"; exit 1; }
 echo "PASS virsh migrate: A to B, B to A, destination killed mid-migration"
