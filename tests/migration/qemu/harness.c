@@ -2609,9 +2609,9 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 			     .fill = s->fill_mib, .ws = s->ws_mib,
 			     .st = s->static_mib, .hot = s->hot_kib,
 			     .hotreps = s->hot_reps,
-			     .shared_ram = s->hintmig && !s->private_ram
-						   ? (s->hm_hugetlb ? 3
-						      : 1 + !!s->hm_memfd) : 0,
+			     .shared_ram = s->hm_hugetlb ? 3
+					   : s->hintmig && !s->private_ram
+						   ? 1 + !!s->hm_memfd : 0,
 			     .hint_mib = s->hm_hint_mib,
 			     .agent = s->hm_agent,
 			     .hint_lie = s->hm_hint_lie,

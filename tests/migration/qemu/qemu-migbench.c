@@ -6,7 +6,8 @@
  * with free page reporting), side by side on the same guest.
  *
  *   qemu-migbench [--reps N] [--modes plain,hint,hm,hm-hints,hm-reporting,hm-agent]
- *                 [--mem-kib K]
+ *                 [--mem-kib K] [--hugetlb]   (RAM of both QEMUs on
+ *                 hugetlbfs, 2 MiB pages, QEMU's own modes too)
  *                 [--fill MiB] [--ws MiB] [--max-bandwidth BYTES/s]
  *                 [--min-syncs N] [--compare] [--json FILE]
  *
@@ -186,7 +187,7 @@ static const struct field {
 static void usage(const char *argv0)
 {
 	fprintf(stderr,
-		"usage: %s [--reps N] [--modes LIST] [--mem-kib K]\n"
+		"usage: %s [--reps N] [--modes LIST] [--mem-kib K] [--hugetlb]\n"
 		"          [--fill MiB] [--ws MiB] [--max-bandwidth BYTES/s]\n"
 		"          [--min-syncs N] [--compare] [--json FILE]\n"
 		"       %s --soak N   (random-kill soak of the hm-agent guest)\n"
@@ -312,6 +313,7 @@ int main(int argc, char **argv)
 		{ "compare", no_argument, NULL, 'c' },
 		{ "json", required_argument, NULL, 'j' },
 		{ "soak", required_argument, NULL, 'S' },
+		{ "hugetlb", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -332,6 +334,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			base.mem_bytes = strtoull(optarg, NULL, 0) << 10;
+			break;
+		case 'H':
+			base.hm_hugetlb = 1;
 			break;
 		case 'f':
 			base.fill_mib = (unsigned)atoi(optarg);
@@ -427,13 +432,14 @@ int main(int argc, char **argv)
 
 	printf("# qemu-migbench: %d rep(s) of %s; guest %" PRIu64 " KiB, fill %u "
 	       "MiB, ws %u MiB, hot %u KiB, static %u MiB; max-bandwidth %" PRIu64
-	       " B/s; %s; page compare %s\n",
+	       " B/s; %s; page compare %s%s\n",
 	       reps, modelist,
 	       (uint64_t)(base.mem_bytes ? base.mem_bytes : HM_QEMU_DEFAULT_MEM) >> 10,
 	       base.fill_mib, base.ws_mib, base.hot_kib, base.static_mib,
 	       base.max_bandwidth, base.min_syncs ? "forced syncs" :
 	       "QEMU's convergence (downtime-limit 300 ms)",
-	       base.compare ? "on" : "off");
+	       base.compare ? "on" : "off",
+	       base.hm_hugetlb ? "; RAM on hugetlbfs (2 MiB pages)" : "");
 	printf("%-12s %3s %9s %9s %9s %10s %9s %9s %6s %10s %s\n", "mode", "rep",
 	       "total_ms", "down_ms", "setup_ms", "xfer_MiB", "normal", "dup",
 	       "syncs", "unsent", "check");
