@@ -1167,6 +1167,44 @@ static int chan_recv(struct hm_migration *m, struct tx_chan *c,
 	return 0;
 }
 
+/* The destination refused channel i's HELLO with errno st: say why. The
+ * -errno to fail with. */
+static int hello_refused(struct hm_migration *m, unsigned i, uint32_t st)
+{
+	hm_logf(&m->log, HM_LOG_ERROR,
+		"channel %u: the destination refused: %s%s", i,
+		strerror((int)st),
+		st == EMEDIUMTYPE
+			? " (its RAM is not laid out like this guest's: the "
+			  "two VMs differ; the destination's log says how)"
+		: st == EFBIG ? " (more RAM than it accepts)"
+		: st == EPROTONOSUPPORT ? " (it cannot decompress zstd)"
+		: st == ENOMEM
+			? " (not enough memory there, or not enough free "
+			  "huge pages for huge page RAM: its log has the "
+			  "numbers)"
+			: "");
+	return st < 4096 ? -(int)st : -EPROTO;
+}
+
+/* Channel i > 0 could not connect: the destination may have refused
+ * channel 0's HELLO already and stopped listening. Its answer, when one
+ * is there within a second, is the reason to give. */
+static int refused_meanwhile(struct hm_migration *m, int r)
+{
+	struct tx_chan *c0 = &m->ch[0];
+	struct pollfd p = { .fd = c0->wc.fd, .events = POLLIN };
+	struct hm_wire_msg msg;
+
+	if (!c0->wc_init || c0->wc.fd < 0 ||
+	    (!hm_wire_chan_pending(&c0->wc) && poll(&p, 1, 1000) <= 0))
+		return r;
+	if (hm_wire_recv(&c0->wc, &msg) < 0 ||
+	    msg.hdr.type != HM_MSG_HELLO_ACK || !msg.u.hello_ack.status)
+		return r;
+	return hello_refused(m, 0, msg.u.hello_ack.status);
+}
+
 static int connect_channels(struct hm_migration *m, const char *addr)
 {
 	uint8_t *buf = NULL;
@@ -1192,9 +1230,11 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 		fd = connect_chan(m, addr, i, &tls);
 		if (fd < 0) {
 			r = fd;
-			hm_logf(&m->log, HM_LOG_ERROR,
+			hm_logf(&m->log, i ? HM_LOG_WARN : HM_LOG_ERROR,
 				"cannot connect channel %u to %s: %s", i, addr,
 				strerror(-r));
+			if (i)
+				r = refused_meanwhile(m, r);
 			goto out;
 		}
 		r = hm_transport_set_timeouts(fd, m->p.io_timeout_ms);
@@ -1220,6 +1260,8 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 			    m->p.compress == HM_COMPRESS_ZSTD ? HM_HELLO_ZSTD
 							      : 0,
 			    &iov, 1);
+		if (r < 0 && i)
+			r = refused_meanwhile(m, r);
 		if (r < 0)
 			goto out;
 	}
@@ -1237,26 +1279,7 @@ static int connect_channels(struct hm_migration *m, const char *addr)
 			goto out;
 		}
 		if (msg.u.hello_ack.status) {
-			uint32_t st = msg.u.hello_ack.status;
-
-			hm_logf(&m->log, HM_LOG_ERROR,
-				"channel %u: the destination refused: %s%s", i,
-				strerror((int)st),
-				st == EMEDIUMTYPE
-					? " (its RAM is not laid out like this "
-					  "guest's: the two VMs differ; the "
-					  "destination's log says how)"
-				: st == EFBIG ? " (more RAM than it accepts)"
-				: st == EPROTONOSUPPORT
-					? " (it cannot decompress zstd)"
-				: st == ENOMEM
-					? " (not enough memory there, or "
-					  "not enough free huge pages for "
-					  "huge page RAM: its log has the "
-					  "numbers)"
-					: "");
-			r = msg.u.hello_ack.status < 4096 ?
-				    -(int)msg.u.hello_ack.status : -EPROTO;
+			r = hello_refused(m, i, msg.u.hello_ack.status);
 			goto out;
 		}
 	}

@@ -834,8 +834,7 @@ int main(int argc, char **argv)
 			only_group, pre->name);
 		return 2;
 	}
-	if (!list)
-		load_tls(&b);
+	load_tls(&b);
 	for (size_t i = 0; i < b.ncfgs; i++)
 		for (unsigned k = 0; k < BENCH_NMODES; k++)
 			if (b.cfgs[i].modes & (1u << k))
