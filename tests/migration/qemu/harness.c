@@ -210,11 +210,23 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
 static char g_huge_dir[PATH_MAX];
 static long g_huge_was = -1;
 
+/* the pool of huge pages of g_huge_size bytes */
+static uint64_t g_huge_size = 2u << 20;
+
+static void pool_path(char *out, size_t len)
+{
+	sfmt(out, len, "/sys/kernel/mm/hugepages/hugepages-%" PRIu64
+	     "kB/nr_hugepages", g_huge_size >> 10);
+}
+
 static long read_nr_hugepages(void)
 {
+	char path[128];
 	long v = -1;
-	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "re");
+	FILE *f;
 
+	pool_path(path, sizeof(path));
+	f = fopen(path, "re");
 	if (f) {
 		if (fscanf(f, "%ld", &v) != 1)
 			v = -1;
@@ -225,9 +237,12 @@ static long read_nr_hugepages(void)
 
 static int write_nr_hugepages(long n)
 {
-	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "we");
+	char path[128];
+	FILE *f;
 	int ok;
 
+	pool_path(path, sizeof(path));
+	f = fopen(path, "we");
 	if (!f)
 		return -1;
 	ok = fprintf(f, "%ld\n", n) > 0;
@@ -247,14 +262,16 @@ static void huge_teardown(void)
 	}
 }
 
-/* A hugetlbfs mount (2 MiB pages) under the test's directory, and pages
- * for two guests of mem bytes in the pool. 0, or -1 with err. */
+/* A hugetlbfs mount (pages of g_huge_size) under the test's directory,
+ * and pages for two guests of mem bytes in the pool. 0, or -1 with err. */
 static int huge_setup(uint64_t mem, char *err, size_t len)
 {
-	long was = read_nr_hugepages(), need = (long)(2 * (mem >> 21) + 8);
+	long was = read_nr_hugepages(), need;
 	long long freep = -1;
-	char line[128];
+	char opt[32], path[128];
 	FILE *f;
+
+	need = (long)(2 * (mem / g_huge_size)) + (g_huge_size > (2u << 20) ? 0 : 8);
 
 	if (was < 0) {
 		sfmt(err, len, "no /proc/sys/vm/nr_hugepages: %s",
@@ -262,9 +279,9 @@ static int huge_setup(uint64_t mem, char *err, size_t len)
 		return -1;
 	}
 	sfmt(g_huge_dir, sizeof(g_huge_dir), "%s/huge", g_tmpdir);
+	sfmt(opt, sizeof(opt), "pagesize=%" PRIu64 "M", g_huge_size >> 20);
 	if (mkdir(g_huge_dir, 0700) < 0 ||
-	    mount("hintmig-test", g_huge_dir, "hugetlbfs", 0,
-		  "pagesize=2M") < 0) {
+	    mount("hintmig-test", g_huge_dir, "hugetlbfs", 0, opt) < 0) {
 		sfmt(err, len, "cannot mount hugetlbfs on %s: %s", g_huge_dir,
 		     strerror(errno));
 		rmdir(g_huge_dir);
@@ -277,20 +294,22 @@ static int huge_setup(uint64_t mem, char *err, size_t len)
 		     need, strerror(errno));
 		return -1;
 	}
-	f = fopen("/proc/meminfo", "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "HugePages_Free: %lld", &freep) == 1)
-			break;
-	if (f)
+	sfmt(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%" PRIu64
+	     "kB/free_hugepages", g_huge_size >> 10);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%lld", &freep) != 1)
+			freep = -1;
 		fclose(f);
+	}
 	if (freep < need) {
-		sfmt(err, len, "the huge page pool has %lld free 2 MiB pages, "
-		     "the test needs %ld (memory too fragmented?)", freep,
-		     need);
+		sfmt(err, len, "the huge page pool has %lld free %" PRIu64
+		     " MiB pages, the test needs %ld (memory too fragmented?)",
+		     freep, g_huge_size >> 20, need);
 		return -1;
 	}
-	note("hugetlbfs on %s, pool %ld -> %ld pages of 2 MiB", g_huge_dir,
-	     was, was + need);
+	note("hugetlbfs on %s, pool %ld -> %ld pages of %" PRIu64 " MiB",
+	     g_huge_dir, was, was + need, g_huge_size >> 20);
 	return 0;
 }
 
@@ -2471,7 +2490,7 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		return -1;
 	if (s->hm_hugetlb &&
 	    (!file_has(g_send_log, "tracked in whole huge pages") ||
-	     !file_has(g_recv_log, "RAM on hugetlbfs (2048 KiB pages)"))) {
+	     !file_has(g_recv_log, "RAM on hugetlbfs ("))) {
 		fail_set(r, "hugetlbfs RAM not seen as such: the tracker must "
 			 "track whole huge pages, the receiver write into "
 			 "huge pages (logs %s, %s)", g_send_log, g_recv_log);
@@ -2484,9 +2503,9 @@ static int migrate_by_hintmig(const struct hm_scenario *s,
 		    stat(dst->ram_path, &b) == 0)
 			note("%s: huge pages allocated: source %lld, "
 			     "destination %lld of %lld", s->name,
-			     (long long)a.st_blocks * 512 / (2 << 20),
-			     (long long)b.st_blocks * 512 / (2 << 20),
-			     (long long)a.st_size / (2 << 20));
+			     (long long)(a.st_blocks * 512 / g_huge_size),
+			     (long long)(b.st_blocks * 512 / g_huge_size),
+			     (long long)(a.st_size / g_huge_size));
 	}
 	r->migrated = 1;
 	return 0;
@@ -2632,7 +2651,8 @@ static int run_inner(const struct hm_scenario *s, struct hm_run_result *r,
 	}
 	if (s->hm_hugetlb) {
 		/* whole huge pages */
-		mem = (mem + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
+		g_huge_size = s->hm_hugetlb == 2 ? 1u << 30 : 2u << 20;
+		mem = (mem + g_huge_size - 1) & ~(g_huge_size - 1);
 		o.mem = mem;
 		if (huge_setup(mem, err, sizeof(err))) {
 			fail_set(r, "%s", err);

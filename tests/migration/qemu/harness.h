@@ -136,9 +136,9 @@ struct hm_scenario {
 	 * own stream in TLS too; implies hm_tcp. The run checks that both
 	 * said TLS ran and that QEMU holds no TLS settings afterwards. */
 	int hm_tls;
-	/* Both QEMUs' RAM on hugetlbfs with 2 MiB pages (a mount of the
-	 * harness's own, the pool grown for the test and shrunk again);
-	 * the guest's RAM rounded up to whole huge pages. */
+	/* Both QEMUs' RAM on hugetlbfs, 1: 2 MiB pages, 2: 1 GiB pages (a
+	 * mount of the harness's own, the pool grown for the test and shrunk
+	 * again); the guest's RAM rounded up to whole huge pages. */
 	int hm_hugetlb;
 	unsigned hm_min_rounds;   /* hintmig must have needed this many */
 	unsigned hm_min_empty_mib; /* ... and skipped this much as empty */
