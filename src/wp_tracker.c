@@ -367,8 +367,12 @@ static void *wp_piece_main(void *arg)
 	return NULL;
 }
 
-static int wp_split(struct hm_tracker *t, uint64_t addr, uint64_t len)
+static int wp_split(struct hm_tracker *t, uint64_t addr, uint64_t len,
+		    uint64_t unit)
 {
+	/* pieces of whole units (hugetlbfs: the kernel refuses part of a
+	 * huge page, 1 GiB ones included) */
+	uint64_t align = unit > WP_SPLIT_ALIGN ? unit : WP_SPLIT_ALIGN;
 	struct wp_piece piece[WP_MAX_THREADS];
 	pthread_t th[WP_MAX_THREADS];
 	bool started[WP_MAX_THREADS] = { false };
@@ -382,7 +386,11 @@ static int wp_split(struct hm_tracker *t, uint64_t addr, uint64_t len)
 		n = len / WP_SPLIT_MIN;
 	if (n <= 1)
 		return wp_ioctl(t, addr, len, true);
-	step = (len / n + WP_SPLIT_ALIGN - 1) & ~(WP_SPLIT_ALIGN - 1);
+	if (n > len / align)
+		n = len / align;
+	if (n <= 1)
+		return wp_ioctl(t, addr, len, true);
+	step = (len / n + align - 1) & ~(align - 1);
 	memset(piece, 0, sizeof(piece));
 	for (unsigned i = 0; i < n; i++) {
 		piece[i].t = t;
@@ -419,7 +427,7 @@ static int protect_range(struct hm_tracker *t, const struct hm_range *r)
 		if (ret < 0)
 			return ret;
 	}
-	return wp_split(t, r->addr, r->len);
+	return wp_split(t, r->addr, r->len, r->unit);
 }
 
 /* ---------------------------------------------------------------- */
