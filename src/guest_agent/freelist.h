@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hintchan.h"
+#include "migrate/hints/hintchan.h"
 #include "kmod/hintmig_free.h"
 
 struct hm_fl {

@@ -19,7 +19,7 @@
 #include <hintmig/hintmig.h>
 #include <hintmig/migrate.h>
 
-#include "migrate/synth.h"
+#include "fixture/synth.h"
 
 /* Writers as fast as they can: the synthetic guest's pacing does not
  * sleep at all from 1e9 pages/s up. */

@@ -39,7 +39,7 @@
 #include <hintmig/bitmap.h>
 
 #include "bench.h"
-#include "migrate/transport.h"
+#include "migrate/wire/transport.h"
 
 #define RAW_CHUNK (1u << 20)	/* the engine's largest batch: 256 pages */
 #define HELPER_FD_LISTEN 3

@@ -49,10 +49,10 @@
 
 #include "cmd.h"
 #include "libvirt_dom.h"
-#include "migrate/auth.h"
-#include "migrate/qmp.h"
-#include "migrate/tls.h"
-#include "migrate/transport.h"
+#include "migrate/wire/auth.h"
+#include "migrate/guests/qemu/qmp.h"
+#include "migrate/wire/tls.h"
+#include "migrate/wire/transport.h"
 #include "parse.h"
 
 enum { EXIT_OK = 0, EXIT_NOT_READY = 1, EXIT_USAGE = 2, EXIT_FAILED = 3,

@@ -26,10 +26,10 @@
 
 #include "hm_config.h"
 #include "cmd.h"
-#include "migrate/auth.h"
+#include "migrate/wire/auth.h"
 #include "parse.h"
 #if HM_HAVE_JSONC
-#include "migrate/qemu.h"
+#include "migrate/guests/qemu/qemu.h"
 #endif
 
 /* MemAvailable in bytes (the standalone receiver's default limit), or 0

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * hintmig send: migrate a running synthetic guest (src/migrate/synth.h)
- * to a `hintmig recv` at ADDR, optionally verify every in-use page bit for
- * bit, and write a JSON summary shaped like QEMU's query-migrate.
+ * hintmig send: migrate a running synthetic guest (src/fixture/synth.h),
+ * or with --qemu a running QEMU guest (send_qemu.c), to a `hintmig recv`
+ * at ADDR, optionally verify every in-use page bit for bit, and write a
+ * JSON summary shaped like QEMU's query-migrate. This file: options, the
+ * synthetic guest, the migration and its report.
  *
  * Exit status: 0 completed (and verified when asked), 1 verification
  * found mismatching pages, 2 usage, 3 the migration failed or was
@@ -36,24 +38,15 @@
 #include <hintmig/migrate.h>
 
 #include "cmd.h"
-#include "migrate/auth.h"
+#include "send.h"
+#include "migrate/wire/auth.h"
 #include "parse.h"
-#include "migrate/guest.h"
-#include "migrate/le.h"
-#include "migrate/synth.h"
-#include "migrate/transport.h"
-#if HM_HAVE_JSONC
-#include "migrate/qemu.h"
-#endif
+#include "migrate/guests/guest.h"
+#include "migrate/wire/le.h"
+#include "fixture/synth.h"
+#include "migrate/wire/transport.h"
 
-enum {
-	EXIT_MISMATCH = 1,
-	EXIT_USAGE = 2,
-	EXIT_MIGRATION = 3,
-	EXIT_SETUP = 4,
-};
 
-enum hints_mode { HINTS_NONE, HINTS_FREE, HINTS_ISOLATED, HINTS_AUTO };
 
 static const char *const hints_names[] = {
 	[HINTS_NONE] = "none",
@@ -80,7 +73,6 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-#define MIB (1024.0 * 1024.0)
 
 /* ---- progress ---------------------------------------------------------- */
 
@@ -328,19 +320,6 @@ out:
 
 /* ---- JSON summary ------------------------------------------------------ */
 
-struct summary {
-	struct hm_migrate_stats st;
-	uint64_t in_use_bytes;
-	uint64_t pages_checked;
-	long mismatches;
-	bool raw;
-	double raw_bps;
-	double raw_fresh_bps;	/* into fresh memory */
-	bool qemu;
-#if HM_HAVE_JSONC
-	struct hm_qemu_stats qst; /* QEMU's own figures (--qemu) */
-#endif
-};
 
 #if HM_HAVE_JSONC
 static int add_u64(struct json_object *o, const char *k, uint64_t v)
@@ -621,23 +600,6 @@ static void send_usage(FILE *f)
 "failed or cancelled, 4 setup error\n");
 }
 
-struct send_opts {
-	const char *to;
-	const char *qemu, *qemu_uri, *agent;
-	const char *json, *hinted_map;
-	uint64_t expect_pid;	/* --expect-pid, 0: any QEMU */
-	const char *key_file;
-	bool insecure, tls;
-	const char *tls_dir, *tls_name;
-	char tls_host[256];
-	struct hm_tls_creds *tls_creds;	/* mp.tls */
-	struct hm_auth_key key;	/* mp.auth_key points here */
-	bool verify, quiet, raw, hints_set, libvirt, progress_virsh;
-	int verbose;
-	enum hints_mode hints;
-	struct hm_synth_params sp;
-	struct hm_migrate_params mp;
-};
 
 enum {
 	OPT_TO = 256, OPT_RAM, OPT_USED, OPT_DIRTY, OPT_PATTERN, OPT_HINTS,
@@ -962,7 +924,6 @@ int hm_cmd_send(int argc, char **argv)
 	struct hm_migration *m = NULL;
 #if HM_HAVE_JSONC
 	struct hm_qemu *q = NULL;
-	char quri[300];
 #endif
 	bool synth_up = false;
 	int ret = EXIT_USAGE, r;
@@ -1027,61 +988,10 @@ int hm_cmd_send(int argc, char **argv)
 	ret = EXIT_SETUP;
 #if HM_HAVE_JSONC
 	if (o.qemu) {
-		struct hm_qemu_opts qo = { .qmp_path = o.qemu, .source = true,
-					   .expect_pid = (pid_t)o.expect_pid,
-					   .qemu_uri = o.qemu_uri,
-					   .libvirt = o.libvirt };
-
-		if (o.tls) {
-			qo.tls_dir = hm_tls_creds_dir(o.tls_creds);
-			qo.tls_hostname = o.mp.tls_peer_name;
-		}
-		const char *unsafe = getenv("HINTMIG_TEST_UNSAFE");
-
-		/* test hook: break R8 so that the QEMU suite can show that
-		 * the destination catches it */
-		qo.unsafe_continue_early = unsafe &&
-					   !strcmp(unsafe, "r8-continue-early");
-
-		if (!qo.qemu_uri && !o.libvirt) {
-			r = hm_qemu_default_uri(o.to, quri, sizeof(quri));
-			if (r < 0) {
-				fprintf(stderr, "hintmig send: no default "
-					"--qemu-uri for %s\n", o.to);
-				goto out;
-			}
-			qo.qemu_uri = quri;
-		}
-		/* before any thread: attach forks the guardian */
-		q = hm_qemu_attach(&qo, &log);
-		if (!q) {
-			fprintf(stderr, "hintmig send: cannot migrate the QEMU "
-				"guest at %s: %s\n", o.qemu, strerror(errno));
+		q = send_qemu_attach(&o, &log, &guest_ram);
+		if (!q)
 			goto out;
-		}
 		sum.qemu = true;
-		/* Test hook of the QEMU suite's fault tests: die here, the
-		 * way any SIGKILL would, after attaching and before
-		 * tracking. */
-		{
-			const char *die = getenv("HINTMIG_TEST_DIE_AT");
-
-			if (die && !strcmp(die, "attached"))
-				raise(SIGKILL);
-		}
-		{
-			size_t nb;
-			const struct hm_ram_block *b = hm_qemu_blocks(q, &nb);
-
-			for (size_t i = 0; i < nb; i++)
-				guest_ram += b[i].len;
-		}
-		if (!o.quiet && o.libvirt)
-			fprintf(stderr, "hintmig send: QEMU %d, device state "
-				"by libvirt\n", (int)hm_qemu_pid(q));
-		else if (!o.quiet)
-			fprintf(stderr, "hintmig send: QEMU %d, device state "
-				"to %s\n", (int)hm_qemu_pid(q), qo.qemu_uri);
 	}
 #endif
 	if (!o.qemu) {
@@ -1128,45 +1038,8 @@ int hm_cmd_send(int argc, char **argv)
 	}
 
 #if HM_HAVE_JSONC
-	if (q) {
-		g = hm_qemu_guest(q, &log);
-		if (!g) {
-			fprintf(stderr, "hintmig send: QEMU guest: %s\n",
-				strerror(errno));
-			goto out;
-		}
-		/* --agent turns hinting on unless --hints none */
-		if (o.agent && !(o.hints_set && o.hints == HINTS_NONE)) {
-			char aaddr[300];
-			int afd;
-
-			snprintf(aaddr, sizeof(aaddr), "%s%s",
-				 strncmp(o.agent, "unix:", 5) ? "unix:" : "",
-				 o.agent);
-			afd = hm_transport_connect(aaddr, 5000);
-
-			if (afd < 0 && o.hints_set && o.hints == HINTS_AUTO) {
-				fprintf(stderr, "hintmig send: warning: --agent "
-					"%s: %s: migrating without hints\n",
-					o.agent, strerror(-afd));
-			} else if (afd < 0) {
-				fprintf(stderr, "hintmig send: --agent %s: "
-					"%s\n", o.agent, strerror(-afd));
-				goto out;
-			}
-			if (afd >= 0)
-				hs = hm_hint_source_channel_new(afd, &log);
-			if (afd >= 0 && !hs) {
-				fprintf(stderr, "hintmig send: hint channel: "
-					"%s\n", strerror(errno));
-				goto out;
-			}
-		} else if (!o.agent && o.hints_set && o.hints == HINTS_AUTO) {
-			fprintf(stderr, "hintmig send: --hints auto without "
-				"--agent SOCKET: no hint source, migrating "
-				"without hints\n");
-		}
-	}
+	if (q && send_qemu_guest(&o, q, &log, &g, &hs) < 0)
+		goto out;
 #endif
 	if (!g) {
 		g = hm_guest_process_new(s.pid, &s.block, 1, s.uffd, NULL,
@@ -1209,22 +1082,8 @@ int hm_cmd_send(int argc, char **argv)
 		}
 	}
 #if HM_HAVE_JSONC
-	/* R8: the destination has acknowledged all RAM; only now may QEMU
-	 * send the device state. */
-	if (r == 0 && q && o.libvirt) {
-		/* libvirt sends `migrate` once the destination's started hook
-		 * (hintmig recv --libvirt) returns: after this ack */
-		if (!o.quiet)
-			fprintf(stderr, "hintmig send: RAM acknowledged, guest "
-				"paused; libvirt migrates the device state\n");
-	} else if (r == 0 && q) {
-		r = hm_qemu_switchover(q);
-		hm_qemu_get_stats(q, &sum.qst);
-		if (r < 0)
-			fprintf(stderr, "hintmig send: QEMU's device state "
-				"migration failed; QEMU resumes the source "
-				"guest\n");
-	}
+	if (r == 0 && q)
+		r = send_qemu_switchover(&o, q, &sum);
 #endif
 	if (r == 0 && synth_up) {
 		/* the guest is paused: its in-use map is stable */

@@ -9,8 +9,8 @@
 
 #include <hintmig/hintmig.h>
 
-#include "migrate/auth.h"
-#include "migrate/transport.h"
+#include "migrate/wire/auth.h"
+#include "migrate/wire/transport.h"
 #include <hintmig/migrate.h>
 #include "parse.h"
 

@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#include "migrate/wire.h"
+#include "migrate/wire/wire.h"
 
 #define FUZZ_PS 4096u
 #define FUZZ_NPAGES 1000u

@@ -23,7 +23,7 @@
 
 #include "hm_config.h"
 #include "fuzz_geo.h"
-#include "migrate/wire.h"
+#include "migrate/wire/wire.h"
 
 #if HM_HAVE_ZSTD
 #include <zstd.h>

@@ -26,7 +26,7 @@
 #include <gnutls/gnutls.h>
 
 #include "hm_test.h"
-#include "migrate/auth.h"
+#include "migrate/wire/auth.h"
 
 static struct hm_auth_key key_a, key_b;
 

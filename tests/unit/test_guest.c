@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "hm_test.h"
-#include "migrate/guest.h"
-#include "migrate/guest_priv.h"
+#include "migrate/guests/guest.h"
+#include "migrate/guests/guest_priv.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "hm_test.h"
-#include "migrate/hintchan.h"
+#include "migrate/hints/hintchan.h"
 
 #define BUFSZ (HM_HC_HDR_SIZE + HM_HC_MAX_PAYLOAD)
 

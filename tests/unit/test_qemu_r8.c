@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "hm_test.h"
-#include "migrate/qemu.h"
+#include "migrate/guests/qemu/qemu.h"
 
 struct r8_case {
 	const char *mig, *run;	/* NULL: that query failed */

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "hm_test.h"
-#include "migrate/guest.h"
-#include "migrate/synth.h"
+#include "migrate/guests/guest.h"
+#include "fixture/synth.h"
 
 static uint64_t ps;
 static char last_log[1024];

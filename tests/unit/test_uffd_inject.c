@@ -40,7 +40,7 @@
 #include <hintmig/wp_tracker.h>
 
 #include "hm_test.h"
-#include "migrate/uffd_inject.h"
+#include "migrate/guests/qemu/uffd_inject.h"
 
 static const struct hm_log test_log = { hm_log_stderr, NULL, HM_LOG_WARN };
 

@@ -23,8 +23,8 @@
 
 #include "hm_config.h"
 #include "hm_test.h"
-#include "migrate/transport.h"
-#include "migrate/wire.h"
+#include "migrate/wire/transport.h"
+#include "migrate/wire/wire.h"
 
 #if HM_HAVE_ZSTD
 #include <zstd.h>

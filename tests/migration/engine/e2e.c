@@ -18,7 +18,7 @@
 
 #include "e2e.h"
 #include "hm_test.h"
-#include "migrate/transport.h"
+#include "migrate/wire/transport.h"
 
 static char log_prefix[64] = "e2e";
 

@@ -15,7 +15,7 @@
 #include <hintmig/hintmig.h>
 #include <hintmig/migrate.h>
 
-#include "migrate/synth.h"
+#include "fixture/synth.h"
 
 /* Log sink of the tests: errors and warnings unless HM_TEST_VERBOSE is
  * set (then debug), with a prefix. */

@@ -28,8 +28,8 @@
 
 #include "e2e.h"
 #include "hm_test.h"
-#include "migrate/transport.h"
-#include "migrate/wire.h"
+#include "migrate/wire/transport.h"
+#include "migrate/wire/wire.h"
 
 static uint64_t mono_ms(void)
 {

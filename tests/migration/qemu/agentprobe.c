@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "migrate/hintchan.h"
-#include "migrate/transport.h"
+#include "migrate/hints/hintchan.h"
+#include "migrate/wire/transport.h"
 
 static int64_t now_ms(void)
 {

@@ -30,8 +30,8 @@
 
 #include "agentprobe.h"
 #include "mangle.h"
-#include "migrate/qmp.h"
-#include "migrate/uffd_inject.h"
+#include "migrate/guests/qemu/qmp.h"
+#include "migrate/guests/qemu/uffd_inject.h"
 
 #ifndef HM_QEMU_BINARY
 #define HM_QEMU_BINARY "qemu-system-x86_64"

@@ -4,7 +4,7 @@
 
 #include <hintmig/hinted_map.h>
 
-#include "migrate/le.h"
+#include "migrate/wire/le.h"
 
 #include <errno.h>
 #include <fcntl.h>

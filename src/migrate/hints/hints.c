@@ -36,7 +36,7 @@
 
 #include <hintmig/migrate.h>
 
-#include "hints.h"
+#include "migrate/hints/hints.h"
 
 /* Messages handled per wake-up before the stop flag is looked at again. */
 #define HINTS_BURST 64

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guest_priv.h"
+#include "migrate/guests/guest_priv.h"
 #include "uffd_compat.h"
 
 #define HM_PAUSE_TIMEOUT_MS 5000

@@ -5,7 +5,7 @@
  * is answered by {"return"} or {"error": {"class", "desc"}} carrying the
  * same id, and {"event", "data", "timestamp"} messages may come in between.
  * QEMU writes every message as one line. */
-#include "qmp.h"
+#include "migrate/guests/qemu/qmp.h"
 
 #include <errno.h>
 #include <poll.h>

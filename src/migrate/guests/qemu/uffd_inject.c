@@ -60,8 +60,8 @@
 
 #include <hintmig/wp_tracker.h>
 
-#include "uffd_inject.h"
-#include "../uffd_compat.h"
+#include "migrate/guests/qemu/uffd_inject.h"
+#include "uffd_compat.h"
 
 #ifndef PTRACE_EVENT_STOP
 #define PTRACE_EVENT_STOP 128

@@ -28,9 +28,9 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
-#include "auth.h"
-#include "le.h"
-#include "tls.h"
+#include "migrate/wire/auth.h"
+#include "migrate/wire/le.h"
+#include "migrate/wire/tls.h"
 
 #define AUTH_MAGIC 0x31414d48u	/* "HMA1" */
 #define AUTH_VERSION 1

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guest_priv.h"
+#include "migrate/guests/guest_priv.h"
 
 static int local_read(struct hm_guest *g, const struct hm_ram_block *b,
 		      uint64_t off, void *buf, size_t len)

@@ -57,13 +57,13 @@
 
 #include <hintmig/migrate.h>
 
-#include "guest.h"
-#include "hints.h"
-#include "hintchan.h"
-#include "transport.h"
-#include "auth.h"
-#include "tls.h"
-#include "wire.h"
+#include "migrate/guests/guest.h"
+#include "migrate/hints/hints.h"
+#include "migrate/hints/hintchan.h"
+#include "migrate/wire/transport.h"
+#include "migrate/wire/auth.h"
+#include "migrate/wire/tls.h"
+#include "migrate/wire/wire.h"
 
 #define NS_PER_MS UINT64_C(1000000)
 #define NS_PER_S UINT64_C(1000000000)

@@ -24,8 +24,8 @@
 #include <gnutls/socket.h>
 #include <gnutls/x509.h>
 
-#include "auth.h"
-#include "tls.h"
+#include "migrate/wire/auth.h"
+#include "migrate/wire/tls.h"
 
 struct hm_tls_creds {
 	gnutls_certificate_credentials_t x;

@@ -39,8 +39,8 @@
 #include <hintmig/hintmig.h>
 #include <hintmig/wp_tracker.h>
 
-#include "guest.h"
-#include "hintchan.h"
+#include "migrate/guests/guest.h"
+#include "migrate/hints/hintchan.h"
 
 struct hm_hints;
 

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "crc32c.h"
+#include "migrate/wire/crc32c.h"
 
 #define POLY 0x82f63b78u
 

@@ -23,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hintchan.h"
-#include "le.h"
+#include "migrate/hints/hintchan.h"
+#include "migrate/wire/le.h"
 
 #define HC_RBUF_SIZE (HM_HC_HDR_SIZE + HM_HC_MAX_PAYLOAD)
 #define HC_RANGE_SIZE 16u

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hintchan.h"
+#include "migrate/hints/hintchan.h"
 
 #define HC_BYE_TIMEOUT_MS 100
 

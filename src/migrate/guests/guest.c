@@ -33,7 +33,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "guest_priv.h"
+#include "migrate/guests/guest_priv.h"
 #include "uffd_compat.h"
 
 /* Swap type of pte markers: always the last of the 32 swap types (see

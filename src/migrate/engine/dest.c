@@ -41,11 +41,11 @@
 #include "hm_config.h"
 #include "hintmig/bitmap.h"
 #include "hintmig/wp_tracker.h"
-#include "../uffd_compat.h"
-#include "auth.h"
-#include "tls.h"
-#include "transport.h"
-#include "wire.h"
+#include "uffd_compat.h"
+#include "migrate/wire/auth.h"
+#include "migrate/wire/tls.h"
+#include "migrate/wire/transport.h"
+#include "migrate/wire/wire.h"
 
 #if HM_HAVE_ZSTD
 #include <zstd.h>

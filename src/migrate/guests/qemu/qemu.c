@@ -34,10 +34,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "qemu.h"
-#include "qmp.h"
+#include "migrate/guests/qemu/qemu.h"
+#include "migrate/guests/qemu/qmp.h"
 #include "uffd_compat.h"
-#include "uffd_inject.h"
+#include "migrate/guests/qemu/uffd_inject.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define POLL_MS 2		/* query-migrate while the guest is stopped */

@@ -9,7 +9,7 @@
 
 #include <stdbool.h>
 
-#include "guest.h"
+#include "migrate/guests/guest.h"
 
 /* What the backing store of one block is, found once at construction
  * from /proc/PID/maps and the block's memfd. */

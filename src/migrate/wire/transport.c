@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "hm_config.h"
-#include "transport.h"
+#include "migrate/wire/transport.h"
 
 /* ---- time helpers ------------------------------------------------------ */
 

@@ -20,11 +20,11 @@
 #include <unistd.h>
 
 #include "hm_config.h"
-#include "transport.h"
-#include "wire.h"
-#include "crc32c.h"
-#include "le.h"
-#include "tls.h"
+#include "migrate/wire/transport.h"
+#include "migrate/wire/wire.h"
+#include "migrate/wire/crc32c.h"
+#include "migrate/wire/le.h"
+#include "migrate/wire/tls.h"
 
 #if HM_HAVE_ZSTD
 #include <zstd.h>
