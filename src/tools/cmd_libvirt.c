@@ -387,6 +387,38 @@ static int read_line(const char *path, char *buf, size_t len)
 
 /* The running QEMU as a stock host runs it: its user and what hintmig
  * gives it (R15), its mount namespace, its AppArmor confinement. */
+/* R18 on this host: libvirt's migration certificates as hintmig migrate
+ * --tls would load them, and whether libvirt forces TLS. Notes only: TLS
+ * is the user's choice. */
+static int check_tls(void)
+{
+	int missing = 0;
+	char dir[512], v[32], err[600];
+	struct hm_tls_creds *c;
+	bool forced = hm_lv_conf_get(HM_LV_QEMU_CONF, "migrate_tls_force", v,
+				     sizeof(v)) == 0 && strcmp(v, "0");
+
+	hm_lv_tls_dir(HM_LV_QEMU_CONF, dir, sizeof(dir));
+	c = hm_tls_creds_load(dir, false, err, sizeof(err));
+	if (c) {
+		hm_tls_creds_free(c);
+		c = hm_tls_creds_load(dir, true, err, sizeof(err));
+	}
+	if (c)
+		printf("ok       TLS: migration certificates in %s (hintmig "
+		       "migrate --tls)%s\n", dir,
+		       forced ? "; libvirt here forces TLS: say --tls" : "");
+	else if (forced && ++missing)
+		printf("MISSING  TLS: libvirt here forces TLS on migrations "
+		       "(migrate_tls_force), but: %s\n", err);
+	else
+		printf("note     TLS: no usable migration certificates (%s): "
+		       "hintmig migrate --tls needs them (docs/libvirt.md "
+		       "\"TLS\")\n", err);
+	hm_tls_creds_free(c);
+	return missing;
+}
+
 static void check_host(pid_t pid, struct hm_lv_dom *d)
 {
 	char path[64], line[256], aa[256] = "", me[64] = "", its[64] = "";
@@ -523,6 +555,7 @@ static int lv_check(int argc, char **argv)
 		       "not readable here (not root, or another mount "
 		       "namespace): QEMU's user, namespace and AppArmor not "
 		       "checked\n", d.name);
+	d.missing += check_tls();
 	if (d.missing || d.refused) {
 		printf("not ready for hintmig: %d missing, %d refused\n",
 		       d.missing, d.refused);

@@ -207,6 +207,7 @@ if [ -n "$hintmig" ] && "$hintmig" --help | grep -q '^  libvirt'; then
 	grep -q "^ok       RAM: shared (file)" <<<"$out" || fail "check: shared RAM not seen"
 	grep -q "^ok       running, hintmig's monitor at" <<<"$out" || fail "check: hintmig's monitor not found"
 	grep -q "hintmig send --agent $agent_sock" <<<"$out" || fail "check: agent socket not named"
+	grep -q "^ok       TLS: migration certificates in /var/lib/libvirt/hm-pki" <<<"$out" || fail "check: the host's migration certificates (R18) not reported"
 	if [ "${LV_STOCK:-0}" = 1 ]; then
 		grep -q "^ok       QEMU [0-9]* runs as libvirt-qemu (uid [0-9]*): hintmig hands it a userfaultfd through /dev/userfaultfd" <<<"$out" ||
 			fail "check: the QEMU user and the grant (R15) not reported"
