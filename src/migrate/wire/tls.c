@@ -9,6 +9,7 @@
  * kernel's TLS offload on for a session, the kernel does.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -396,7 +397,15 @@ void hm_tls_free(struct hm_tls *t)
 {
 	if (!t)
 		return;
-	/* tell the peer this end is done; a peer gone already is fine */
+	/* tell the peer this end is done, without waiting: a peer gone or
+	 * stalled (its receive buffer full) must not hold our cleanup for a
+	 * send timeout; the socket is closed right after */
+	{
+		int fl = fcntl(t->fd, F_GETFL);
+
+		if (fl >= 0)
+			(void)fcntl(t->fd, F_SETFL, fl | O_NONBLOCK);
+	}
 	gnutls_record_set_timeout(t->s, 0);
 	(void)gnutls_bye(t->s, GNUTLS_SHUT_WR);
 	gnutls_deinit(t->s);
