@@ -43,6 +43,7 @@
 #include "hintmig/wp_tracker.h"
 #include "uffd_compat.h"
 #include "migrate/wire/auth.h"
+#include "migrate/wire/gate.h"
 #include "migrate/wire/tls.h"
 #include "migrate/wire/transport.h"
 #include "migrate/wire/wire.h"
@@ -128,7 +129,9 @@ struct hm_dest {
 	unsigned nch;
 	uint64_t ps;
 	uint32_t hello_flags;		/* of channel 0's HELLO */
-	uint64_t refused_conns;		/* failed authentication (R17) */
+	uint64_t refused_conns;		/* failed authentication (R17), of
+					 * a gate closed */
+	struct hm_gate *gate;		/* while channels are accepted */
 	char tls_path[200];		/* what carries TLS (under lock) */
 	struct dchan ch[HM_WIRE_MAX_CHANNELS];
 	struct dchan spare;		/* handshake of channels 1.. */
@@ -1072,34 +1075,11 @@ refuse(struct dchan *c, uint32_t status, int rc, const char *fmt, ...)
 			 "channel %u: migration refused: %s", c->idx, what);
 }
 
-/* Who is on fd, for the log. */
-static void peer_name(int fd, char *buf, size_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-	    ss.ss_family == AF_UNIX) {
-		snprintf(buf, len, "a local connection");
-		return;
-	}
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
-			  host, sizeof(host));
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-			  host, sizeof(host));
-	snprintf(buf, len, "%s port %u", host,
-		 ntohs(ss.ss_family == AF_INET
-		       ? ((struct sockaddr_in *)&ss)->sin_port
-		       : ((struct sockaddr_in6 *)&ss)->sin6_port));
-}
-
 /* An accepted connection, in TLS when the migration has credentials
- * (R18) and authenticated when it has a key (R17): one that fails either
- * is dropped and counted, and the next one waited for until the deadline.
- * The fd with *tls, or -errno (-ETIMEDOUT at the deadline). */
+ * (R18) and authenticated when it has a key (R17): through the gate
+ * (gate.h), whose handshakes run in parallel, each within the hello
+ * timeout; one that fails is dropped and counted there. The fd with
+ * *tls, or -errno (-ETIMEDOUT at the deadline). */
 static int accept_auth(struct hm_dest *d, int lfd, uint64_t timeout_ms,
 		       struct hm_tls **tls)
 {
@@ -1107,55 +1087,49 @@ static int accept_auth(struct hm_dest *d, int lfd, uint64_t timeout_ms,
 	uint64_t deadline = !timeout_ms ? 0
 			    : timeout_ms > UINT64_MAX - now0 ? UINT64_MAX
 							     : now0 + timeout_ms;
+	int fd;
 
 	*tls = NULL;
-	for (;;) {
-		uint64_t now = hm_auth_now_ms(), left = 0, hd;
-		struct hm_auth_key key;
-		char why[400], who[80];
-		int fd, r = 0;
+	if (!d->p.auth_key_len && !d->p.tls)
+		return hm_transport_accept(lfd, timeout_ms);
+	if (!d->gate) {
+		struct hm_auth_key key = { .len = 0 };
 
-		if (deadline && now >= deadline)
-			return -ETIMEDOUT;
-		if (deadline)
-			left = deadline - now;
-		fd = hm_transport_accept(lfd, left);
-		if (fd < 0 || (!d->p.auth_key_len && !d->p.tls))
-			return fd;
-		peer_name(fd, who, sizeof(who));
-		hd = d->p.hello_timeout_ms > UINT64_MAX - now ? UINT64_MAX
-		     : now + d->p.hello_timeout_ms;
-		if (deadline && hd > deadline)
-			hd = deadline;
-		/* the handshake and the proof within one hello timeout */
-		if (d->p.tls)
-			r = hm_tls_start(tls, fd, d->p.tls, NULL, hd, why,
-					 sizeof(why));
-		if (r == 0 && d->p.auth_key_len) {
+		if (d->p.auth_key_len) {
 			memcpy(key.k, d->p.auth_key, d->p.auth_key_len);
 			key.len = d->p.auth_key_len;
-			r = hm_auth_accept(fd, *tls, &key, hd, why,
-					   sizeof(why));
-			explicit_bzero(&key, sizeof(key));
 		}
-		if (r == 0) {
-			if (*tls) {
-				pthread_mutex_lock(&d->lock);
-				snprintf(d->tls_path, sizeof(d->tls_path),
-					 "%s", hm_tls_describe(*tls));
-				pthread_mutex_unlock(&d->lock);
-			}
-			return fd;
-		}
-		hm_tls_free(*tls);
-		*tls = NULL;
-		close(fd);
-		d->refused_conns++;
-		hm_logf(&d->log, HM_LOG_WARN, "connection from %s refused: %s%s "
-			"(%" PRIu64 " refused so far); still waiting for the "
-			"source", who, d->p.tls ? "TLS or key: " : "", why,
-			d->refused_conns);
+		d->gate = hm_gate_new(&key, d->p.tls, d->p.hello_timeout_ms,
+				      &d->log);
+		explicit_bzero(&key, sizeof(key));
+		if (!d->gate)
+			return -errno;
 	}
+	fd = hm_gate_next(d->gate, lfd, deadline, tls);
+	if (fd >= 0 && *tls) {
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->tls_path, sizeof(d->tls_path), "%s",
+			 hm_tls_describe(*tls));
+		pthread_mutex_unlock(&d->lock);
+	}
+	return fd;
+}
+
+/* Connections the gate refused so far. */
+static uint64_t refused_conns(struct hm_dest *d)
+{
+	return d->refused_conns + (d->gate ? hm_gate_refused(d->gate) : 0);
+}
+
+/* All channels are in: handshakes still running end, and the count of
+ * refused connections stays. */
+static void gate_close(struct hm_dest *d)
+{
+	if (!d->gate)
+		return;
+	d->refused_conns += hm_gate_refused(d->gate);
+	hm_gate_free(d->gate);
+	d->gate = NULL;
 }
 
 /* Accept one connection into slot c and read its HELLO into m. */
@@ -1169,7 +1143,7 @@ static int accept_hello(struct hm_dest *d, struct dchan *c, int lfd,
 		return dest_fail(d, NULL, fd, true,
 				 "connection %u of the migration did not come "
 				 "within %" PRIu64 " ms%s",
-				 c->idx, timeout_ms, d->refused_conns
+				 c->idx, timeout_ms, refused_conns(d)
 				 ? " (only connections that failed "
 				   "authentication)" : "");
 	if (fd < 0)
@@ -1345,6 +1319,7 @@ static int setup(struct hm_dest *d, int lfd)
 	}
 	r = 0;
 out:
+	gate_close(d);
 	free(m);
 	return r;
 }
@@ -1642,7 +1617,7 @@ void hm_dest_get_stats(const struct hm_dest *d, struct hm_dest_stats *st)
 	st->fill = d->fill;
 	for (unsigned i = 0; i < d->nch; i++)
 		st->placed_pages += d->ch[i].placed;
-	st->refused_connections = d->refused_conns;
+	st->refused_connections = refused_conns((struct hm_dest *)d);
 	pthread_mutex_lock((pthread_mutex_t *)&d->lock);
 	memcpy(st->tls_path, d->tls_path, sizeof(st->tls_path));
 	pthread_mutex_unlock((pthread_mutex_t *)&d->lock);
@@ -1652,6 +1627,7 @@ void hm_dest_free(struct hm_dest *d)
 {
 	if (!d)
 		return;
+	gate_close(d);
 	close_channels(d);
 	uffd_close(d);
 	if (d->map)

@@ -8,7 +8,8 @@
 # then migrates its synthetic guest verified. Then: a sender with the key
 # never sends to a squatter on the port (it gets no proof); TCP without a
 # key is refused unless --insecure; an authenticated sender whose guest is
-# over --max-ram is refused with the numbers.
+# over --max-ram is refused with the numbers. Handshakes run in parallel:
+# connections held open by one address cost the real sender nothing.
 #   auth_test.sh HINTMIG
 set -uo pipefail
 HM=$1
@@ -129,6 +130,36 @@ wait $rpid
 [ $rc = 3 ] || fail "over --max-ram: send exit $rc"
 grep -q "the limit is" "$TMP/recv2.log" || fail "over --max-ram: not named ($(tail -2 "$TMP/recv2.log"))"
 echo "ok over --max-ram: $(grep -o 'refused: .*' "$TMP/recv2.log" | head -1)"
+
+# Handshakes in parallel (the gate): six silent intruders from another
+# address (127.0.0.2) hold their connections open, each worth the whole
+# --hello-timeout; taken one at a time they would outlast the accept
+# deadline (6 x 4 s > 6 s). Four wait in their own slots, two are refused
+# at once (the limit per address), and the real sender gets through.
+"$HM" recv --listen "$addr" --key-file "$TMP/key" --ram-file "$TMP/ram3" \
+	--hello-timeout 4000 --accept-timeout 6000 > /dev/null 2> "$TMP/recv3.log" &
+rpid=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$TMP/recv3.log" && break; sleep 0.05; done
+python3 - "$port" > "$TMP/hold.out" <<'PY' &
+import socket, sys, time
+held = []
+for i in range(6):
+    s = socket.socket(); s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", int(sys.argv[1]))); held.append(s)
+print("holding", flush=True)
+time.sleep(8)
+PY
+hold=$!
+for _ in $(seq 1 50); do grep -q holding "$TMP/hold.out" && break; sleep 0.1; done
+sleep 0.3
+"$HM" send --to "$addr" --key-file "$TMP/key" --guest-ram 64M --verify > "$TMP/send3.out" 2>&1; rc=$?
+wait $rpid; rrc=$?
+kill $hold 2>/dev/null; wait $hold 2>/dev/null
+[ $rc = 0 ] && [ $rrc = 0 ] || { sed 's/^/  recv: /' "$TMP/recv3.log"; fail "six held connections: send $rc, recv $rrc (want 0, 0: handshakes in parallel)"; }
+n=$(grep -c "the limit per address" "$TMP/recv3.log")
+[ "$n" = 2 ] || fail "$n connections refused by the limit per address, want 2"
+grep -q "^verify: [1-9][0-9]* pages checked, 0 mismatches$" "$TMP/send3.out" || fail "six held connections: no clean verification"
+echo "ok six held connections from one address: $n refused at once, the rest in their slots, the real sender through ($(grep '^verify:' "$TMP/send3.out"))"
 
 [ $fails = 0 ] || { echo "$fails auth checks failed"; exit 1; }
 echo "PASS auth"
