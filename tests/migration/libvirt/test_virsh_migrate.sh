@@ -316,7 +316,32 @@ if [ "$have_migrate" = 1 ]; then
 			fail "hintmig --tls A to B: libvirt $n set no TLS credentials on its QEMU's migration"
 	done
 	echo "hintmig --tls A to B: $(sed -n 's/.*"tls": "\([^"]*\)".*/\1/p' "$tmp/hm.json")"
-	hm_migrate B A "hintmig --tls B to A" auto --tls
+	# intruders on hintmig's port while it migrates: a plain TCP
+	# client sending garbage, and one from another address (127.0.0.2)
+	# holding its connection open, again and again; the receiver drops
+	# them, the migration goes through
+	port=$((40000 + RANDOM % 20000))
+	python3 - "$port" > "$tmp/intruder.log" 2>&1 <<-'PY' &
+	import socket, sys, time
+	end = time.time() + 40; held = []; n = 0
+	while time.time() < end:
+	    try:
+	        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+	        s.sendall(b"\x16\x03\x01 GET / HTTP/1.0\r\n" * 4); s.close()
+	        h = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1,
+	                                     source_address=("127.0.0.2", 0))
+	        held.append(h); n += 2
+	        print("connected", n, flush=True)
+	    except OSError:
+	        pass
+	    time.sleep(0.2)
+	PY
+	intruder=$!
+	LV_HM_PORT=$port hm_migrate B A "hintmig --tls B to A (intruders on its port)" auto --tls
+	kill $intruder 2>/dev/null; wait $intruder 2>/dev/null
+	nref=$(grep -c "refused so far" "$tmp/A/log/qemu/$dom-hintmig.log")
+	[ "${nref:-0}" -gt 0 ] || fail "intruders during hintmig --tls B to A: none was seen refused (did they connect? $(tail -1 "$tmp/intruder.log"))"
+	echo "intruders during hintmig --tls B to A: $nref connections refused, the migration through"
 	[ "${LV_STOCK:-0}" = 1 ] && granted_nothing A "after hintmig --tls B to A (destination)"
 	# a host whose libvirt forces TLS: hintmig migrate without --tls is
 	# refused before anything starts, with that reason
