@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
+ * src/migrate/engine/ owns the migration itself: this file the source
+ * (rounds, senders, convergence, the final round, verification), dest.c
+ * the destination (channels, placing pages, R8's acknowledgement).
+ *
  * The source side of a precopy migration (include/hintmig/migrate.h).
  *
  * Threads and who owns what:

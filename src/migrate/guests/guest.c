@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
+ * src/migrate/guests/ owns the guest whose RAM moves: this file the
+ * backends' common half, guest_local.c this process, guest_process.c
+ * another process, qemu/ a running QEMU (QMP, RAM discovery, the
+ * cut-over, the injector of R15).
+ *
  * Guest backends, the common half: block validation and page numbering,
  * guest-physical translation, and the R6 "does this page hold data" scan
  * that both backends share (they differ only in whose /proc/PID they look

@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
+ * src/migrate/hints/ owns the guest's free-page hints on the host: this
+ * file the sessions that apply them to M, hintchan.c the channel's
+ * protocol (shared with hintmig-agent), hint_source_channel.c a source
+ * reading one channel.
+ *
  * Hint sessions (hints.h): one receiving thread per migration applies the
  * guest's free-page hints to the migration bitmap M.
  *

@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Wire protocol v1: header and payload codecs, the validating decoder and
+ * src/migrate/wire/ owns what crosses between source and destination:
+ * this file the protocol, crc32c.c its checksum (R16), transport.c the
+ * UNIX/TCP connections, auth.c the key's proof (R17), tls.c TLS (R18),
+ * gate.c the destination's handshakes.
+ *
+ * Wire protocol v2: header and payload codecs, the validating decoder and
  * the per-connection channel (docs/protocol.md is the specification; keep
  * the two in step).
  *
