@@ -1127,8 +1127,7 @@ static void gate_close(struct hm_dest *d)
 {
 	if (!d->gate)
 		return;
-	d->refused_conns += hm_gate_refused(d->gate);
-	hm_gate_free(d->gate);
+	d->refused_conns += hm_gate_free(d->gate);
 	d->gate = NULL;
 }
 

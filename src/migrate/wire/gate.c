@@ -271,10 +271,12 @@ uint64_t hm_gate_refused(struct hm_gate *g)
 	return n;
 }
 
-void hm_gate_free(struct hm_gate *g)
+uint64_t hm_gate_free(struct hm_gate *g)
 {
+	uint64_t n;
+
 	if (!g)
-		return;
+		return 0;
 	/* a handshake still running ends at once on its shut socket */
 	pthread_mutex_lock(&g->lock);
 	for (int i = 0; i < HM_GATE_MAX; i++)
@@ -283,16 +285,29 @@ void hm_gate_free(struct hm_gate *g)
 	pthread_mutex_unlock(&g->lock);
 	for (int i = 0; i < HM_GATE_MAX; i++) {
 		struct slot *s = &g->slot[i];
+		bool was_running;
 
 		if (s->state == S_FREE)
 			continue;
+		was_running = s->state == S_RUNNING;
 		pthread_join(s->th, NULL);
+		/* every connection that did not come out is counted and
+		 * logged, as while the gate was open */
+		if (s->state == S_FAILED || was_running)
+			refused(g, s->who, was_running
+				? "the migration's connections were all in"
+				: s->why);
+		else
+			refused(g, s->who, "it passed after the migration's "
+				"connections were all in");
 		hm_tls_free(s->tls);
 		close(s->fd);
 		s->state = S_FREE;
 	}
+	n = g->refused;
 	close(g->efd);
 	explicit_bzero(&g->key, sizeof(g->key));
 	pthread_mutex_destroy(&g->lock);
 	free(g);
+	return n;
 }

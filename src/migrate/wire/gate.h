@@ -37,7 +37,8 @@ int hm_gate_next(struct hm_gate *g, int lfd, uint64_t deadline_ms,
 /* Connections dropped so far: a failed handshake, or one peer too many. */
 uint64_t hm_gate_refused(struct hm_gate *g);
 /* Ends the handshakes still running (their connections closed), closes
- * the connections that passed and were not taken, frees. */
-void hm_gate_free(struct hm_gate *g);
+ * the connections that passed and were not taken, each counted and
+ * logged as refused, frees. The count of refused connections in all. */
+uint64_t hm_gate_free(struct hm_gate *g);
 
 #endif

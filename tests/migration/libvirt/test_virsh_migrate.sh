@@ -88,8 +88,9 @@ if [ "$have_migrate" = 1 ]; then
 		for i in \$(seq 1 100); do [ -f $tmp/hinted.map ] && break; sleep 0.1; done
 		ramfile() { local f; for f in /proc/\$1/fd/*; do
 			# (another mount namespace's file may read as the
-			# path from its absolute root: */dev/shm/*)
-			case \$(readlink "\$f") in */dev/shm/*|*/memfd:memory-backend-memfd*|$tmp/hugepages/*) echo "\$f"; return;; esac
+			# path from its absolute root: */dev/shm/*, and in
+			# the Debian 13 root with the root's path before it)
+			case \$(readlink "\$f") in */dev/shm/*|*/memfd:memory-backend-memfd*|*$tmp/hugepages/*) echo "\$f"; return;; esac
 		done; }
 		src=\$(ramfile \$(cat $tmp/$o/run/qemu/\$1.pid)) dst=\$(ramfile \$(cat /run/libvirt/qemu/\$1.pid))
 		echo "compare $o to $n: \$src \$dst" >> $tmp/compare.log

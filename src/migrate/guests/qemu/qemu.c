@@ -810,10 +810,19 @@ static bool backend_file(const char *memp, const struct stat *mst,
 			 unsigned dmin, unsigned long long ino)
 {
 	size_t ml = strlen(memp);
+	const char *at;
 
 	if (have_mst && S_ISREG(mst->st_mode))
 		return major(mst->st_dev) == dmaj &&
 		       minor(mst->st_dev) == dmin && mst->st_ino == ino;
+	/* A directory (libvirt's <hugepages/>, memory_backing_dir): QEMU
+	 * makes a file in it and unlinks it. Its path reads from another
+	 * mount namespace (a namespaced QEMU seen from a chroot) with a
+	 * longer prefix: the directory's device, and its path inside. */
+	if (have_mst && S_ISDIR(mst->st_mode))
+		return major(mst->st_dev) == dmaj &&
+		       minor(mst->st_dev) == dmin &&
+		       (at = strstr(file, memp)) != NULL && at[ml] == '/';
 	return !strncmp(file, memp, ml) &&
 	       (!file[ml] || file[ml] == '/' || file[ml] == ' ');
 }
