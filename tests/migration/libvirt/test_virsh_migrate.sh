@@ -324,18 +324,26 @@ if [ "$have_migrate" = 1 ]; then
 	port=$((40000 + RANDOM % 20000))
 	python3 - "$port" > "$tmp/intruder.log" 2>&1 <<-'PY' &
 	import socket, sys, time
-	end = time.time() + 40; held = []; n = 0
+	port = int(sys.argv[1]); end = time.time() + 40; held = []; n = 0
+	def garbage():
+	    s = socket.create_connection(("127.0.0.1", port), timeout=1)
+	    s.sendall(b"\x16\x03\x01 GET / HTTP/1.0\r\n" * 4); s.close()
+	def hold():
+	    held.append(socket.create_connection(("127.0.0.1", port), timeout=1,
+	                                         source_address=("127.0.0.2", 0)))
+	# the moment the receiver listens (the sender retries every 100 ms):
+	# a burst, then more now and then
+	burst = True
 	while time.time() < end:
 	    try:
-	        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-	        s.sendall(b"\x16\x03\x01 GET / HTTP/1.0\r\n" * 4); s.close()
-	        h = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1,
-	                                     source_address=("127.0.0.2", 0))
-	        held.append(h); n += 2
+	        for i in range(2 if burst else 1):
+	            garbage(); n += 1
+	        hold(); n += 1
+	        burst = False
 	        print("connected", n, flush=True)
+	        time.sleep(0.05)
 	    except OSError:
-	        pass
-	    time.sleep(0.2)
+	        time.sleep(0.005)
 	PY
 	intruder=$!
 	LV_HM_PORT=$port hm_migrate B A "hintmig --tls B to A (intruders on its port)" auto --tls
