@@ -31,8 +31,19 @@ fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 mkdir "$TMP/huge"
 mount -t hugetlbfs -o pagesize=2M hintmig-test "$TMP/huge" || { echo "FAIL cannot mount hugetlbfs"; exit 1; }
 
-run() { # POOL_EXTRA: a 64 MiB guest into a hugetlbfs RAM file
-	echo $((was + $1)) > /proc/sys/vm/nr_hugepages
+pool_free() { awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo; }
+run() { # FREE: a 64 MiB guest into a hugetlbfs RAM file, FREE huge
+	# pages free in the pool (whatever others hold: in use stays)
+	local total free
+	rm -f "$TMP/huge/ram"
+	# pages another test gave back may still be surplus, on their way
+	for _ in $(seq 1 50); do
+		[ "$(awk '/^HugePages_Surp:/ { print $2 }' /proc/meminfo)" = 0 ] && break
+		sleep 0.1
+	done
+	total=$(cat /proc/sys/vm/nr_hugepages); free=$(pool_free)
+	echo $((total - free + $1)) > /proc/sys/vm/nr_hugepages
+	[ "$(pool_free)" = "$1" ] || { echo "FAIL the pool has $(pool_free) free huge pages, not $1"; exit 1; }
 	rm -f "$TMP/huge/ram" "$TMP/sock"
 	"$HM" recv --listen "unix:$TMP/sock" --ram-file "$TMP/huge/ram" --verbose \
 		> "$TMP/recv.out" 2> "$TMP/recv.log" &
