@@ -1713,6 +1713,23 @@ static int source_intact(const struct hm_scenario *s, struct hm_run_result *r,
 		}
 		msleep(100);
 	}
+	/* R18: with --tls the guardian also takes back QEMU's TLS settings */
+	for (end = mono_s() + tmo_ms(30) / 1000.0; s->hm_tls;) {
+		struct json_object *p = hm_qmp_exec(src->qmp,
+						    "query-migrate-parameters",
+						    NULL, tmo_ms(30));
+		bool clear = p && !hm_json_str(p, "tls-creds", "")[0];
+
+		json_object_put(p);
+		if (clear)
+			break;
+		if (mono_s() > end) {
+			fail_set(r, "source QEMU keeps hintmig's tls-creds after "
+				 "the fault");
+			return -1;
+		}
+		msleep(100);
+	}
 	rc = holds_userfaultfd(src->pid);
 	if (rc != 0) {
 		fail_set(r, "source QEMU %s a userfaultfd after the fault (R9)",

@@ -251,6 +251,13 @@ static const struct test tests[] = {
 	  "the source runs on, verifying", 1,
 	  "--tracker sync --max-bandwidth 48M", 0, 0,
 	  HM_FAULT_KILL_SEND_ROUND, .hugetlb = 1 },
+	{ "/hintmig/qemu/fault/tls-kill-send-pre-switchover", FAULT,
+	  HM_BALLOON_NONE,
+	  "hintmig send --tls SIGKILLed with QEMU at pre-switchover (its own "
+	  "stream in TLS by then): the source runs on, verifying, and the "
+	  "guardian has taken back QEMU's tls-creds", 1,
+	  "--tracker sync --max-bandwidth 48M --downtime-limit 3000", 0, 0,
+	  HM_FAULT_KILL_SEND_PRESWITCHOVER, .tcp = 1, .tls = 1 },
 	{ "/hintmig/qemu/stream/flip", FAULT, HM_BALLOON_NONE,
 	  "one byte of hintmig's own RAM stream flipped on the way (seeded "
 	  "offset, 1-5 MiB in): the checksum catches it, the migration fails "

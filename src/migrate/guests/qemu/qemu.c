@@ -313,6 +313,14 @@ static void guardian_main(struct hm_qemu *q, int rfd)
 	}
 	wait_ended(q, 60000);
 	set_caps(q, false);
+	/* what --tls gave QEMU's own migration, if it got that far (errors
+	 * ignored: the object may never have been added) */
+	if (q->tls_dir[0] && !q->libvirt) {
+		(void)hm_qmp_run(q->qmp, 10000, "migrate-set-parameters",
+				 "{\"tls-creds\": \"\", \"tls-hostname\": \"\"}");
+		(void)hm_qmp_run(q->qmp, 10000, "object-del",
+				 "{\"id\": \"hm-tls\"}");
+	}
 	_exit(0);
 }
 
