@@ -261,6 +261,13 @@ static pid_t spawn_helper(const struct bench *b, const char *opt, int lfd,
 	_exit(127);
 }
 
+/* CPU seconds of a rusage, user and system. */
+static double rusage_s(const struct rusage *ru)
+{
+	return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec / 1e6 +
+	       (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec / 1e6;
+}
+
 /* Wait up to ms for pid; kill it after that. Exit status, or -1 when it
  * was killed by a signal (by us or anyone). */
 static int reap_cpu(pid_t pid, unsigned ms, double *cpu_s)
@@ -286,8 +293,7 @@ static int reap_cpu(pid_t pid, unsigned ms, double *cpu_s)
 		sleep_s(0.002);
 	}
 	if (cpu_s)
-		*cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-			 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+		*cpu_s = rusage_s(&ru);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -302,8 +308,7 @@ static double self_cpu_s(void)
 
 	if (getrusage(RUSAGE_SELF, &ru) < 0)
 		return 0;
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	return rusage_s(&ru);
 }
 
 static void child_log(void *opaque, enum hm_log_level level, const char *msg)

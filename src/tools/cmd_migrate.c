@@ -50,6 +50,7 @@
 #include "cmd.h"
 #include "libvirt_dom.h"
 #include "migrate/wire/auth.h"
+#include "migrate/wire/gate.h"
 #include "migrate/guests/qemu/qmp.h"
 #include "migrate/wire/tls.h"
 #include "migrate/wire/transport.h"
@@ -222,6 +223,23 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 	return 0;
 }
 
+/* DEST_URI's host (libxml2 keeps an IPv6 literal's brackets: without
+ * them), or dflt when the URI names none (qemu:///system). */
+static void uri_host(const char *dest_uri, const char *dflt, char *out,
+		     size_t len)
+{
+	xmlURIPtr u = xmlParseURI(dest_uri);
+	const char *h = u && u->server && u->server[0] ? u->server : dflt;
+	size_t hl = strlen(h);
+
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
+		snprintf(out, len, "%.*s", (int)(hl - 2), h + 1);
+	else
+		snprintf(out, len, "%s", h);
+	if (u)
+		xmlFreeURI(u);
+}
+
 /* --hintmig-uri's default: the destination's host from DEST_URI (this
  * host when it names none, as qemu:///system does), a port of [lo, hi]
  * taken at random among those where nothing answers on the destination
@@ -231,20 +249,12 @@ static int parse(int argc, char **argv, struct mig_opts *o)
 static int default_hm_uri(const char *dest_uri, unsigned lo, unsigned hi,
 			  char *out, size_t len)
 {
-	xmlURIPtr u = xmlParseURI(dest_uri);
-	const char *host = u && u->server && u->server[0] ? u->server
-							  : "127.0.0.1";
 	char plain[256], num[INET6_ADDRSTRLEN];
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-	size_t hl = strlen(host);
 	unsigned r = 0, port = lo;
 	int n = -1;
 
-	/* libxml2 keeps an IPv6 literal's brackets */
-	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
-		snprintf(plain, sizeof(plain), "%.*s", (int)(hl - 2), host + 1);
-	else
-		snprintf(plain, sizeof(plain), "%s", host);
+	uri_host(dest_uri, "127.0.0.1", plain, sizeof(plain));
 	/* the address this host will connect to, as a number: the
 	 * destination listens on exactly it (a name resolved there could
 	 * be another address, e.g. Debian's 127.0.1.1 for its own name) */
@@ -271,8 +281,6 @@ static int default_hm_uri(const char *dest_uri, unsigned lo, unsigned hi,
 			break;	/* refused (free), or no answer: take it */
 		close(fd);	/* something listens there: another one */
 	}
-	if (u)
-		xmlFreeURI(u);
 	return n > 0 && (size_t)n < len ? 0 : -EINVAL;
 }
 
@@ -470,39 +478,16 @@ static void poke_receiver(const char *to, const struct hm_auth_key *key,
 {
 	int fd = hm_transport_connect(to, 1000);
 	struct hm_tls *t = NULL;
-	char why[400];
+	char why[440];
 
 	/* R17/R18: the receiver drops a connection that is not in TLS or
 	 * does not prove the key, and waits on; one that does both and
 	 * closes before HELLO ends it */
-	if (fd >= 0 && tls &&
-	    hm_tls_start(&t, fd, tls, name, hm_auth_now_ms() + 1000, why,
-			 sizeof(why)) < 0) {
-		close(fd);
+	if (fd < 0)
 		return;
-	}
-	if (fd >= 0 && key->len)
-		(void)hm_auth_connect(fd, t, key, 1000, why, sizeof(why));
-	hm_tls_free(t);
-	if (fd >= 0)
-		close(fd);
-}
-
-/* The host libvirt's migration TLS is checked against: DEST_URI's host
- * (as libvirt takes it), "localhost" when the URI names none. */
-static void tls_name_of(const char *dest_uri, char *out, size_t len)
-{
-	xmlURIPtr u = xmlParseURI(dest_uri);
-	const char *h = u && u->server && u->server[0] ? u->server
-						       : "localhost";
-	size_t hl = strlen(h);
-
-	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
-		snprintf(out, len, "%.*s", (int)(hl - 2), h + 1);
-	else
-		snprintf(out, len, "%s", h);
-	if (u)
-		xmlFreeURI(u);
+	if (hm_gate_enter(fd, tls, name, key, 1000, &t, why, sizeof(why)) == 0)
+		hm_tls_free(t);
+	close(fd);
 }
 
 /* A host whose libvirt forces TLS on migrations refuses ours without it:
@@ -639,7 +624,9 @@ int hm_cmd_migrate(int argc, char **argv)
 				err);
 			return EXIT_SETUP;
 		}
-		tls_name_of(o.dest_uri, o.tls_name, sizeof(o.tls_name));
+		/* the name libvirt checks its own stream against too */
+		uri_host(o.dest_uri, "localhost", o.tls_name,
+			 sizeof(o.tls_name));
 	}
 	conn = virConnectOpen(o.src_uri);
 	if (!conn) {

@@ -905,9 +905,9 @@ static int apply_zero_run(struct dchan *c, const struct hm_wire_msg *m)
 			unsigned char v = 1;
 
 			hp = pg * d->ps / d->hugetlb;
-			resident = mincore(d->ram + hp * d->hugetlb,
-					   (size_t)sysconf(_SC_PAGESIZE),
-					   &v) < 0 || (v & 1);
+			/* (one byte: the first page of the huge page) */
+			resident = mincore(d->ram + hp * d->hugetlb, 1, &v) < 0 ||
+				   (v & 1);
 		}
 		if (d->hugetlb && !resident)
 			continue;

@@ -66,6 +66,7 @@
 #include "migrate/hints/hintchan.h"
 #include "migrate/wire/transport.h"
 #include "migrate/wire/auth.h"
+#include "migrate/wire/gate.h"
 #include "migrate/wire/tls.h"
 #include "migrate/wire/wire.h"
 
@@ -1018,56 +1019,41 @@ static void chan_free(struct tx_chan *c)
 static int secure_chan(struct hm_migration *m, int fd, unsigned i,
 		       struct hm_tls **tls)
 {
-	struct hm_auth_key key;
-	char why[400];
+	struct hm_auth_key key = { .len = 0 };
+	char why[440];
 	int r;
 
 	*tls = NULL;
-	if (m->p.tls) {
-		uint64_t now = hm_auth_now_ms();
-
-		r = hm_tls_start(tls, fd, m->p.tls, m->p.tls_peer_name,
-				 now + m->p.io_timeout_ms, why, sizeof(why));
-		if (r < 0) {
-			close(fd);
-			hm_logf(&m->log, HM_LOG_ERROR, "channel %u: TLS: %s",
-				i, why);
-			return r;
-		}
-		if (i == 0) {
-			pthread_mutex_lock(&m->lock);
-			snprintf(m->tls_path, sizeof(m->tls_path), "%s",
-				 hm_tls_describe(*tls));
-			pthread_mutex_unlock(&m->lock);
-			hm_logf(&m->log, HM_LOG_INFO, "TLS with %s: %s",
-				m->p.tls_peer_name, hm_tls_describe(*tls));
-		}
+	if (m->p.auth_key_len && (!m->p.auth_key ||
+				  m->p.auth_key_len < HM_AUTH_KEY_MIN ||
+				  m->p.auth_key_len > HM_AUTH_KEY_MAX)) {
+		close(fd);
+		hm_logf(&m->log, HM_LOG_ERROR, "channel %u: authentication "
+			"failed: a key must be %d to %d bytes", i,
+			HM_AUTH_KEY_MIN, HM_AUTH_KEY_MAX);
+		return -EINVAL;
 	}
-	if (!m->p.auth_key_len)
-		return fd;
-	if (!m->p.auth_key || m->p.auth_key_len < HM_AUTH_KEY_MIN ||
-	    m->p.auth_key_len > HM_AUTH_KEY_MAX) {
-		r = -EINVAL;
-		snprintf(why, sizeof(why), "a key must be %d to %d bytes",
-			 HM_AUTH_KEY_MIN, HM_AUTH_KEY_MAX);
-		goto bad;
+	if (m->p.auth_key_len) {
+		memcpy(key.k, m->p.auth_key, m->p.auth_key_len);
+		key.len = m->p.auth_key_len;
 	}
-	memcpy(key.k, m->p.auth_key, m->p.auth_key_len);
-	key.len = m->p.auth_key_len;
-	r = hm_auth_connect(fd, *tls, &key, m->p.io_timeout_ms, why,
-			    sizeof(why));
+	r = hm_gate_enter(fd, m->p.tls, m->p.tls_peer_name, &key,
+			  m->p.io_timeout_ms, tls, why, sizeof(why));
 	explicit_bzero(&key, sizeof(key));
-	if (r == 0)
-		return fd;
-	if (r == -EPROTO)
-		r = -EACCES;
-bad:
-	hm_tls_free(*tls);
-	*tls = NULL;
-	close(fd);
-	hm_logf(&m->log, HM_LOG_ERROR, "channel %u: authentication failed: "
-		"%s", i, why);
-	return r;
+	if (r < 0) {
+		close(fd);
+		hm_logf(&m->log, HM_LOG_ERROR, "channel %u: %s", i, why);
+		return r;
+	}
+	if (*tls && i == 0) {
+		pthread_mutex_lock(&m->lock);
+		snprintf(m->tls_path, sizeof(m->tls_path), "%s",
+			 hm_tls_describe(*tls));
+		pthread_mutex_unlock(&m->lock);
+		hm_logf(&m->log, HM_LOG_INFO, "TLS with %s: %s",
+			m->p.tls_peer_name, hm_tls_describe(*tls));
+	}
+	return fd;
 }
 
 /* Channel i's connection. With connect_wait the first one is retried

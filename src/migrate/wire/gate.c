@@ -53,6 +53,33 @@ struct hm_gate {
 	struct hm_log log;
 };
 
+int hm_gate_enter(int fd, const struct hm_tls_creds *cr, const char *peer_name,
+		  const struct hm_auth_key *key, uint64_t timeout_ms,
+		  struct hm_tls **tls, char *why, size_t whylen)
+{
+	char w[400] = "";
+	int r = 0;
+
+	*tls = NULL;
+	if (cr) {
+		r = hm_tls_start(tls, fd, cr, peer_name,
+				 hm_auth_now_ms() + timeout_ms, w, sizeof(w));
+		if (r < 0) {
+			snprintf(why, whylen, "TLS: %s", w);
+			return r;
+		}
+	}
+	if (!key || !key->len)
+		return 0;
+	r = hm_auth_connect(fd, *tls, key, timeout_ms, w, sizeof(w));
+	if (r == 0)
+		return 0;
+	hm_tls_free(*tls);
+	*tls = NULL;
+	snprintf(why, whylen, "authentication failed: %s", w);
+	return r == -EPROTO ? -EACCES : r;
+}
+
 struct hm_gate *hm_gate_new(const struct hm_auth_key *key,
 			    const struct hm_tls_creds *tls,
 			    uint64_t hello_timeout_ms, const struct hm_log *log)

@@ -23,6 +23,17 @@
 struct hm_gate;
 struct hm_tls;
 
+/* The source's side, on a fresh connection fd (not closed here): TLS
+ * with cr when not NULL (the destination's certificate checked against
+ * peer_name, the handshake within timeout_ms), then the key's proof
+ * when key has one (within timeout_ms again). 0 with *tls (NULL without
+ * TLS), or -errno with why saying which step failed ("TLS: ..." or
+ * "authentication failed: ..."); a proof refused or garbled is
+ * -EACCES. */
+int hm_gate_enter(int fd, const struct hm_tls_creds *cr, const char *peer_name,
+		  const struct hm_auth_key *key, uint64_t timeout_ms,
+		  struct hm_tls **tls, char *why, size_t whylen);
+
 /* key (copied; NULL or len 0: none) and/or tls; hello_timeout_ms for the
  * whole handshake of one connection. NULL with errno. */
 struct hm_gate *hm_gate_new(const struct hm_auth_key *key,

@@ -37,7 +37,6 @@ struct hm_tls_creds {
 struct hm_tls {
 	gnutls_session_t s;
 	int fd;
-	bool kernel;
 	char desc[200];
 	char err[160];		/* the last record error, for -EPROTO */
 };
@@ -177,7 +176,6 @@ static void describe(struct hm_tls *t)
 	const char *ciph = gnutls_cipher_get_name(gnutls_cipher_get(t->s));
 	int k = gnutls_transport_is_ktls_enabled(t->s);
 
-	t->kernel = k == GNUTLS_KTLS_DUPLEX;
 	if (k == GNUTLS_KTLS_DUPLEX)
 		snprintf(t->desc, sizeof(t->desc), "%s %s, kTLS (the kernel "
 			 "encrypts and decrypts)", ver ? ver : "?",
@@ -530,9 +528,4 @@ size_t hm_tls_pending(const struct hm_tls *t)
 const char *hm_tls_describe(const struct hm_tls *t)
 {
 	return t ? t->desc : "plain";
-}
-
-bool hm_tls_kernel(const struct hm_tls *t)
-{
-	return t && t->kernel;
 }

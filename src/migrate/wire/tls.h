@@ -12,7 +12,6 @@
 #ifndef HM_MIGRATE_TLS_H
 #define HM_MIGRATE_TLS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -51,9 +50,8 @@ const char *hm_tls_error(const struct hm_tls *t);
  * see them). */
 size_t hm_tls_pending(const struct hm_tls *t);
 
-/* What runs: "TLS1.3 AES-256-GCM, kTLS send+receive" or "..., GnuTLS in
- * user space (kTLS: <why not>)". */
+/* What runs: "TLS1.3 AES-256-GCM, kTLS (the kernel encrypts and
+ * decrypts)" or "..., GnuTLS in user space (no kTLS: <why not>)". */
 const char *hm_tls_describe(const struct hm_tls *t);
-bool hm_tls_kernel(const struct hm_tls *t);
 
 #endif

@@ -421,16 +421,17 @@ const struct hm_transport_ops *hm_transport_lookup(const char *addr,
 /* TCP_NODELAY on a TCP socket: the handshakes before HELLO (TLS, the
  * key's proof) are small messages each waited for; with Nagle and delayed
  * ACKs every round trip would wait some 40 ms. */
-static void no_delay(int fd)
+static int no_delay(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	int one = 1;
 
 	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-				 sizeof(one));
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
 }
 
 int hm_transport_connect(const char *addr, uint64_t timeout_ms)
@@ -442,7 +443,7 @@ int hm_transport_connect(const char *addr, uint64_t timeout_ms)
 	if (!ops)
 		return -EINVAL;
 	fd = ops->connect(rest, timeout_ms);
-	no_delay(fd);
+	(void)no_delay(fd);
 	return fd;
 }
 
@@ -479,7 +480,7 @@ int hm_transport_accept(int listen_fd, uint64_t timeout_ms)
 			return -EBADF;
 		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0) {
-			no_delay(fd);
+			(void)no_delay(fd);
 			return fd;
 		}
 		/* a connection that vanished between poll and accept, or a
@@ -495,18 +496,11 @@ int hm_transport_set_timeouts(int fd, uint64_t timeout_ms)
 	struct timeval tv = { .tv_sec = (time_t)(timeout_ms / 1000),
 			      .tv_usec = (suseconds_t)(timeout_ms % 1000) *
 					 1000 };
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int one = 1;
 
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
 		return -errno;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
-		return -errno;
-	return 0;
+	return no_delay(fd);
 }
 
 int hm_transport_local_addr(int fd, char *buf, size_t len)

@@ -27,7 +27,7 @@ struct hm_transport_ops {
 const struct hm_transport_ops *hm_transport_lookup(const char *addr,
 						   const char **rest);
 
-/* Connected blocking socket (CLOEXEC), or -errno: -EINVAL bad address,
+/* Connected blocking socket (CLOEXEC; TCP: TCP_NODELAY), or -errno: -EINVAL bad address,
  * -ETIMEDOUT, -ECONNREFUSED/-ENOENT nobody listening (not retried). No
  * I/O timeouts are set: call hm_transport_set_timeouts(). */
 int hm_transport_connect(const char *addr, uint64_t timeout_ms);
@@ -36,7 +36,8 @@ int hm_transport_connect(const char *addr, uint64_t timeout_ms);
  * unix: a leftover socket file nobody listens on is removed; any other
  * file there gives -EADDRINUSE. unix:@NAME is an abstract socket. */
 int hm_transport_listen(const char *addr, int backlog);
-/* Accept with a timeout (0 = wait forever): fd or -errno (-ETIMEDOUT). */
+/* Accept with a timeout (0 = wait forever): fd (TCP: TCP_NODELAY) or
+ * -errno (-ETIMEDOUT). */
 int hm_transport_accept(int listen_fd, uint64_t timeout_ms);
 /* Apply send/receive timeouts (SO_SNDTIMEO/SO_RCVTIMEO) and TCP_NODELAY
  * where it applies. 0 or -errno. */

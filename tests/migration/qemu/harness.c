@@ -1657,6 +1657,19 @@ static int src_migrate_status(struct hm_vm *vm, char *out, size_t len)
  * left in it (R9), and the workload verifying round after round (a vCPU
  * blocked on a write fault would stop it). st: the last migration
  * status. */
+/* QEMU's tls-creds migration parameter into out ("" none): 0, or -1
+ * with out "?" when QMP did not answer. */
+static int tls_creds_of(struct hm_vm *vm, char *out, size_t len)
+{
+	struct json_object *p = hm_qmp_exec(vm->qmp,
+					    "query-migrate-parameters", NULL,
+					    tmo_ms(30));
+
+	sfmt(out, len, "%s", p ? hm_json_str(p, "tls-creds", "") : "?");
+	json_object_put(p);
+	return p ? 0 : -1;
+}
+
 static int source_intact(const struct hm_scenario *s, struct hm_run_result *r,
 			 struct hm_vm *src, char *st, size_t stlen)
 {
@@ -1715,13 +1728,9 @@ static int source_intact(const struct hm_scenario *s, struct hm_run_result *r,
 	}
 	/* R18: with --tls the guardian also takes back QEMU's TLS settings */
 	for (end = mono_s() + tmo_ms(30) / 1000.0; s->hm_tls;) {
-		struct json_object *p = hm_qmp_exec(src->qmp,
-						    "query-migrate-parameters",
-						    NULL, tmo_ms(30));
-		bool clear = p && !hm_json_str(p, "tls-creds", "")[0];
+		char creds[128];
 
-		json_object_put(p);
-		if (clear)
+		if (tls_creds_of(src, creds, sizeof(creds)) == 0 && !creds[0])
 			break;
 		if (mono_s() > end) {
 			fail_set(r, "source QEMU keeps hintmig's tls-creds after "
@@ -2133,22 +2142,17 @@ static int tls_checked(const struct hm_scenario *s, struct hm_run_result *r,
 		return -1;
 	}
 	for (int i = 0; i < 2; i++) {
-		struct json_object *p;
-		const char *creds;
+		char creds[128];
 
 		if (vm_gone(vms[i]))
 			continue;
-		p = hm_qmp_exec(vms[i]->qmp, "query-migrate-parameters", NULL,
-				tmo_ms(30));
-		creds = p ? hm_json_str(p, "tls-creds", "") : "?";
-		if (!p || creds[0]) {
+		if (tls_creds_of(vms[i], creds, sizeof(creds)) < 0 ||
+		    creds[0]) {
 			fail_set(r, "%s QEMU keeps tls-creds \"%s\" after the "
 				 "migration (R18: taken back)", vms[i]->role,
 				 creds);
-			json_object_put(p);
 			return -1;
 		}
-		json_object_put(p);
 	}
 	note("%s: TLS on both streams: %s; both QEMUs' tls-creds empty again",
 	     s->name, r->hm_tls_path);

@@ -61,7 +61,6 @@ struct hm_qemu {
 	size_t nblocks;
 	bool caps_on;		/* we turned capabilities on */
 	bool tls_on;		/* we added hm-tls and set tls-creds */
-	uint64_t huge_page;	/* RAM on hugetlbfs: its page size, else 0 */
 	char tls_dir[512];	/* hm_qemu_opts.tls_dir, "" none */
 	char tls_hostname[256];
 	bool unsafe_continue_early, continued;
@@ -189,15 +188,22 @@ static int qemu_tls_on(struct hm_qemu *q)
 	return 0;
 }
 
-/* What qemu_tls_on granted, taken back (the migration has ended). */
+/* What qemu_tls_on grants, taken back: QEMU's migration parameters
+ * emptied, then the object deleted (it cannot go while they name it).
+ * 0 or -EIO. */
+static int tls_take_back(struct hm_qemu *q, int tmo_ms)
+{
+	return hm_qmp_run(q->qmp, tmo_ms, "migrate-set-parameters",
+			  "{\"tls-creds\": \"\", \"tls-hostname\": \"\"}") ||
+	       hm_qmp_run(q->qmp, tmo_ms, "object-del",
+			  "{\"id\": \"hm-tls\"}") ? -EIO : 0;
+}
+
 static void qemu_tls_off(struct hm_qemu *q)
 {
 	if (!q->tls_on)
 		return;
-	if (hm_qmp_run(q->qmp, (int)q->tmo, "migrate-set-parameters",
-		       "{\"tls-creds\": \"\", \"tls-hostname\": \"\"}") ||
-	    hm_qmp_run(q->qmp, (int)q->tmo, "object-del",
-		       "{\"id\": \"hm-tls\"}"))
+	if (tls_take_back(q, (int)q->tmo) < 0)
 		hm_logf(&q->log, HM_LOG_WARN, "QEMU %d: could not remove its "
 			"migration TLS settings: %s", (int)q->pid,
 			hm_qmp_error(q->qmp));
@@ -315,12 +321,8 @@ static void guardian_main(struct hm_qemu *q, int rfd)
 	set_caps(q, false);
 	/* what --tls gave QEMU's own migration, if it got that far (errors
 	 * ignored: the object may never have been added) */
-	if (q->tls_dir[0] && !q->libvirt) {
-		(void)hm_qmp_run(q->qmp, 10000, "migrate-set-parameters",
-				 "{\"tls-creds\": \"\", \"tls-hostname\": \"\"}");
-		(void)hm_qmp_run(q->qmp, 10000, "object-del",
-				 "{\"id\": \"hm-tls\"}");
-	}
+	if (q->tls_dir[0] && !q->libvirt)
+		(void)tls_take_back(q, 10000);
 	_exit(0);
 }
 
@@ -917,7 +919,6 @@ static int find_ram(struct hm_qemu *q)
 		return qfail(q, -ENOTSUP, "memory backend '%s' has %" PRIu64
 			     "-byte pages: 4 KiB, 2 MiB and 1 GiB pages are "
 			     "supported", q->memdev, psize);
-	q->huge_page = psize > 4096 ? psize : 0;
 	qsort(pcs, (size_t)n, sizeof(pcs[0]), cmp_piece);
 	for (int i = 0; i < n; i++) {
 		if (pcs[i].off != at || pcs[i].gpa % 4096 ||
@@ -1069,11 +1070,6 @@ void hm_qemu_detach(struct hm_qemu *q)
 	if (q->pidfd >= 0)
 		close(q->pidfd);
 	free(q);
-}
-
-uint64_t hm_qemu_huge_page(const struct hm_qemu *q)
-{
-	return q ? q->huge_page : 0;
 }
 
 const struct hm_ram_block *hm_qemu_blocks(const struct hm_qemu *q, size_t *n)

@@ -90,8 +90,6 @@ struct hm_qemu *hm_qemu_attach(const struct hm_qemu_opts *o,
 /* The guest RAM blocks (guest-physical pieces of the backend, in backing
  * file order; host_addr are QEMU's addresses, memfd our fd of the file). */
 const struct hm_ram_block *hm_qemu_blocks(const struct hm_qemu *q, size_t *n);
-/* The huge page size of the RAM (hugetlbfs backend), 0 for 4 KiB. */
-uint64_t hm_qemu_huge_page(const struct hm_qemu *q);
 /* Our fd of the RAM file (owned by q). */
 int hm_qemu_ram_fd(const struct hm_qemu *q);
 pid_t hm_qemu_pid(const struct hm_qemu *q);
