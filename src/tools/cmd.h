@@ -16,5 +16,6 @@ int hm_cmd_send(int argc, char **argv);
 int hm_cmd_recv(int argc, char **argv);
 int hm_cmd_libvirt(int argc, char **argv); /* with libvirt only */
 int hm_cmd_migrate(int argc, char **argv); /* libvirt and json-c */
+int hm_cmd_daemon(int argc, char **argv);  /* hintmigd: libvirt, json-c */
 
 #endif

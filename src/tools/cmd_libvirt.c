@@ -22,11 +22,13 @@
 #include <getopt.h>
 #include <glob.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -285,6 +287,12 @@ int hm_lv_dom_read(const char *xml, unsigned long qemu_ver, FILE *report,
 		free(t);
 	}
 	d->mig_timeout_s = (unsigned)xp_num(x, "number(" MIG "/@timeout)");
+	d->uuid = xp_str(x, "string(/domain/uuid)");
+#define HOST "/domain/metadata/*[local-name()='host']" \
+	     "[namespace-uri()='" HM_LV_HOST_NS "']"
+	d->src_hintmigd = xp_str(x, "string(" HOST "/@addr)");
+	d->src_hintmigd_name = xp_str(x, "string(" HOST "/@name)");
+#undef HOST
 	d->mig_expires = (long long)xp_num(x, "number(" MIG "/@expires)");
 #undef MIG
 	xmlXPathFreeContext(x);
@@ -297,6 +305,9 @@ void hm_lv_dom_fini(struct hm_lv_dom *d)
 	free(d->name);
 	free(d->agent_sock);
 	free(d->mig_listen);
+	free(d->uuid);
+	free(d->src_hintmigd);
+	free(d->src_hintmigd_name);
 	if (d->mig_key)
 		explicit_bzero(d->mig_key, strlen(d->mig_key));
 	free(d->mig_key);
@@ -488,6 +499,31 @@ static void check_host(pid_t pid, struct hm_lv_dom *d)
 	}
 }
 
+/* Which way a plain virsh migrate of this domain goes (docs/libvirt.md
+ * "Plain virsh migrate"): with hints when this host's hintmigd has
+ * marked it, as libvirt alone otherwise. */
+static void check_virsh_migrate(const struct hm_lv_dom *d)
+{
+	if (d->id < 0)
+		printf("note     virsh migrate: the domain is not running "
+		       "(hintmigd marks running domains)\n");
+	else if (d->missing || d->refused)
+		printf("note     virsh migrate: without hints, as libvirt "
+		       "alone (the domain is not set up for hintmig)\n");
+	else if (d->src_hintmigd && d->src_hintmigd_name)
+		printf("ok       virsh migrate: with hints: hintmigd at %s "
+		       "(certificate name %s) sends the RAM when the "
+		       "destination's hook asks; the destination needs "
+		       "hintmig, its hook and libvirt's migration "
+		       "certificates, else the migration fails\n",
+		       d->src_hintmigd, d->src_hintmigd_name);
+	else
+		printf("note     virsh migrate: without hints, as libvirt "
+		       "alone (no hintmigd metadata on the domain: is "
+		       "hintmigd running on this host? systemctl enable --now "
+		       "hintmigd); hintmig migrate: with hints\n");
+}
+
 static int lv_check(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -556,6 +592,7 @@ static int lv_check(int argc, char **argv)
 		       "namespace): QEMU's user, namespace and AppArmor not "
 		       "checked\n", d.name);
 	d.missing += check_tls();
+	check_virsh_migrate(&d);
 	if (d.missing || d.refused) {
 		printf("not ready for hintmig: %d missing, %d refused\n",
 		       d.missing, d.refused);
@@ -575,32 +612,9 @@ out:
 	return rc;
 }
 
-/* ---- hintmig libvirt hook ------------------------------------------------ */
+/* ---- processes ---------------------------------------------------------- */
 
-static char *read_all(FILE *f)
-{
-	size_t cap = 65536, n = 0, r;
-	char *buf = malloc(cap + 1);
-
-	while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-		n += r;
-		if (n == cap) {
-			char *nb = realloc(buf, cap * 2 + 1);
-
-			if (!nb) {
-				free(buf);
-				return NULL;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	if (buf)
-		buf[n] = 0;
-	return buf;
-}
-
-pid_t hm_lv_spawn_self(const char *const argv[], int out_fd)
+pid_t hm_lv_spawn_self(const char *const argv[], int out_fd, int pdeathsig)
 {
 	char self[4096];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -613,6 +627,10 @@ pid_t hm_lv_spawn_self(const char *const argv[], int out_fd)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		/* ends with the thread that started it (hintmigd's request,
+		 * the hook) */
+		if (pdeathsig && prctl(PR_SET_PDEATHSIG, pdeathsig) < 0)
+			_exit(127);
 		if (out_fd >= 0) {
 			dup2(out_fd, 1);
 			dup2(out_fd, 2);
@@ -621,6 +639,69 @@ pid_t hm_lv_spawn_self(const char *const argv[], int out_fd)
 		_exit(127);
 	}
 	return pid;
+}
+
+pid_t hm_lv_start_sender(const struct hm_lv_send_opts *o, int out_fd,
+			 int pdeathsig)
+{
+	char tmo[32], bw[32], pid[16];
+	const char *av[40];
+	int ac = 0;
+
+	snprintf(tmo, sizeof(tmo), "%u", o->timeout_s * 1000);
+	av[ac++] = "hintmig";
+	av[ac++] = "send";
+	av[ac++] = "--qemu";
+	av[ac++] = o->qmp;
+	av[ac++] = "--to";
+	av[ac++] = o->to;
+	av[ac++] = "--libvirt";
+	av[ac++] = "--connect-timeout";
+	av[ac++] = tmo;
+	if (o->agent) {
+		av[ac++] = "--agent";
+		av[ac++] = o->agent;
+		av[ac++] = "--hints";
+		av[ac++] = "auto";
+	}
+	if (o->bandwidth_mib) {
+		snprintf(bw, sizeof(bw), "%luM", o->bandwidth_mib);
+		av[ac++] = "--max-bandwidth";
+		av[ac++] = bw;
+	}
+	if (o->json) {
+		av[ac++] = "--json";
+		av[ac++] = o->json;
+	}
+	if (o->hinted_map) {
+		av[ac++] = "--hinted-map";
+		av[ac++] = o->hinted_map;
+	}
+	if (o->qemu_pid > 0) {
+		snprintf(pid, sizeof(pid), "%d", (int)o->qemu_pid);
+		av[ac++] = "--expect-pid";
+		av[ac++] = pid;
+	}
+	if (o->key_file && *o->key_file) {
+		av[ac++] = "--key-file";
+		av[ac++] = o->key_file;
+	}
+	if (o->tls_dir) {
+		av[ac++] = "--tls-dir";
+		av[ac++] = o->tls_dir;
+		av[ac++] = "--tls-name";
+		av[ac++] = o->tls_name;
+	}
+	/* as virsh migrate: quiet, or --verbose's progress line */
+	if (o->verbose) {
+		av[ac++] = "--verbose";
+		av[ac++] = "--progress";
+		av[ac++] = "virsh";
+	} else {
+		av[ac++] = "--quiet";
+	}
+	av[ac] = NULL;
+	return hm_lv_spawn_self(av, out_fd, pdeathsig);
 }
 
 pid_t hm_lv_qemu_pid(const char *name)
@@ -642,118 +723,6 @@ pid_t hm_lv_qemu_pid(const char *name)
 	return v > 0 && v < INT32_MAX ? (pid_t)v : -EINVAL;
 }
 
-/* The receiver: hintmig recv --libvirt into the QEMU at qmp (whose pid
- * libvirt's pidfile gives: R14), its output appended to log (libvirt's
- * per-domain log directory). Its exit status. */
-static int run_recv(const char *qmp, const struct hm_lv_dom *d,
-		    const char *log)
-{
-	char tmo[32], qpid[16] = "", key_tmp[64] = "", tls_dir[512];
-	pid_t qp = hm_lv_qemu_pid(d->name);
-	const char *av[20] = { "hintmig", "recv", "--qemu", qmp, "--listen",
-			       d->mig_listen, "--libvirt", "--accept-timeout",
-			       tmo, "--io-timeout", tmo };
-	int ac = 11, st, fd;
-	pid_t pid;
-
-	if (qp > 0) {
-		av[ac++] = "--expect-pid";
-		av[ac++] = qpid;
-	}
-	if (d->mig_key && *d->mig_key) {
-		/* R17: the key libvirt brought, for the receiver only */
-		int kfd;
-
-		snprintf(key_tmp, sizeof(key_tmp), "/tmp/hintmig-key-XXXXXX");
-		kfd = mkstemp(key_tmp);
-		if (kfd < 0 || write(kfd, d->mig_key, strlen(d->mig_key)) !=
-				       (ssize_t)strlen(d->mig_key)) {
-			if (kfd >= 0) {
-				close(kfd);
-				unlink(key_tmp);
-			}
-			return 4;
-		}
-		close(kfd);
-		av[ac++] = "--key-file";
-		av[ac++] = key_tmp;
-	}
-	if (d->mig_tls) {
-		/* R18: libvirt's own migration TLS directory, as this
-		 * libvirtd's qemu.conf names it */
-		hm_lv_tls_dir(HM_LV_QEMU_CONF, tls_dir, sizeof(tls_dir));
-		av[ac++] = "--tls-dir";
-		av[ac++] = tls_dir;
-	}
-	av[ac] = NULL;
-
-	snprintf(tmo, sizeof(tmo), "%u",
-		 (d->mig_timeout_s ? d->mig_timeout_s : 60) * 1000);
-	if (qp > 0)
-		snprintf(qpid, sizeof(qpid), "%d", (int)qp);
-	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	pid = hm_lv_spawn_self(av, fd);
-	if (fd >= 0)
-		close(fd);
-	while (pid > 0 && waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR) {
-			pid = -1;
-			break;
-		}
-	if (key_tmp[0])
-		unlink(key_tmp);
-	if (pid < 0)
-		return 4;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 3;
-}
-
-static int lv_hook(int argc, char **argv)
-{
-	struct hm_lv_dom d = { 0 };
-	char *xml, qmp[512], log[512];
-	int rc = 0;
-
-	/* NAME OP SUBOP EXTRA, the domain XML on stdin */
-	if (argc != 5) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	xml = read_all(stdin);
-	if (strcmp(argv[2], "started"))
-		goto out;	/* not ours: libvirt goes on */
-	if (!xml || hm_lv_dom_read(xml, 0, NULL, &d) < 0 || !d.mig_listen)
-		goto out;	/* not a migration by hintmig migrate */
-	if (d.mig_expires && d.mig_expires < (long long)time(NULL)) {
-		fprintf(stderr, "hintmig libvirt hook: %s: ignoring stale "
-			"migration metadata (expired)\n", argv[1]);
-		goto out;
-	}
-	if (hm_lv_qmp_path(d.id, qmp, sizeof(qmp)) < 0) {
-		/* asked to receive and cannot: fail the migration cleanly
-		 * (libvirt stops this QEMU, the source runs on) */
-		fprintf(stderr, "hintmig: domain %s (id %d) has no hintmig "
-			"monitor on this host (emulator not hintmig-qemu?)\n",
-			argv[1], d.id);
-		rc = 4;
-		goto out;
-	}
-	snprintf(log, sizeof(log), HM_LV_LOGDIR "/%s-hintmig.log", argv[1]);
-	rc = run_recv(qmp, &d, log);
-	if (rc == 5) {
-		/* an ordinary start of a domain whose definition kept the
-		 * metadata: nothing to receive */
-		rc = 0;
-		goto out;
-	}
-	if (rc)
-		fprintf(stderr, "hintmig: receiving the RAM of %s failed "
-			"(exit %d; see %s)\n", argv[1], rc, log);
-out:
-	hm_lv_dom_fini(&d);
-	free(xml);
-	return rc;
-}
-
 int hm_cmd_libvirt(int argc, char **argv)
 {
 	/* argv[0] is "libvirt"; the action comes next */
@@ -766,7 +735,7 @@ int hm_cmd_libvirt(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "check"))
 		return lv_check(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "hook"))
-		return lv_hook(argc - 1, argv + 1);
+		return hm_lv_hook(argc - 1, argv + 1);
 	usage(stderr);
 	return EXIT_USAGE;
 }

@@ -407,64 +407,16 @@ static pid_t start_sender(const struct mig_opts *o, const char *qmp,
 			  const char *agent, const char *to, pid_t qemu_pid,
 			  const char *key_file)
 {
-	char tmo[32], bw[32], pid[16];
-	const char *av[40];
-	int ac = 0;
+	struct hm_lv_send_opts so = {
+		.qmp = qmp, .to = to, .agent = o->hints ? agent : NULL,
+		.qemu_pid = qemu_pid, .key_file = key_file, .json = o->json,
+		.hinted_map = o->hinted_map, .bandwidth_mib = o->bandwidth,
+		.timeout_s = o->timeout_s, .verbose = o->verbose,
+		.tls_dir = o->flags & VIR_MIGRATE_TLS ? o->tls_dir : NULL,
+		.tls_name = o->tls_name,
+	};
 
-	snprintf(tmo, sizeof(tmo), "%u", o->timeout_s * 1000);
-	av[ac++] = "hintmig";
-	av[ac++] = "send";
-	av[ac++] = "--qemu";
-	av[ac++] = qmp;
-	av[ac++] = "--to";
-	av[ac++] = to;
-	av[ac++] = "--libvirt";
-	av[ac++] = "--connect-timeout";
-	av[ac++] = tmo;
-	if (agent && o->hints) {
-		av[ac++] = "--agent";
-		av[ac++] = agent;
-		av[ac++] = "--hints";
-		av[ac++] = "auto";
-	}
-	if (o->bandwidth) {
-		snprintf(bw, sizeof(bw), "%luM", o->bandwidth);
-		av[ac++] = "--max-bandwidth";
-		av[ac++] = bw;
-	}
-	if (o->json) {
-		av[ac++] = "--json";
-		av[ac++] = o->json;
-	}
-	if (o->hinted_map) {
-		av[ac++] = "--hinted-map";
-		av[ac++] = o->hinted_map;
-	}
-	if (qemu_pid > 0) {
-		snprintf(pid, sizeof(pid), "%d", (int)qemu_pid);
-		av[ac++] = "--expect-pid";
-		av[ac++] = pid;
-	}
-	if (key_file && *key_file) {
-		av[ac++] = "--key-file";
-		av[ac++] = key_file;
-	}
-	if (o->flags & VIR_MIGRATE_TLS) {
-		av[ac++] = "--tls-dir";
-		av[ac++] = o->tls_dir;
-		av[ac++] = "--tls-name";
-		av[ac++] = o->tls_name;
-	}
-	/* as virsh migrate: quiet, or --verbose's progress line */
-	if (o->verbose) {
-		av[ac++] = "--verbose";
-		av[ac++] = "--progress";
-		av[ac++] = "virsh";
-	} else {
-		av[ac++] = "--quiet";
-	}
-	av[ac] = NULL;
-	return hm_lv_spawn_self(av, -1);
+	return hm_lv_start_sender(&so, -1, 0);
 }
 
 /* The sender failed, perhaps before it connected: the destination's

@@ -94,6 +94,9 @@ static void recv_usage(FILE *f)
 		"  --expect-pid PID the QEMU's pid (its pidfile): refuse any "
 		"other process\n"
 		"                   on the QMP socket (any QEMU otherwise)\n"
+		"  --ready-fd FD    write a byte to FD and close it once "
+		"listening (after\n"
+		"                   --qemu's checks)\n"
 		"  --accept-timeout MS  give up when no source connects for "
 		"this long\n"
 		"  --ram-file PATH  receive into this file (created, sized to "
@@ -220,6 +223,7 @@ int hm_cmd_recv(int argc, char **argv)
 		{ "hello-timeout", required_argument, NULL, 'H' },
 		{ "tls", no_argument, NULL, 'T' },
 		{ "tls-dir", required_argument, NULL, 'D' },
+		{ "ready-fd", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hm_log log = { .fn = hm_log_stderr,
@@ -238,7 +242,7 @@ int hm_cmd_recv(int argc, char **argv)
 	const char *key_file = NULL, *tls_dir = NULL;
 	struct hm_tls_creds *tls_creds = NULL;
 	struct hm_auth_key key;
-	uint64_t expect_pid = 0;
+	uint64_t expect_pid = 0, ready_fd = UINT64_MAX;
 	int ram_fd = -1, ret = 2, c, r;
 
 	memset(&p, 0, sizeof(p));
@@ -285,6 +289,14 @@ int hm_cmd_recv(int argc, char **argv)
 			break;
 		case 'L':
 			libvirt = true;
+			break;
+		case 'R':
+			if (hm_parse_uint(optarg, INT32_MAX, &ready_fd) ||
+			    ready_fd < 3) {
+				fprintf(stderr, "hintmig recv: bad --ready-fd "
+					"'%s'\n", optarg);
+				goto out;
+			}
 			break;
 		case 'P':
 			if (hm_parse_uint(optarg, INT32_MAX, &expect_pid) ||
@@ -441,6 +453,13 @@ int hm_cmd_recv(int argc, char **argv)
 	}
 	if (!quiet)
 		fprintf(stderr, "hintmig recv: listening on %s\n", listen);
+	if (ready_fd != UINT64_MAX) {
+		/* the caller (libvirt's hook) may now have the source send */
+		if (write((int)ready_fd, "1", 1) != 1)
+			fprintf(stderr, "hintmig recv: --ready-fd: %s\n",
+				strerror(errno));
+		close((int)ready_fd);
+	}
 	r = hm_dest_run(d, listen);
 	hm_dest_get_stats(d, &st);
 	if (r < 0) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+
 #include <hintmig/hintmig.h>
 
 #include "cmd.h"
@@ -23,6 +24,8 @@ static const struct hm_cmd commands[] = {
 #if HM_HAVE_LIBVIRT && HM_HAVE_JSONC
 	{ "migrate", "migrate a running libvirt domain (DOMAIN DEST_URI)",
 	  hm_cmd_migrate },
+	{ "daemon", "hintmigd: plain virsh migrate with hints (the host's "
+	  "daemon)", hm_cmd_daemon },
 #endif
 };
 
@@ -40,6 +43,13 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+#if HM_HAVE_LIBVIRT && HM_HAVE_JSONC
+	/* /usr/sbin/hintmigd is this program */
+	const char *base = argc ? strrchr(argv[0], '/') : NULL;
+
+	if (argc && !strcmp(base ? base + 1 : argv[0], "hintmigd"))
+		return hm_cmd_daemon(argc, argv);
+#endif
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

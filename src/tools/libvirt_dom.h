@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "hm_config.h"
+#include "daemon/ctl.h"
 
 /* The emulator wrapper: QEMU with one more QMP monitor, in QEMU's HOME
  * (libvirt sets HOME to the domain's directory, HM_LV_LIBDIR/domain-ID-
@@ -37,7 +38,15 @@ struct hm_lv_dom {
 	bool mig_tls;		/* the source sends in TLS (R18) */
 	unsigned mig_timeout_s;
 	long long mig_expires;	/* epoch seconds */
+	char *uuid;
+	/* hintmigd's live metadata (R19): the source host's hintmigd, and
+	 * the name its certificate carries; NULL when absent */
+	char *src_hintmigd, *src_hintmigd_name;
 };
+
+/* libvirt's qemu hook (lv_hook.c): hintmig libvirt hook NAME OP SUBOP
+ * EXTRA, the domain XML on stdin. */
+int hm_lv_hook(int argc, char **argv);
 
 /* Parse a domain XML and check it for the QEMU version qemu_ver
  * (libvirt's encoding, major * 1000000 + minor * 1000 + micro; 0 when
@@ -70,8 +79,27 @@ int hm_lv_qmp_path(int id, char *out, size_t len);
 pid_t hm_lv_qemu_pid(const char *name);
 
 /* Run this program again (/proc/self/exe) with argv (argv[0] "hintmig",
- * NULL-terminated), its stdout and stderr on out_fd when >= 0: the hook's
- * receiver and hintmig migrate's sender. The child's pid, or -errno. */
-pid_t hm_lv_spawn_self(const char *const argv[], int out_fd);
+ * NULL-terminated), its stdout and stderr on out_fd when >= 0, sent
+ * pdeathsig (0: none) when the calling thread ends: the hook's receiver,
+ * the senders of hintmig migrate and hintmigd. The child's pid, or
+ * -errno. */
+pid_t hm_lv_spawn_self(const char *const argv[], int out_fd, int pdeathsig);
+
+/* hintmig send --libvirt for a domain (hintmig migrate, hintmigd). */
+struct hm_lv_send_opts {
+	const char *qmp;	/* hintmig's monitor of the domain's QEMU */
+	const char *to;		/* the destination's receiver */
+	const char *agent;	/* the agent's socket; NULL: no hints */
+	pid_t qemu_pid;		/* libvirt's pidfile (R14); <= 0 unknown */
+	const char *key_file;	/* R17 */
+	const char *tls_dir;	/* R18; NULL: no TLS */
+	const char *tls_name;	/* the receiver's certificate name */
+	const char *json, *hinted_map;	/* NULL: none */
+	unsigned long bandwidth_mib;
+	unsigned timeout_s;	/* to connect */
+	bool verbose;
+};
+pid_t hm_lv_start_sender(const struct hm_lv_send_opts *o, int out_fd,
+			 int pdeathsig);
 
 #endif

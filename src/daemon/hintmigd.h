@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hintmigd: plain `virsh migrate` with hints (docs/libvirt.md "Plain
+ * virsh migrate"). One per host. It marks every running domain set up
+ * for hintmig with live metadata naming this host's hintmigd (marker.c),
+ * and sends a domain's RAM when the destination host's hook asks for it
+ * over TLS with both hosts' libvirt migration certificates (R19), while
+ * libvirt migrates the domain out of this host (hintmigd.c).
+ */
+#ifndef HM_DAEMON_HINTMIGD_H
+#define HM_DAEMON_HINTMIGD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <libvirt/libvirt.h>
+
+struct hm_tls_creds;
+
+struct hmd {
+	const char *uri;		/* libvirt (NULL: qemu:///system) */
+	char addr[300];			/* advertised HOST:PORT */
+	char name[256];			/* our certificate's name */
+	char tls_dir[512];
+	struct hm_tls_creds *srv;
+	const char *hinted_map_dir;	/* tests: keep each hinted map */
+	unsigned long bandwidth_mib;
+	unsigned long qemu_ver;
+	bool verbose;
+
+	pthread_mutex_t lock;		/* conn, busy */
+	virConnectPtr conn;
+	char busy[16][VIR_UUID_STRING_BUFLEN];	/* domains being sent */
+	int requests;			/* running */
+	atomic_bool stop;
+
+	/* marker.c */
+	int wake[2];
+	int event_cb;
+	pthread_t marker_th, event_th;
+	bool marker_on;
+};
+
+/* Logging: stderr, the journal under systemd. */
+void hmd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* libvirt, a reference the caller frees (virConnectClose), or NULL. */
+virConnectPtr hmd_conn(struct hmd *d);
+
+/* The marker (marker.c): threads that keep the metadata on the running
+ * domains, woken by libvirt's lifecycle events and every few seconds;
+ * hmd_marker_stop ends them and removes this host's metadata again. */
+int hmd_marker_start(struct hmd *d);
+void hmd_marker_stop(struct hmd *d);
+
+/* Whether a running domain is set up for hintmig on this host: its XML
+ * passes hintmig libvirt check and hintmig's monitor is there. */
+bool hmd_dom_ready(struct hmd *d, virDomainPtr dom);
+
+#endif

@@ -1,0 +1,558 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hintmig libvirt hook NAME OP SUBOP EXTRA: libvirt's qemu hook (installed
+ * as /etc/libvirt/hooks/qemu.d/50-hintmig). libvirt runs "started"
+ * synchronously on the destination of a migration, after migrate-incoming
+ * and before the source's `migrate` (docs/libvirt.md). For a domain whose
+ * QEMU waits for an incoming migration it receives the guest RAM into that
+ * QEMU with hintmig recv --libvirt and returns when the RAM is complete:
+ *
+ *  - with hintmig migrate's metadata (<hintmig:migration listen= key=>),
+ *    hintmig migrate's sender connects to the receiver;
+ *  - with hintmigd's metadata (<hintmigd:host addr= name=>, put on the
+ *    domain by the source host's hintmigd: a plain virsh migrate), the
+ *    hook asks that hintmigd, over TLS with both hosts' libvirt migration
+ *    certificates, to send the domain's RAM to a receiver on a fresh port
+ *    with a fresh key (R17, R19), and waits for both.
+ *
+ * Everything else returns 0 at once. A non-zero exit fails libvirt's
+ * Prepare: libvirt stops the destination QEMU and the source runs on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include <hintmig/migrate.h>
+
+#include "daemon/ctl.h"
+#include "libvirt_dom.h"
+#include "migrate/wire/auth.h"
+#include "migrate/wire/tls.h"
+#include "migrate/wire/transport.h"
+
+/* the ports of hintmig's RAM stream (docs/libvirt.md), as hintmig migrate */
+#define PORT_LO 49300
+#define PORT_HI 49399
+
+struct hook {
+	const char *name;
+	const struct hm_lv_dom *d;
+	char qmp[512];
+	FILE *log;		/* NAME-hintmig.log, with the receiver's lines */
+	char key_file[64];
+	pid_t recv;
+	int recv_status;	/* its exit status, once ended */
+};
+
+/* A line to libvirt (stderr: its error message on failure) and the log. */
+static void say(struct hook *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void say(struct hook *h, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("hintmig: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	if (h->log) {
+		va_start(ap, fmt);
+		fputs("hintmig libvirt hook: ", h->log);
+		vfprintf(h->log, fmt, ap);
+		fputc('\n', h->log);
+		fflush(h->log);
+		va_end(ap);
+	}
+}
+
+static char *read_all(FILE *f)
+{
+	size_t cap = 65536, n = 0, r;
+	char *buf = malloc(cap + 1);
+
+	while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2 + 1);
+
+			if (!nb) {
+				free(buf);
+				return NULL;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (buf)
+		buf[n] = 0;
+	return buf;
+}
+
+/* The key (hex) in a 0600 file of ours, for the receiver only (R17). */
+static int key_to_file(struct hook *h, const char *hex)
+{
+	int fd;
+
+	snprintf(h->key_file, sizeof(h->key_file), "/tmp/hintmig-key-XXXXXX");
+	fd = mkstemp(h->key_file);
+	if (fd < 0) {
+		h->key_file[0] = 0;
+		return -1;
+	}
+	if (write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex)) {
+		close(fd);
+		unlink(h->key_file);
+		h->key_file[0] = 0;
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* hintmig recv --libvirt into the domain's QEMU (whose pid libvirt's
+ * pidfile gives: R14), listening on listen, its output in the log;
+ * ready_fd >= 0 gets a byte once it listens. */
+static int start_recv(struct hook *h, const char *listen, const char *tls_dir,
+		      unsigned tmo_s, int ready_fd)
+{
+	char tmo[32], qpid[16], rfd[16];
+	pid_t qp = hm_lv_qemu_pid(h->d->name);
+	const char *av[24] = { "hintmig", "recv", "--qemu", h->qmp, "--listen",
+			       listen, "--libvirt", "--accept-timeout", tmo,
+			       "--io-timeout", tmo };
+	int ac = 11;
+
+	snprintf(tmo, sizeof(tmo), "%u", (tmo_s ? tmo_s : 60) * 1000);
+	if (qp > 0) {
+		snprintf(qpid, sizeof(qpid), "%d", (int)qp);
+		av[ac++] = "--expect-pid";
+		av[ac++] = qpid;
+	}
+	if (h->key_file[0]) {
+		av[ac++] = "--key-file";
+		av[ac++] = h->key_file;
+	}
+	if (tls_dir) {
+		av[ac++] = "--tls-dir";
+		av[ac++] = tls_dir;
+	}
+	if (ready_fd >= 0) {
+		snprintf(rfd, sizeof(rfd), "%d", ready_fd);
+		av[ac++] = "--ready-fd";
+		av[ac++] = rfd;
+	}
+	av[ac] = NULL;
+	fflush(h->log);
+	h->recv = hm_lv_spawn_self(av, h->log ? fileno(h->log) : -1, SIGTERM);
+	return h->recv > 0 ? 0 : -1;
+}
+
+/* The receiver's exit status once it ended (3 for a signal): block, or
+ * with nohang -1 while it runs. */
+static int recv_done(struct hook *h, bool nohang)
+{
+	int st;
+	pid_t r;
+
+	if (h->recv <= 0)
+		return h->recv_status;
+	do
+		r = waitpid(h->recv, &st, nohang ? WNOHANG : 0);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return -1;
+	h->recv = 0;
+	h->recv_status = r < 0 ? 4 : WIFEXITED(st) ? WEXITSTATUS(st) : 3;
+	return h->recv_status;
+}
+
+static void recv_stop(struct hook *h)
+{
+	if (h->recv > 0) {
+		kill(h->recv, SIGTERM);
+		recv_done(h, false);
+	}
+}
+
+/* ---- hintmig migrate's metadata ------------------------------------------ */
+
+static int hook_migrate(struct hook *h)
+{
+	char tls_dir[512];
+	int rc;
+
+	if (h->d->mig_expires && h->d->mig_expires < (long long)time(NULL)) {
+		fprintf(stderr, "hintmig libvirt hook: %s: ignoring stale "
+			"migration metadata (expired)\n", h->name);
+		return 0;
+	}
+	if (h->d->mig_key && *h->d->mig_key && key_to_file(h, h->d->mig_key)) {
+		say(h, "cannot write the migration's key: %s",
+		    strerror(errno));
+		return 4;
+	}
+	/* R18: libvirt's own migration TLS directory, as this libvirtd's
+	 * qemu.conf names it */
+	if (h->d->mig_tls)
+		hm_lv_tls_dir(HM_LV_QEMU_CONF, tls_dir, sizeof(tls_dir));
+	if (start_recv(h, h->d->mig_listen, h->d->mig_tls ? tls_dir : NULL,
+		       h->d->mig_timeout_s, -1) < 0)
+		return 4;
+	rc = recv_done(h, false);
+	if (rc == 5)
+		return 0;	/* an ordinary start: nothing to receive */
+	if (rc)
+		say(h, "receiving the RAM of %s failed (exit %d; see "
+		    HM_LV_LOGDIR "/%s-hintmig.log)", h->name, rc, h->name);
+	return rc;
+}
+
+/* ---- hintmigd's metadata: ask the source host ---------------------------- */
+
+/* This host's address towards addr (HOST:PORT), as its routes choose it
+ * (a UDP socket connected, nothing sent), as "IP" or "[IP6]". */
+static int local_addr_to(const char *addr, char *out, size_t len)
+{
+	char host[256], port[16], buf[300];
+	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM }, *ai = NULL;
+	int fd = -1, r = -1;
+
+	if (hm_transport_parse_tcp(addr, host, sizeof(host), port,
+				   sizeof(port)) < 0 ||
+	    getaddrinfo(host, port, &hints, &ai) || !ai)
+		return -1;
+	fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+	    hm_transport_local_addr(fd, buf, sizeof(buf)) > 0) {
+		/* "tcp:IP:PORT": the IP part */
+		char *p = strrchr(buf, ':');
+
+		if (p && !strncmp(buf, "tcp:", 4)) {
+			*p = 0;
+			snprintf(out, len, "%s", buf + 4);
+			r = 0;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return r;
+}
+
+/* A port of hintmig's range free on ip (bound and released: a port taken
+ * meanwhile fails the receiver, and the migration, cleanly). */
+static int free_port(const char *ip)
+{
+	unsigned start = (unsigned)getpid() ^ (unsigned)time(NULL);
+
+	for (unsigned i = 0; i <= PORT_HI - PORT_LO; i++) {
+		unsigned port = PORT_LO + (start + i) % (PORT_HI - PORT_LO + 1);
+		char a[320];
+		int fd;
+
+		snprintf(a, sizeof(a), "tcp:%s:%u", ip, port);
+		fd = hm_transport_listen(a, 1);
+		if (fd >= 0) {
+			close(fd);
+			return (int)port;
+		}
+	}
+	return -1;
+}
+
+/* The name this host's certificates carry: its host name, fully
+ * qualified where the resolver knows it (as libvirt names a migration's
+ * destination). */
+static void host_name(char *out, size_t len)
+{
+	struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
+	char h[256] = "localhost";
+
+	gethostname(h, sizeof(h) - 1);
+	h[sizeof(h) - 1] = 0;
+	if (!getaddrinfo(h, NULL, &hints, &ai) && ai && ai->ai_canonname &&
+	    strchr(ai->ai_canonname, '.'))
+		snprintf(out, len, "%s", ai->ai_canonname);
+	else
+		snprintf(out, len, "%s", h);
+	if (ai)
+		freeaddrinfo(ai);
+}
+
+/* The source's answers until the receiver ends: its exit status, or the
+ * hook's failure (6) with the source's reason said. */
+static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
+{
+	bool ctl_open = true, sender_done = false;
+	uint64_t closed_at = 0;
+	char why[256], err[512] = "";
+	int rc;
+
+	for (;;) {
+		rc = recv_done(h, true);
+		if (rc >= 0)
+			break;
+		if (!ctl_open) {
+			/* the source is gone: its sender with it (hintmigd
+			 * ends it); the receiver may still be finishing */
+			if (hm_auth_now_ms() - closed_at >
+			    (sender_done && !err[0] ? 15000u : 3000u)) {
+				recv_stop(h);
+				rc = h->recv_status;
+				break;
+			}
+			usleep(50000);
+			continue;
+		}
+		if (hm_ctl_readable(t, fd, 100) <= 0)
+			continue;
+		{
+			struct json_object *m = NULL;
+			const char *st;
+
+			if (hm_ctl_recv(t, fd, hm_auth_now_ms() + 10000, &m,
+					why, sizeof(why)) < 0) {
+				if (!sender_done)
+					snprintf(err, sizeof(err),
+						 "the source host's hintmigd "
+						 "at %s went away before the "
+						 "RAM was complete (%s)", src,
+						 why);
+				ctl_open = false;
+				closed_at = hm_auth_now_ms();
+				continue;
+			}
+			st = hm_ctl_str(m, "status");
+			if (st && !strcmp(st, "started")) {
+				say(h, "the source host's hintmigd at %s sends "
+				    "%s's RAM", src, h->name);
+			} else if (st && !strcmp(st, "refused")) {
+				snprintf(err, sizeof(err), "the source host's "
+					 "hintmigd at %s refused: %s", src,
+					 hm_ctl_str(m, "error") ?: "?");
+				recv_stop(h);
+			} else if (st && !strcmp(st, "done")) {
+				struct json_object *e;
+				int ex = json_object_object_get_ex(m, "exit",
+								   &e) ?
+					 json_object_get_int(e) : -1;
+
+				sender_done = true;
+				if (ex)
+					snprintf(err, sizeof(err), "the "
+						 "source's hintmig send failed "
+						 "(exit %d): %s", ex,
+						 hm_ctl_str(m, "error") ?: "");
+				else
+					say(h, "the source's sender: %s",
+					    hm_ctl_str(m, "summary") ?: "done");
+			}
+			json_object_put(m);
+		}
+	}
+	if (rc == 0) {
+		if (err[0])	/* after the acknowledgement: the RAM is here */
+			say(h, "%s (after the destination acknowledged the "
+			    "final round: the migration goes on)", err);
+		/* the sender's summary follows the acknowledgement closely */
+		if (ctl_open && !sender_done &&
+		    hm_ctl_readable(t, fd, 5000) > 0) {
+			struct json_object *m = NULL;
+
+			if (hm_ctl_recv(t, fd, hm_auth_now_ms() + 5000, &m,
+					why, sizeof(why)) == 0 &&
+			    hm_ctl_str(m, "summary"))
+				say(h, "the source's sender: %s",
+				    hm_ctl_str(m, "summary"));
+			json_object_put(m);
+		}
+		return 0;
+	}
+	if (err[0])
+		say(h, "%s", err);
+	say(h, "receiving the RAM of %s failed (exit %d; see " HM_LV_LOGDIR
+	    "/%s-hintmig.log)", h->name, rc, h->name);
+	return rc == 5 ? 6 : rc ? rc : 6;
+}
+
+static int hook_hintmigd(struct hook *h)
+{
+	const char *src = h->d->src_hintmigd;
+	const char *src_name = h->d->src_hintmigd_name;
+	char tls_dir[512], err[512], ip[300], listen[400], me[256], ctl[300];
+	char hex[2 * HM_AUTH_KEY_MAX + 1] = "";
+	struct hm_auth_key key = { .len = 0 };
+	struct hm_tls_creds *cr = NULL;
+	struct hm_tls *t = NULL;
+	struct json_object *req = NULL;
+	int port, rc = 6, ready[2] = { -1, -1 }, fd = -1;
+	unsigned tmo_s = 60;
+	char c;
+
+	if (!src_name || !*src_name)
+		src_name = "";
+	/* R19: both hosts authenticate with libvirt's migration PKI; there
+	 * is no path without it */
+	hm_lv_tls_dir(HM_LV_QEMU_CONF, tls_dir, sizeof(tls_dir));
+	cr = hm_tls_creds_load(tls_dir, false, err, sizeof(err));
+	if (!cr) {
+		say(h, "%s comes from a host whose hintmigd (%s) sends its RAM, "
+		    "but this host has no libvirt migration certificates: %s. "
+		    "Refused: hintmig asks for guest RAM only with mutual "
+		    "authentication (docs/libvirt.md \"Plain virsh migrate\"; "
+		    "stop hintmigd on the source to migrate without hints)",
+		    h->name, src, err);
+		return 6;
+	}
+	if (!h->d->uuid || !*src_name || local_addr_to(src, ip, sizeof(ip)) < 0 ||
+	    (port = free_port(ip)) < 0) {
+		say(h, "%s: no route to the source host's hintmigd %s, or no "
+		    "free port in %d-%d", h->name, src, PORT_LO, PORT_HI);
+		goto out;
+	}
+	snprintf(listen, sizeof(listen), "tcp:%s:%d", ip, port);
+	if (hm_auth_key_new(&key, hex) < 0 || key_to_file(h, hex) < 0) {
+		say(h, "no key for the migration: %s", strerror(errno));
+		goto out;
+	}
+	/* the receiver first: it checks that QEMU waits for a migration
+	 * (an ordinary start of a domain whose XML kept the metadata has
+	 * nothing to receive, and must not depend on the source host) */
+	if (pipe2(ready, 0) < 0 || fcntl(ready[0], F_SETFD, FD_CLOEXEC) < 0 ||
+	    start_recv(h, listen, tls_dir, tmo_s, ready[1]) < 0) {
+		say(h, "cannot start hintmig recv: %s", strerror(errno));
+		goto out;
+	}
+	close(ready[1]);
+	ready[1] = -1;
+	if (read(ready[0], &c, 1) != 1) {
+		rc = recv_done(h, false);
+		if (rc == 5) {
+			rc = 0;
+			goto out;
+		}
+		say(h, "hintmig recv could not receive into %s's QEMU (exit "
+		    "%d; see " HM_LV_LOGDIR "/%s-hintmig.log)", h->name, rc,
+		    h->name);
+		goto out;
+	}
+	snprintf(ctl, sizeof(ctl), "tcp:%s", src);
+	fd = hm_transport_connect(ctl, 5000);
+	if (fd < 0 || hm_transport_set_timeouts(fd, 10000) < 0) {
+		say(h, "cannot reach the source host's hintmigd at %s: %s "
+		    "(is hintmigd running there? the migration fails, the "
+		    "source runs on)", src, strerror(fd < 0 ? -fd : errno));
+		goto fail;
+	}
+	if (hm_tls_start(&t, fd, cr, src_name, hm_auth_now_ms() + 10000, err,
+			 sizeof(err)) < 0) {
+		/* (hm_tls_start names the server "the destination": here
+		 * it is the source's hintmigd) */
+		char *p = strstr(err, "the destination's");
+
+		if (p && strlen(p) > strlen("the destination's") + 1) {
+			const char *rest = p + strlen("the destination's");
+
+			memmove(p + strlen("hintmigd's"), rest,
+				strlen(rest) + 1);
+			memcpy(p, "hintmigd's", strlen("hintmigd's"));
+		}
+		say(h, "the source host's hintmigd at %s: TLS with libvirt's "
+		    "migration certificates (%s) failed: %s", src, tls_dir,
+		    err);
+		goto fail;
+	}
+	host_name(me, sizeof(me));
+	req = json_object_new_object();
+	json_object_object_add(req, "op", json_object_new_string("send"));
+	json_object_object_add(req, "uuid", json_object_new_string(h->d->uuid));
+	json_object_object_add(req, "port", json_object_new_int(port));
+	json_object_object_add(req, "name", json_object_new_string(me));
+	json_object_object_add(req, "key", json_object_new_string(hex));
+	json_object_object_add(req, "timeout", json_object_new_int((int)tmo_s));
+	if (hm_ctl_send(t, req) < 0) {
+		say(h, "the source host's hintmigd at %s: the request was not "
+		    "sent: %s", src, hm_tls_error(t));
+		goto fail;
+	}
+	say(h, "%s: asked the source host's hintmigd at %s to send the RAM to "
+	    "%s (certificate name %s)", h->name, src, listen, me);
+	rc = follow(h, t, fd, src);
+	goto out;
+fail:
+	recv_stop(h);
+	rc = 6;
+out:
+	if (req) {
+		/* the key's copy in the request */
+		json_object_put(req);
+	}
+	explicit_bzero(hex, sizeof(hex));
+	explicit_bzero(&key, sizeof(key));
+	hm_tls_free(t);
+	if (fd >= 0)
+		close(fd);
+	if (ready[0] >= 0)
+		close(ready[0]);
+	if (ready[1] >= 0)
+		close(ready[1]);
+	hm_tls_creds_free(cr);
+	return rc;
+}
+
+int hm_lv_hook(int argc, char **argv)
+{
+	struct hm_lv_dom d = { 0 };
+	struct hook h = { .name = argc > 1 ? argv[1] : "?", .d = &d };
+	char *xml, log[512];
+	int rc = 0;
+
+	/* NAME OP SUBOP EXTRA, the domain XML on stdin */
+	if (argc != 5) {
+		fputs("Usage: hintmig libvirt hook NAME OP SUBOP EXTRA < "
+		      "DOMAIN_XML\n", stderr);
+		return 2;
+	}
+	xml = read_all(stdin);
+	if (strcmp(argv[2], "started"))
+		goto out;	/* not ours: libvirt goes on */
+	if (!xml || hm_lv_dom_read(xml, 0, NULL, &d) < 0 ||
+	    (!d.mig_listen && !d.src_hintmigd))
+		goto out;	/* not a domain hintmig migrates */
+	if (hm_lv_qmp_path(d.id, h.qmp, sizeof(h.qmp)) < 0) {
+		/* asked to receive and cannot: fail the migration cleanly
+		 * (libvirt stops this QEMU, the source runs on) */
+		fprintf(stderr, "hintmig: domain %s (id %d) has no hintmig "
+			"monitor on this host (emulator not hintmig-qemu?)\n",
+			argv[1], d.id);
+		rc = 4;
+		goto out;
+	}
+	snprintf(log, sizeof(log), HM_LV_LOGDIR "/%s-hintmig.log", argv[1]);
+	h.log = fopen(log, "ae");
+	/* hintmig migrate's own metadata wins: it runs the sender itself */
+	rc = d.mig_listen ? hook_migrate(&h) : hook_hintmigd(&h);
+	recv_stop(&h);
+	if (h.key_file[0])
+		unlink(h.key_file);
+	if (h.log)
+		fclose(h.log);
+out:
+	hm_lv_dom_fini(&d);
+	free(xml);
+	return rc;
+}
