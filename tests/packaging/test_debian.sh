@@ -141,6 +141,20 @@ grep -q '^exec /usr/bin/qemu-system-x86_64\|^qemu=./usr/bin/qemu-system-x86_64' 
 grep -q '^exec /usr/bin/hintmig libvirt hook' "$root/etc/libvirt/hooks/qemu.d/50-hintmig" ||
 	fail "the hook does not run /usr/bin/hintmig"
 echo "ok   /usr/libexec/hintmig/hintmig-qemu and /etc/libvirt/hooks/qemu.d/50-hintmig"
+# hintmigd (plain virsh migrate with hints): the program, its unit and
+# options file, installed but not enabled (it needs certificates first)
+[ "$(readlink -f "$root/usr/sbin/hintmigd")" = "$(readlink -f "$bin/hintmig")" ] ||
+	fail "/usr/sbin/hintmigd is not hintmig"
+"$root/usr/sbin/hintmigd" --version | grep -qx "hintmigd ${version%%-*}" || fail "hintmigd --version"
+unit=$root/usr/lib/systemd/system/hintmigd.service
+grep -q '^ExecStart=/usr/sbin/hintmigd \$HINTMIGD_OPTS$' "$unit" 2>/dev/null || fail "no hintmigd unit, or it does not run /usr/sbin/hintmigd"
+grep -q '^HINTMIGD_OPTS=' "$root/etc/default/hintmigd" 2>/dev/null || fail "no /etc/default/hintmigd"
+grep -q 'enable.*hintmigd\|hintmigd.*enable' "$root/var/lib/dpkg/info/hintmig.postinst" 2>/dev/null &&
+	fail "hintmig's postinst enables hintmigd (it needs certificates first)"
+out=$("$root/usr/sbin/hintmigd" --tls-dir "$work/no-such-dir" 2>&1); rc=$?
+[ $rc = 1 ] && grep -q "no libvirt migration certificates" <<<"$out" ||
+	fail "hintmigd without certificates: exit $rc ($out)"
+echo "ok   /usr/sbin/hintmigd, its unit (not enabled) and /etc/default/hintmigd; without certificates it refuses to start"
 # R15 under AppArmor: the snippet libvirt's domain profiles include
 # compiles, and grants the device (nothing loaded into the kernel)
 aa=$root/etc/apparmor.d/abstractions/libvirt-qemu.d/hintmig

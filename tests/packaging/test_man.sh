@@ -41,6 +41,7 @@ if "$build/hintmig" --help | grep -q '^  libvirt'; then
 fi
 if "$build/hintmig" --help | grep -q '^  migrate'; then
 	check hintmig-migrate "$build/hintmig" migrate
+	SECTION=8 check hintmigd "$build/hintmig" daemon
 fi
 check hintmig-bench "$build/hintmig-bench"
 SECTION=8 check hintmig-agent "$build/src/guest_agent/hintmig-agent"

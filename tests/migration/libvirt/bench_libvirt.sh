@@ -8,6 +8,9 @@
 #   qemu-hint     virsh migrate --live, QEMU's own virtio-balloon
 #                 free-page-hint through <qemu:override> (taints)
 #   hintmig       hintmig migrate (hintmig-agent's hints)
+#   virsh-hmd     virsh migrate --live with hintmigd on the source (the
+#                 RAM by hintmig with the agent's hints, always in TLS;
+#                 docs/libvirt.md "Plain virsh migrate")
 # Each on a freshly started domain that has run the same number of workload
 # rounds. Printed per run: wall time of the command, libvirt's job time,
 # libvirt's downtime (vCPUs stopped on the source to running on the
@@ -25,8 +28,20 @@ mkguest=$1 workload=$2 cache=$3 hintmig=$4 runs=${5:-1}
 lv_begin lvbench "$mkguest" "$workload" "$cache"
 tmp=$LV_TMP guest=$LV_GUEST
 lv_hintmig_setup "$tmp" "$hintmig"
+# libvirt's migration certificates on each host, for hintmigd
+"$here/../engine/tls_certs.sh" "$tmp/pki" || lv_die "cannot make test certificates (certtool)"
+for n in A B; do
+	mkdir -p "$tmp/$n/lib"
+	cp -r "$tmp/pki/good" "$tmp/$n/lib/hm-pki"
+done
+export LV_QEMU_CONF_EXTRA='migrate_tls_x509_cert_dir = "/var/lib/libvirt/hm-pki"'
 lv_start "$tmp" A 6a1d0a00-0000-4000-8000-0000000000ba
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-0000000000bb
+hmd_port=$((41000 + RANDOM % 8000))
+nsenter -m -r -w -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" daemon -c "$LV_URI_A" \
+	--listen "tcp:127.0.0.1:$hmd_port" --advertise "127.0.0.1:$hmd_port" > "$tmp/hintmigd.log" 2>&1 &
+hmd_pid=$!
+trap 'kill $hmd_pid 2>/dev/null; lv_stop_all; rm -rf "$LV_TMP"' EXIT
 
 # QEMU's free page hinting: a balloon with free-page-hint, which QEMU
 # accepts only with an iothread
@@ -59,6 +74,13 @@ one() { # WAY RUN
 	virsh -q -c "$LV_URI_A" create "$tmp/$name.xml" > "$tmp/$name.create" 2>&1 ||
 		{ cat "$tmp/$name.create"; echo "$way: cannot start the domain"; return; }
 	lv_wait_rounds 8 || { echo "$way: no workload rounds"; return; }
+	if [ "$way" = virsh-hmd ]; then
+		for _ in $(seq 1 100); do
+			virsh -q -c "$LV_URI_A" metadata "$name" http://hintmig.org/xmlns/libvirt/hintmigd/1 --live 2>/dev/null |
+				grep -q "127.0.0.1:$hmd_port" && break
+			sleep 0.2
+		done
+	fi
 	e0=$(lv_errors)
 	t0=$(date +%s%N)
 	case $way in
@@ -67,6 +89,9 @@ one() { # WAY RUN
 		virsh -q -c "$LV_URI_A" migrate --live "$name" "$LV_URI_B" > "$tmp/$name.log" 2>&1 ;;
 	hintmig)
 		lv_hintmig_migrate A B --json "$tmp/$name.json" "$name" > "$tmp/$name.log" 2>&1 ;;
+	virsh-hmd)
+		# hintmigd A has marked it (before the clock started)
+		virsh -q -c "$LV_URI_A" migrate --live "$name" "$LV_URI_B" > "$tmp/$name.log" 2>&1 ;;
 	esac
 	rc=$?
 	t1=$(date +%s%N)
@@ -78,6 +103,8 @@ one() { # WAY RUN
 		dt=$(jobinfo "$LV_URI_B" "$name" "Total downtime")
 		mib=$(jobinfo "$LV_URI_B" "$name" "Data processed")
 		[ "$way" = hintmig ] && hm_mib=$(awk '/"transferred"/ { gsub(/[^0-9]/, "", $2); printf "%.1f", $2 / 1048576; exit }' "$tmp/$name.json")
+		[ "$way" = virsh-hmd ] && hm_mib=$(sed -n "s/.*the source's sender: RAM by hintmig: \([0-9.]*\) MiB.*/\1/p" \
+			"$tmp/B/log/qemu/$name-hintmig.log" | tail -1)
 		lv_wait_rounds 5 && ok="verifying, $(( $(lv_errors) - e0 )) error lines" || ok="NO PROGRESS"
 		printf '%-11s %4s %9d %9s %11s %11s %11s %s\n' "$way" "$run" $(( (t1 - t0) / 1000000 )) \
 			"${job:-?}" "${dt:-?}" "${mib:-?}" "$hm_mib" "$ok"
@@ -88,7 +115,7 @@ one() { # WAY RUN
 	virsh -q -c "$LV_URI_A" destroy "$name" > /dev/null 2>&1
 }
 for r in $(seq 1 "$runs"); do
-	for way in plain plain-live qemu-hint hintmig; do
+	for way in ${LV_BENCH_WAYS:-plain plain-live qemu-hint hintmig virsh-hmd}; do
 		one "$way" "$r"
 	done
 done
