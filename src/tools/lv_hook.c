@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +55,7 @@ struct hook {
 	FILE *log;		/* NAME-hintmig.log, with the receiver's lines */
 	char key_file[64];
 	pid_t recv;
+	int recv_pidfd;		/* -1: none (polled) */
 	int recv_status;	/* its exit status, once ended */
 };
 
@@ -158,6 +160,8 @@ static int start_recv(struct hook *h, const char *listen, const char *tls_dir,
 	av[ac] = NULL;
 	fflush(h->log);
 	h->recv = hm_lv_spawn_self(av, h->log ? fileno(h->log) : -1, SIGTERM);
+	if (h->recv > 0)
+		h->recv_pidfd = (int)syscall(SYS_pidfd_open, h->recv, 0);
 	return h->recv > 0 ? 0 : -1;
 }
 
@@ -176,6 +180,9 @@ static int recv_done(struct hook *h, bool nohang)
 	if (r == 0)
 		return -1;
 	h->recv = 0;
+	if (h->recv_pidfd >= 0)
+		close(h->recv_pidfd);
+	h->recv_pidfd = -1;
 	h->recv_status = r < 0 ? 4 : WIFEXITED(st) ? WEXITSTATUS(st) : 3;
 	return h->recv_status;
 }
@@ -293,6 +300,22 @@ static void host_name(char *out, size_t len)
 		freeaddrinfo(ai);
 }
 
+/* Waits up to 100 ms for a message from the source or the receiver's
+ * end (a pidfd: its exit ends the wait at once, and with it the guest's
+ * downtime waits no longer). Whether a message is there. */
+static bool ctl_readable_or_exit(struct hook *h, struct hm_tls *t, int fd)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+			       { .fd = h->recv_pidfd, .events = POLLIN } };
+
+	if (hm_tls_pending(t))
+		return true;
+	if (poll(p, h->recv_pidfd >= 0 ? 2 : 1,
+		 h->recv_pidfd >= 0 ? 100 : 10) <= 0)
+		return false;
+	return p[0].revents != 0;
+}
+
 /* The source's answers until the receiver ends: its exit status, or the
  * hook's failure (6) with the source's reason said. */
 static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
@@ -318,7 +341,7 @@ static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
 			usleep(50000);
 			continue;
 		}
-		if (hm_ctl_readable(t, fd, 100) <= 0)
+		if (!ctl_readable_or_exit(h, t, fd))
 			continue;
 		{
 			struct json_object *m = NULL;
@@ -368,12 +391,13 @@ static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
 		if (err[0])	/* after the acknowledgement: the RAM is here */
 			say(h, "%s (after the destination acknowledged the "
 			    "final round: the migration goes on)", err);
-		/* the sender's summary follows the acknowledgement closely */
-		if (ctl_open && !sender_done &&
-		    hm_ctl_readable(t, fd, 5000) > 0) {
+		/* the sender's summary, if it is here already: waiting for it
+		 * would hold libvirt, and the guest's downtime, for the
+		 * sender's detach (hintmigd's journal has it anyway) */
+		if (ctl_open && !sender_done && hm_ctl_readable(t, fd, 0) > 0) {
 			struct json_object *m = NULL;
 
-			if (hm_ctl_recv(t, fd, hm_auth_now_ms() + 5000, &m,
+			if (hm_ctl_recv(t, fd, hm_auth_now_ms() + 1000, &m,
 					why, sizeof(why)) == 0 &&
 			    hm_ctl_str(m, "summary"))
 				say(h, "the source's sender: %s",
@@ -517,7 +541,8 @@ out:
 int hm_lv_hook(int argc, char **argv)
 {
 	struct hm_lv_dom d = { 0 };
-	struct hook h = { .name = argc > 1 ? argv[1] : "?", .d = &d };
+	struct hook h = { .name = argc > 1 ? argv[1] : "?", .d = &d,
+			  .recv_pidfd = -1 };
 	char *xml, log[512];
 	int rc = 0;
 

@@ -37,11 +37,21 @@ done
 export LV_QEMU_CONF_EXTRA='migrate_tls_x509_cert_dir = "/var/lib/libvirt/hm-pki"'
 lv_start "$tmp" A 6a1d0a00-0000-4000-8000-0000000000ba
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-0000000000bb
-hmd_port=$((41000 + RANDOM % 8000))
-nsenter -m -r -w -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" daemon -c "$LV_URI_A" \
-	--listen "tcp:127.0.0.1:$hmd_port" --advertise "127.0.0.1:$hmd_port" > "$tmp/hintmigd.log" 2>&1 &
-hmd_pid=$!
-trap 'kill $hmd_pid 2>/dev/null; lv_stop_all; rm -rf "$LV_TMP"' EXIT
+# hintmigd on A for the virsh-hmd way only: running, it marks every
+# domain set up for hintmig, and plain virsh migrate would use it
+hmd_port=$((41000 + RANDOM % 8000)) hmd_pid=
+hmd() { # start|stop
+	if [ "$1" = start ]; then
+		nsenter -m -r -w -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" daemon -c "$LV_URI_A" \
+			--listen "tcp:127.0.0.1:$hmd_port" --advertise "127.0.0.1:$hmd_port" >> "$tmp/hintmigd.log" 2>&1 &
+		hmd_pid=$!
+	elif [ -n "$hmd_pid" ]; then
+		kill "$hmd_pid" 2>/dev/null
+		wait "$hmd_pid" 2>/dev/null
+		hmd_pid=
+	fi
+}
+trap 'hmd stop; lv_stop_all; rm -rf "$LV_TMP"' EXIT
 
 # QEMU's free page hinting: a balloon with free-page-hint, which QEMU
 # accepts only with an iothread
@@ -75,6 +85,7 @@ one() { # WAY RUN
 		{ cat "$tmp/$name.create"; echo "$way: cannot start the domain"; return; }
 	lv_wait_rounds 8 || { echo "$way: no workload rounds"; return; }
 	if [ "$way" = virsh-hmd ]; then
+		hmd start
 		for _ in $(seq 1 100); do
 			virsh -q -c "$LV_URI_A" metadata "$name" http://hintmig.org/xmlns/libvirt/hintmigd/1 --live 2>/dev/null |
 				grep -q "127.0.0.1:$hmd_port" && break
@@ -103,14 +114,15 @@ one() { # WAY RUN
 		dt=$(jobinfo "$LV_URI_B" "$name" "Total downtime")
 		mib=$(jobinfo "$LV_URI_B" "$name" "Data processed")
 		[ "$way" = hintmig ] && hm_mib=$(awk '/"transferred"/ { gsub(/[^0-9]/, "", $2); printf "%.1f", $2 / 1048576; exit }' "$tmp/$name.json")
-		[ "$way" = virsh-hmd ] && hm_mib=$(sed -n "s/.*the source's sender: RAM by hintmig: \([0-9.]*\) MiB.*/\1/p" \
-			"$tmp/B/log/qemu/$name-hintmig.log" | tail -1)
+		[ "$way" = virsh-hmd ] && hm_mib=$(sed -n 's/^received: .* zero pages, \([0-9]*\) bytes,.*/\1/p' \
+			"$tmp/B/log/qemu/$name-hintmig.log" | tail -1 | awk '{ printf "%.1f", $1 / 1048576 }')
 		lv_wait_rounds 5 && ok="verifying, $(( $(lv_errors) - e0 )) error lines" || ok="NO PROGRESS"
 		printf '%-11s %4s %9d %9s %11s %11s %11s %s\n' "$way" "$run" $(( (t1 - t0) / 1000000 )) \
 			"${job:-?}" "${dt:-?}" "${mib:-?}" "$hm_mib" "$ok"
 		[ "$(lv_errors)" = "$e0" ] ||
 			grep -a 'HMW: ERROR\|FAILED\|Kernel panic' "$LV_SERIAL" | head -2 | sed 's/^/    /'
 	fi
+	hmd stop
 	virsh -q -c "$LV_URI_B" destroy "$name" > /dev/null 2>&1
 	virsh -q -c "$LV_URI_A" destroy "$name" > /dev/null 2>&1
 }

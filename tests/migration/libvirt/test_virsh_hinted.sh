@@ -120,13 +120,14 @@ hinted() {
 	rm -f "$tmp/compare"
 	sed "s/^/  $name: /" "$tmp/mig.log" | tail -4
 	sed "s/^/  $name: /" "$tmp/compare.log"
-	grep -a "hintmig libvirt hook\|^TLS" "$tmp/$to/log/qemu/$dom-hintmig.log" | sed "s/^/  $name (hook): /"
+	grep -a "hintmig libvirt hook\|^TLS\|^received" "$tmp/$to/log/qemu/$dom-hintmig.log" | sed "s/^/  $name (hook): /"
 	[ $rc = 0 ] || { fail "$name: exit $rc"; tail -5 "$tmp/hintmigd-$from.log"; return; }
 	grep -q "ramcmp exit 0" "$tmp/compare.log" ||
 		fail "$name: the RAM of source and destination differ (or were not compared)"
 	grep -q "page compare: [1-9][0-9]* pages" "$tmp/compare.log" || fail "$name: no page compared"
 	grep -q "^TLS: TLS1" "$tmp/$to/log/qemu/$dom-hintmig.log" || fail "$name: hintmig's stream was not in TLS"
-	hm=$(sed -n "s/.*the source's sender: RAM by hintmig: \([0-9.]*\) MiB.*/\1/p" "$tmp/$to/log/qemu/$dom-hintmig.log" | tail -1)
+	hm=$(sed -n 's/^received: .* zero pages, \([0-9]*\) bytes,.*/\1/p' "$tmp/$to/log/qemu/$dom-hintmig.log" |
+		tail -1 | awk '{ printf "%.3f\n", $1 / 1048576 }')
 	lmib=$(libvirt_mib "$turi")
 	echo "$name: libvirt's stream ${lmib:-?} MiB, hintmig's ${hm:-?} MiB"
 	[ -n "$lmib" ] && awk -v m="$lmib" 'BEGIN { exit !(m < 16) }' ||
