@@ -18,6 +18,7 @@ PKGS=(
   mmdebstrap                          # the Debian 13 root of the second stack
   apparmor                            # apparmor_parser: the packaging test compiles hintmig's profile snippet
   gnutls-bin                          # certtool: the TLS tests make their certificates
+  python3 procps                      # the tests' intruders and peers (ssl), pkill
 )
 
 missing=()

@@ -25,7 +25,11 @@
 # destination. Faults: hintmig's sender killed the moment it stops the
 # vCPUs (the migration fails, libvirt resumes the source); a plain virsh
 # migrate afterwards works (hintmig left no capability behind);
-# hintmig migrate of a domain not set up is refused.
+# hintmig migrate of a domain not set up is refused. On the stock host
+# (LV_STOCK=1) also hintmig's own stream: --tls both ways, intruders,
+# forced TLS, a rogue destination, the sender killed as it attaches, the
+# hook unable to receive. Plain virsh migrate with hintmigd:
+# test_virsh_hinted.sh. The bed: lv-testbed.sh.
 #
 #   test_virsh_migrate.sh MKGUEST WORKLOAD CACHE [HINTMIG [HM_RAMCMP]]
 # (the environment of the QEMU suite's guest: HM_GUEST_AGENT, HM_GUEST_KMOD,
