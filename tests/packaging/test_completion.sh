@@ -46,8 +46,9 @@ expect() { # LINE EXPECTED
 }
 
 if "$build/hintmig" --help | grep -q '^  migrate'; then
-	expect "hintmig " "--help --version features libvirt migrate recv send track-demo"
+	expect "hintmig " "--help --version daemon features libvirt migrate recv send track-demo"
 	expect "hintmig migrate --p" "--p2p --persistent"
+	expect "hintmig daemon --adv" "--advertise"
 	expect "hintmig migrate --hints " "auto none"
 elif "$build/hintmig" --help | grep -q '^  libvirt'; then
 	expect "hintmig " "--help --version features libvirt recv send track-demo"

@@ -186,7 +186,7 @@ echo "== man pages"
 pages=("$root"/usr/share/man/man1/*.1.gz)
 [ ${#pages[@]} -eq 8 ] || fail "expected 8 man pages, found ${#pages[@]}"
 pages+=("$root"/usr/share/man/man8/*.8.gz)
-[ ${#pages[@]} -eq 9 ] || fail "expected 9 man pages with hintmig-agent.8, found ${#pages[@]}"
+[ ${#pages[@]} -eq 10 ] || fail "expected 10 man pages with hintmig-agent.8 and hintmigd.8, found ${#pages[@]}"
 for pg in "${pages[@]}"; do
 	warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$pg" 2>&1 >/dev/null)
 	lines=$(LC_ALL=C.UTF-8 MANWIDTH=80 man -E UTF-8 -l "$pg" 2>/dev/null | wc -l)
