@@ -558,22 +558,6 @@ static void on_signal(int sig)
 	stop_sig = sig;
 }
 
-/* This host's name, fully qualified where the resolver knows it. */
-static void fqdn(char *out, size_t len)
-{
-	struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
-	char h[256] = "localhost";
-
-	gethostname(h, sizeof(h) - 1);
-	h[sizeof(h) - 1] = 0;
-	if (!getaddrinfo(h, NULL, &hints, &ai) && ai && ai->ai_canonname)
-		snprintf(out, len, "%s", ai->ai_canonname);
-	else
-		snprintf(out, len, "%s", h);
-	if (ai)
-		freeaddrinfo(ai);
-}
-
 int hm_cmd_daemon(int argc, char **argv)
 {
 	enum { O_TLS_DIR = 256, O_BW, O_MAP, O_HELP, O_VER };
@@ -656,7 +640,7 @@ int hm_cmd_daemon(int argc, char **argv)
 	if (advertise) {
 		snprintf(d.addr, sizeof(d.addr), "%s", advertise);
 	} else {
-		fqdn(host, sizeof(host));
+		hm_lv_host_name(host, sizeof(host));
 		snprintf(d.addr, sizeof(d.addr), "%s:%s", host, port);
 	}
 	if (name) {

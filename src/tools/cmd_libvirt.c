@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <glob.h>
+#include <netdb.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -702,6 +703,25 @@ pid_t hm_lv_start_sender(const struct hm_lv_send_opts *o, int out_fd,
 	}
 	av[ac] = NULL;
 	return hm_lv_spawn_self(av, out_fd, pdeathsig);
+}
+
+/* The name this host's certificates carry: its host name, fully
+ * qualified where the resolver knows it (as libvirt names a migration's
+ * destination). */
+void hm_lv_host_name(char *out, size_t len)
+{
+	struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
+	char h[256] = "localhost";
+
+	gethostname(h, sizeof(h) - 1);
+	h[sizeof(h) - 1] = 0;
+	if (!getaddrinfo(h, NULL, &hints, &ai) && ai && ai->ai_canonname &&
+	    strchr(ai->ai_canonname, '.'))
+		snprintf(out, len, "%s", ai->ai_canonname);
+	else
+		snprintf(out, len, "%s", h);
+	if (ai)
+		freeaddrinfo(ai);
 }
 
 pid_t hm_lv_qemu_pid(const char *name)

@@ -85,6 +85,11 @@ pid_t hm_lv_qemu_pid(const char *name);
  * -errno. */
 pid_t hm_lv_spawn_self(const char *const argv[], int out_fd, int pdeathsig);
 
+/* This host's name as its certificates carry it (and libvirt names a
+ * migration's destination): its host name, fully qualified where the
+ * resolver knows it. */
+void hm_lv_host_name(char *out, size_t len);
+
 /* hintmig send --libvirt for a domain (hintmig migrate, hintmigd). */
 struct hm_lv_send_opts {
 	const char *qmp;	/* hintmig's monitor of the domain's QEMU */

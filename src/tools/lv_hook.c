@@ -281,25 +281,6 @@ static int free_port(const char *ip)
 	return -1;
 }
 
-/* The name this host's certificates carry: its host name, fully
- * qualified where the resolver knows it (as libvirt names a migration's
- * destination). */
-static void host_name(char *out, size_t len)
-{
-	struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
-	char h[256] = "localhost";
-
-	gethostname(h, sizeof(h) - 1);
-	h[sizeof(h) - 1] = 0;
-	if (!getaddrinfo(h, NULL, &hints, &ai) && ai && ai->ai_canonname &&
-	    strchr(ai->ai_canonname, '.'))
-		snprintf(out, len, "%s", ai->ai_canonname);
-	else
-		snprintf(out, len, "%s", h);
-	if (ai)
-		freeaddrinfo(ai);
-}
-
 /* Waits up to 100 ms for a message from the source or the receiver's
  * end (a pidfd: its exit ends the wait at once, and with it the guest's
  * downtime waits no longer). Whether a message is there. */
@@ -500,7 +481,7 @@ static int hook_hintmigd(struct hook *h)
 		    err);
 		goto fail;
 	}
-	host_name(me, sizeof(me));
+	hm_lv_host_name(me, sizeof(me));
 	req = json_object_new_object();
 	json_object_object_add(req, "op", json_object_new_string("send"));
 	json_object_object_add(req, "uuid", json_object_new_string(h->d->uuid));

@@ -29,12 +29,7 @@ lv_begin lvbench "$mkguest" "$workload" "$cache"
 tmp=$LV_TMP guest=$LV_GUEST
 lv_hintmig_setup "$tmp" "$hintmig"
 # libvirt's migration certificates on each host, for hintmigd
-"$here/../engine/tls_certs.sh" "$tmp/pki" || lv_die "cannot make test certificates (certtool)"
-for n in A B; do
-	mkdir -p "$tmp/$n/lib"
-	cp -r "$tmp/pki/good" "$tmp/$n/lib/hm-pki"
-done
-export LV_QEMU_CONF_EXTRA='migrate_tls_x509_cert_dir = "/var/lib/libvirt/hm-pki"'
+lv_pki "$tmp"
 lv_start "$tmp" A 6a1d0a00-0000-4000-8000-0000000000ba
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-0000000000bb
 # hintmigd on A for the virsh-hmd way only: running, it marks every

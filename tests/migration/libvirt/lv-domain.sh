@@ -10,6 +10,11 @@
 #                                  LV_GUEST
 #   lv_hintmig_setup DIR HINTMIG   before lv_start: hooks of A and B, the
 #                                  wrapper; sets LV_EMULATOR
+#   lv_pki DIR                     before lv_start: libvirt's migration
+#                                  certificates (one CA) in A's and B's own
+#                                  /var/lib/libvirt/hm-pki, named in their
+#                                  qemu.conf (LV_QEMU_CONF_EXTRA); the
+#                                  test's others in DIR/pki (tls_certs.sh)
 #   lv_hintmig_migrate FROM TO [OPTIONS...] DOMAIN   hintmig migrate from
 #                                  instance FROM to TO, in FROM's mount
 #                                  namespace (the source host's view), on a
@@ -56,6 +61,17 @@ lv_hintmig_setup() { # DIR HINTMIG
 			> "$dir/$n/etc/hooks/qemu.d/50-hintmig"
 		chmod 755 "$dir/$n/etc/hooks/qemu.d/50-hintmig"
 	done
+}
+
+lv_pki() { # DIR
+	local n
+	"$(dirname "${BASH_SOURCE[0]}")/../engine/tls_certs.sh" "$1/pki" ||
+		lv_die "cannot make test certificates (certtool)"
+	for n in A B; do
+		mkdir -p "$1/$n/lib"
+		cp -r "$1/pki/good" "$1/$n/lib/hm-pki"
+	done
+	export LV_QEMU_CONF_EXTRA='migrate_tls_x509_cert_dir = "/var/lib/libvirt/hm-pki"'
 }
 
 lv_hintmig_migrate() { # FROM TO [OPTIONS...] DOMAIN

@@ -91,12 +91,7 @@ timeline() { # the QMP traffic of libvirtd NAME about migration, with times
 # R18: libvirt's migration TLS certificates on each "host", in its own
 # /var/lib/libvirt (QEMU's user reads them), named in its qemu.conf
 if [ "$have_migrate" = 1 ]; then
-	"$here/../engine/tls_certs.sh" "$tmp/pki" || lv_die "cannot make test certificates (certtool)"
-	for n in A B; do
-		mkdir -p "$tmp/$n/lib"
-		cp -r "$tmp/pki/good" "$tmp/$n/lib/hm-pki"
-	done
-	export LV_QEMU_CONF_EXTRA='migrate_tls_x509_cert_dir = "/var/lib/libvirt/hm-pki"'
+	lv_pki "$tmp"
 	if [ "${LV_HUGE:-1}" = 1 ]; then
 		# big guests: a hugetlbfs mount of the test's (2 MiB pages)
 		# that both "hosts" use for <hugepages/>, and the pool grown
@@ -179,3 +174,18 @@ if [ "${LV_STOCK:-0}" = 1 ]; then
 	[ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 0 ] || fail "stock: vm.unprivileged_userfaultfd is not 0: the test would prove nothing"
 	echo "stock: QEMU $qp runs as libvirt-qemu in its own mount namespace; vm.unprivileged_userfaultfd 0; /dev/userfaultfd $uffd_dev_mode"
 fi
+
+# An ordinary start of a domain whose definition kept migration metadata
+# (METADATA, an element of hintmig's or hintmigd's) must not fail: the
+# hook finds no incoming migration and lets libvirt go on.
+starts_with_metadata() { # URI WHAT METADATA
+	sed -e "s|<name>$dom</name>|<name>hm-meta</name><metadata>$3</metadata>|" \
+	    -e "s|$serial|$serial_dir/meta.serial|g" -e "s|$dom-agent|hm-meta-agent|" "$tmp/dom.xml" > "$tmp/meta.xml"
+	if virsh -q -c "$1" create "$tmp/meta.xml" > "$tmp/meta.log" 2>&1; then
+		echo "$2: hm-meta started ($(state_of "$1" hm-meta))"
+		virsh -q -c "$1" destroy hm-meta >/dev/null 2>&1
+	else
+		sed "s/^/  $2: /" "$tmp/meta.log"
+		fail "$2: a domain with that metadata did not start"
+	fi
+}

@@ -162,12 +162,16 @@ failed() {
 	shift
 	"$@" > "$tmp/fault.log" 2>&1
 	rc=$?
-	sed "s/^/  $name: /" "$tmp/fault.log" | tail -3
-	[ $rc != 0 ] || fail "$name: the migration succeeded"
-	wait_running "$SURI" || fail "$name: the source domain is $(state "$SURI"), not running"
-	[ -z "$(state "$DURI")" ] || fail "$name: a domain was left on the destination ($(state "$DURI"))"
-	lv_wait_rounds 3 || fail "$name: the source guest made no progress"
-	granted_nothing "$S" "$name (source)"
+	ran_on "$name" $rc
+}
+# NAME RC: the migration failed, the source runs on, nothing left granted
+ran_on() {
+	sed "s/^/  $1: /" "$tmp/fault.log" | tail -3
+	[ "$2" != 0 ] || fail "$1: the migration succeeded"
+	wait_running "$SURI" || fail "$1: the source domain is $(state "$SURI"), not running"
+	[ -z "$(state "$DURI")" ] || fail "$1: a domain was left on the destination ($(state "$DURI"))"
+	lv_wait_rounds 3 || fail "$1: the source guest made no progress"
+	granted_nothing "$S" "$1 (source)"
 }
 # run a migration in the background, wait until the source's sender runs
 mig_bg() {
@@ -186,12 +190,7 @@ mig_end() { # NAME: the background migration failed as it should
 	local rc
 	wait "$MPID"
 	rc=$?
-	sed "s/^/  $1: /" "$tmp/fault.log" | tail -3
-	[ $rc != 0 ] || fail "$1: the migration succeeded"
-	wait_running "$SURI" || fail "$1: the source domain is $(state "$SURI"), not running"
-	[ -z "$(state "$DURI")" ] || fail "$1: a domain was left on the destination ($(state "$DURI"))"
-	lv_wait_rounds 3 || fail "$1: the source guest made no progress"
-	granted_nothing "$S" "$1 (source)"
+	ran_on "$1" $rc
 }
 
 # the source's sender throttled (2 MiB/s): the rounds last
@@ -291,15 +290,8 @@ fi
 # hintmigd's metadata kept in a definition (dumpxml of a running domain,
 # defined elsewhere) must not stop an ordinary start: the hook's receiver
 # finds no incoming migration and nobody is asked (here, nobody answers)
-sed -e "s|<name>$dom</name>|<name>hm-meta</name><metadata><hintmigd:host xmlns:hintmigd='$NS' addr='127.0.0.1:9' name='127.0.0.1'/></metadata>|" \
-    -e "s|$serial|$serial_dir/meta.serial|g" -e "s|$dom-agent|hm-meta-agent|" "$tmp/dom.xml" > "$tmp/meta.xml"
-if virsh -q -c "$DURI" create "$tmp/meta.xml" > "$tmp/meta.log" 2>&1; then
-	echo "stale hintmigd metadata: hm-meta started ($(state_of "$DURI" hm-meta))"
-	virsh -q -c "$DURI" destroy hm-meta >/dev/null 2>&1
-else
-	sed 's/^/  stale hintmigd metadata: /' "$tmp/meta.log"
-	fail "a domain with hintmigd's metadata did not start"
-fi
+starts_with_metadata "$DURI" "stale hintmigd metadata" \
+	"<hintmigd:host xmlns:hintmigd='$NS' addr='127.0.0.1:9' name='127.0.0.1'/>"
 n=$(lv_errors)
 [ "$n" = 0 ] || { lv_serial | grep -a 'HMW: ERROR\|FAILED\|Kernel panic' | head -5; fail "$n guest error line(s)"; }
 sed 's/^/  hintmigd A: /' "$tmp/hintmigd-A.log" | grep -v "round" | tail -8

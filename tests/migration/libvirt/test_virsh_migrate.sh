@@ -302,15 +302,8 @@ if [ "$have_migrate" = 1 ]; then
 	# hintmig's metadata left in a definition (hintmig migrate killed)
 	# must not stop an ordinary start: the hook finds no incoming
 	# migration and lets libvirt go on
-	sed -e "s|<name>$dom</name>|<name>hm-meta</name><metadata><hintmig:migration xmlns:hintmig='http://hintmig.org/xmlns/libvirt/migration/1' listen='tcp:127.0.0.1:9' key='00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff' timeout='5' expires='$(( $(date +%s) + 600 ))'/></metadata>|" \
-	    -e "s|$serial|$serial_dir/meta.serial|g" -e "s|$dom-agent|hm-meta-agent|" "$tmp/dom.xml" > "$tmp/meta.xml"
-	if virsh -q -c "$LV_URI_A" create "$tmp/meta.xml" > "$tmp/meta.log" 2>&1; then
-		echo "stale metadata: hm-meta started ($(state_of "$LV_URI_A" hm-meta))"
-		virsh -q -c "$LV_URI_A" destroy hm-meta >/dev/null 2>&1
-	else
-		sed 's/^/  stale metadata: /' "$tmp/meta.log"
-		fail "a domain with hintmig's metadata did not start"
-	fi
+	starts_with_metadata "$LV_URI_A" "stale metadata" \
+		"<hintmig:migration xmlns:hintmig='http://hintmig.org/xmlns/libvirt/migration/1' listen='tcp:127.0.0.1:9' key='00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff' timeout='5' expires='$(( $(date +%s) + 600 ))'/>"
 fi
 
 # Fault: the destination libvirtd (and its QEMU) dies in the middle of a
