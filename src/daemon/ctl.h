@@ -8,8 +8,12 @@
  * The destination's hook asks:   {"op":"send","uuid":U,"port":P,
  *                                 "name":N,"key":HEX,"timeout":S}
  * the source's hintmigd answers: {"status":"started"} when its sender
- * runs, then {"status":"done","exit":E,"summary":{...}} when it ends, or
- * at any point {"status":"refused","error":"why"}.
+ * runs, then {"status":"done","exit":E,"summary":S[,"error":W]} when it
+ * ends, or at any point {"status":"refused","error":W}.
+ * The hook, once its receiver has acknowledged the final round:
+ *                                {"op":"received"}
+ * and the sender may finish (its hinted map, its detach); the
+ * connection's end without it ends the sender.
  */
 #ifndef HM_DAEMON_CTL_H
 #define HM_DAEMON_CTL_H

@@ -241,7 +241,7 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 	size_t ll = 0;
 	int pfd[2], st = 0, ex;
 	pid_t pid;
-	bool out_open = true;
+	bool out_open = true, peer_open = true;
 	struct json_object *m;
 
 	if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -264,7 +264,13 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 
 		if (w == pid)
 			break;
-		if (poll(p, out_open ? 2 : 1, 200) <= 0 && !hm_tls_pending(r->t))
+		/* a descriptor closed or done with is not polled */
+		if (!out_open)
+			p[0].fd = -1;
+		if (!peer_open)
+			p[1].fd = -1;
+		if (poll(p, 2, 200) <= 0 &&
+		    !(peer_open && hm_tls_pending(r->t)))
 			continue;
 		if (out_open && (p[0].revents & (POLLIN | POLLHUP))) {
 			ssize_t n = read(pfd[0], line + ll,
@@ -292,20 +298,31 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 					ll = 0;	/* an endless line */
 			}
 		}
-		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) ||
-		    hm_tls_pending(r->t)) {
-			char c;
-			/* the peer sends nothing after its request: this is
-			 * its close (the hook ended or was killed) */
-			if (hm_tls_recv_by(r->t, &c, 1, hm_auth_now_ms() + 100)
-			    != -ETIMEDOUT) {
-				hmd_log("%s: the destination's hook went away: "
-					"ending the sender", dom);
-				kill(pid, SIGTERM);
-				while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-					;
-				break;
+		if (peer_open && ((p[1].revents & (POLLIN | POLLHUP | POLLERR))
+				  || hm_tls_pending(r->t))) {
+			struct json_object *msg = NULL;
+			const char *op;
+			char why[200] = "a message that is not \"received\"";
+
+			/* the hook's one message after its request: its
+			 * receiver has the RAM (the sender may finish) */
+			if (hm_ctl_recv(r->t, r->fd, hm_auth_now_ms() + 1000, &msg,
+					why, sizeof(why)) == 0 &&
+			    (op = hm_ctl_str(msg, "op")) &&
+			    !strcmp(op, "received")) {
+				peer_open = false;
+				json_object_put(msg);
+				continue;
 			}
+			json_object_put(msg);
+			/* anything else is its end before the RAM was
+			 * complete (the hook failed or was killed) */
+			hmd_log("%s: the destination's hook went away (%s): "
+				"ending the sender", dom, why);
+			kill(pid, SIGTERM);
+			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+				;
+			break;
 		}
 	}
 	close(pfd[0]);

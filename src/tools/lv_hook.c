@@ -369,6 +369,16 @@ static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
 		}
 	}
 	if (rc == 0) {
+		/* hintmigd lets its sender finish now (the hinted map, the
+		 * detach); the connection's end alone would stop it */
+		if (ctl_open) {
+			struct json_object *m = json_object_new_object();
+
+			json_object_object_add(m, "op",
+					       json_object_new_string("received"));
+			hm_ctl_send(t, m);
+			json_object_put(m);
+		}
 		if (err[0])	/* after the acknowledgement: the RAM is here */
 			say(h, "%s (after the destination acknowledged the "
 			    "final round: the migration goes on)", err);
