@@ -226,6 +226,31 @@ rm -rf "$tmp/$D/lib/hm-pki"; mv "$tmp/pki.$D" "$tmp/$D/lib/hm-pki"
 grep -q "TLS with libvirt's migration certificates .* failed" "$tmp/fault.log" ||
 	fail "destination of another CA: libvirt's error does not name the TLS failure"
 
+# the destination without certificates: refused, no path without them
+mv "$tmp/$D/lib/hm-pki" "$tmp/pki.$D"
+failed "destination without certificates" virsh -q -c "$SURI" migrate --live "$dom" "$DURI"
+mv "$tmp/pki.$D" "$tmp/$D/lib/hm-pki"
+grep -q "this host has no libvirt migration certificates.*Refused" "$tmp/fault.log" ||
+	fail "destination without certificates: libvirt's error does not say so"
+
+# A domain that is not set up for hintmig (private RAM), started while
+# hintmigd runs: not marked, check says virsh migrate goes without hints
+sed -e "s|<name>$dom</name>|<name>hm-private</name>|" -e "/<memoryBacking>/,/<\/memoryBacking>/d" \
+    -e "s|$serial|$serial_dir/private.serial|g" -e "s|$dom-agent|hm-private-agent|" "$tmp/dom.xml" > "$tmp/private.xml"
+if virsh -q -c "$SURI" create "$tmp/private.xml" > "$tmp/private.log" 2>&1; then
+	sleep 2	# the marker runs at libvirt's start event
+	virsh -q -c "$SURI" metadata hm-private "$NS" --live > /dev/null 2>&1 &&
+		fail "hintmigd marked a domain that is not set up for hintmig"
+	out=$(nsenter -m -r -w -t "$(cat "$tmp/$S/libvirtd.pid")" "$hintmig" libvirt check --connect "$SURI" hm-private 2>&1)
+	grep -q "^note     virsh migrate: without hints, as libvirt alone (the domain is not set up for hintmig)" <<<"$out" ||
+		fail "hintmig libvirt check on a domain not set up does not say virsh migrate goes without hints"
+	echo "not set up: hm-private not marked; $(grep 'virsh migrate' <<<"$out")"
+	virsh -q -c "$SURI" destroy hm-private >/dev/null 2>&1
+else
+	sed 's/^/  hm-private: /' "$tmp/private.log"
+	fail "the domain with private RAM did not start"
+fi
+
 # A host with the CA's certificate asks for the RAM of a domain libvirt is
 # not migrating; a client without a certificate: both refused.
 uuid=$(virsh -q -c "$SURI" domuuid "$dom")
