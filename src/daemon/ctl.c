@@ -64,8 +64,10 @@ int hm_ctl_recv(struct hm_tls *t, int fd, uint64_t deadline_ms,
 		return -EPROTO;
 	}
 	buf = malloc((size_t)n + 1);
-	if (!buf)
+	if (!buf) {
+		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
+	}
 	r = hm_tls_recv_by(t, buf, n, deadline_ms);
 	if (r) {
 		free(buf);

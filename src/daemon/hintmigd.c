@@ -47,8 +47,10 @@
 #include "tools/cmd.h"
 #include "tools/parse.h"
 
-#define MAX_REQUESTS 16
+#define MAX_REQUESTS HMD_MAX_REQUESTS	/* connections served at once */
+#define PER_PEER 4		/* of them from one address */
 #define HANDSHAKE_MS 10000
+#define AFTER_ACK_S 120		/* the sender's hinted map, summary, detach */
 
 static volatile sig_atomic_t stop_sig;
 
@@ -93,7 +95,7 @@ virConnectPtr hmd_conn(struct hmd *d)
 struct req {
 	struct hmd *d;
 	int fd;
-	char peer[INET6_ADDRSTRLEN];
+	char peer[NI_MAXHOST];
 	bool v6;
 	struct hm_tls *t;
 	char uuid[VIR_UUID_STRING_BUFLEN];
@@ -232,6 +234,52 @@ static void summary(const char *json, char *out, size_t len)
 	json_object_put(r);
 }
 
+/* Reads what the sender wrote (non-blocking: the pipe is O_NONBLOCK)
+ * into line (ll bytes held), logs each whole line, keeps its last
+ * "hintmig send:" line in last. The last read's count: 0 at its end,
+ * < 0 when nothing is there now. */
+static ssize_t relay(int fd, const char *dom, char *line, size_t *ll,
+		     char *last, size_t lastlen)
+{
+	const size_t cap = 1024;
+	ssize_t n;
+
+	while ((n = read(fd, line + *ll, cap - 1 - *ll)) > 0) {
+		char *s = line, *e;
+
+		*ll += (size_t)n;
+		line[*ll] = 0;
+		while ((e = strchr(s, '\n'))) {
+			*e = 0;
+			if (*s)
+				hmd_log("%s: %s", dom, s);
+			if (strstr(s, "hintmig send:"))
+				snprintf(last, lastlen, "%s", s);
+			s = e + 1;
+		}
+		*ll = strlen(s);
+		memmove(line, s, *ll + 1);
+		if (*ll == cap - 1)
+			*ll = 0;	/* an endless line */
+	}
+	return n;
+}
+
+/* SIGTERM (it cancels, the guardian takes back), SIGKILL if it has not
+ * ended in 10 s (the guardian still does, R9). */
+static void end_sender(pid_t pid, int *st)
+{
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 200; i++) {
+		if (waitpid(pid, st, WNOHANG) == pid)
+			return;
+		usleep(50000);
+	}
+	kill(pid, SIGKILL);
+	while (waitpid(pid, st, 0) < 0 && errno == EINTR)
+		;
+}
+
 /* Runs the sender and relays: its output to the journal, its end to the
  * peer; the peer gone ends it. Its exit status. */
 static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
@@ -242,10 +290,12 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 	int pfd[2], st = 0, ex;
 	pid_t pid;
 	bool out_open = true, peer_open = true;
+	uint64_t done_by = 0;
 	struct json_object *m;
 
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return -1;
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
 	/* the child gets the write end as its stdout/stderr (dup2 drops
 	 * CLOEXEC); SIGTERM if this thread ends (hintmigd killed) */
 	pid = hm_lv_start_sender(so, pfd[1], SIGTERM);
@@ -262,8 +312,19 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 				       { .fd = r->fd, .events = POLLIN } };
 		pid_t w = waitpid(pid, &st, WNOHANG);
 
-		if (w == pid)
+		if (w == pid) {
+			/* its last lines (its guardian may hold the pipe
+			 * open: no waiting for the end) */
+			relay(pfd[0], dom, line, &ll, last, sizeof(last));
 			break;
+		}
+		if (!peer_open && hm_auth_now_ms() > done_by) {
+			hmd_log("%s: the sender has not ended %d s after the "
+				"destination acknowledged: ending it", dom,
+				AFTER_ACK_S);
+			end_sender(pid, &st);
+			break;
+		}
 		/* a descriptor closed or done with is not polled */
 		if (!out_open)
 			p[0].fd = -1;
@@ -272,32 +333,9 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 		if (poll(p, 2, 200) <= 0 &&
 		    !(peer_open && hm_tls_pending(r->t)))
 			continue;
-		if (out_open && (p[0].revents & (POLLIN | POLLHUP))) {
-			ssize_t n = read(pfd[0], line + ll,
-					 sizeof(line) - 1 - ll);
-
-			if (n <= 0) {
-				out_open = false;
-			} else {
-				char *s = line, *e;
-
-				ll += (size_t)n;
-				line[ll] = 0;
-				while ((e = strchr(s, '\n'))) {
-					*e = 0;
-					if (*s)
-						hmd_log("%s: %s", dom, s);
-					if (strstr(s, "hintmig send:"))
-						snprintf(last, sizeof(last),
-							 "%s", s);
-					s = e + 1;
-				}
-				ll = strlen(s);
-				memmove(line, s, ll + 1);
-				if (ll == sizeof(line) - 1)
-					ll = 0;	/* an endless line */
-			}
-		}
+		if (out_open && (p[0].revents & (POLLIN | POLLHUP)) &&
+		    relay(pfd[0], dom, line, &ll, last, sizeof(last)) <= 0)
+			out_open = false;
 		if (peer_open && ((p[1].revents & (POLLIN | POLLHUP | POLLERR))
 				  || hm_tls_pending(r->t))) {
 			struct json_object *msg = NULL;
@@ -311,6 +349,7 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 			    (op = hm_ctl_str(msg, "op")) &&
 			    !strcmp(op, "received")) {
 				peer_open = false;
+				done_by = hm_auth_now_ms() + AFTER_ACK_S * 1000;
 				json_object_put(msg);
 				continue;
 			}
@@ -319,9 +358,7 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 			 * complete (the hook failed or was killed) */
 			hmd_log("%s: the destination's hook went away (%s): "
 				"ending the sender", dom, why);
-			kill(pid, SIGTERM);
-			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-				;
+			end_sender(pid, &st);
 			break;
 		}
 	}
@@ -358,20 +395,23 @@ static void handle(struct req *r, struct json_object *q)
 	virConnectPtr c = NULL;
 	virDomainPtr dom = NULL;
 	char why[400], qmp[512], to[300], key_file[64] = "", json[64] = "";
-	char map[1024], *xml = NULL;
+	char map[1024], *xml = NULL, khex[2 * HM_AUTH_KEY_MAX + 1] = "";
 
 	if (!op || strcmp(op, "send") || !uuid || !name_ok(name) || !hex ||
 	    port < 1 || port > 65535 || tmo < 5 || tmo > 3600 ||
-	    hm_auth_key_hex(hex, &key) < 0) {
+	    strlen(hex) > 2 * HM_AUTH_KEY_MAX || hm_auth_key_hex(hex, &key) < 0) {
 		refuse(r, "a malformed request");
 		return;
 	}
+	for (size_t i = 0; i < key.len; i++)
+		snprintf(khex + 2 * i, 3, "%02x", key.k[i]);
 	explicit_bzero(&key, sizeof(key));
 	snprintf(r->uuid, sizeof(r->uuid), "%s", uuid);
 	c = hmd_conn(d);
 	dom = c ? virDomainLookupByUUIDString(c, uuid) : NULL;
-	if (!dom || virDomainIsActive(dom) != 1) {
-		refuse(r, "no running domain %s on this host", uuid);
+	if (!dom || virDomainIsActive(dom) != 1 ||
+	    virDomainGetUUIDString(dom, r->uuid) < 0) {
+		refuse(r, "no running domain %s on this host", r->uuid);
 		goto out;
 	}
 	if (!migrating_out(dom, why, sizeof(why))) {
@@ -396,9 +436,12 @@ static void handle(struct req *r, struct json_object *q)
 	snprintf(key_file, sizeof(key_file), "/tmp/hintmigd-key-XXXXXX");
 	snprintf(json, sizeof(json), "/tmp/hintmigd-json-XXXXXX");
 	{
-		int kfd = mkstemp(key_file), jfd = mkstemp(json);
+		/* (CLOEXEC: not into another request's sender) */
+		int kfd = mkostemp(key_file, O_CLOEXEC);
+		int jfd = mkostemp(json, O_CLOEXEC);
 		bool ok = kfd >= 0 && jfd >= 0 &&
-			  write(kfd, hex, strlen(hex)) == (ssize_t)strlen(hex);
+			  write(kfd, khex, strlen(khex)) ==
+			  (ssize_t)strlen(khex);
 
 		if (kfd < 0)
 			key_file[0] = 0;
@@ -438,6 +481,7 @@ static void handle(struct req *r, struct json_object *q)
 	if (run_sender(r, &so, ld.name) < 0)
 		refuse(r, "cannot start hintmig send: %s", strerror(errno));
 out:
+	explicit_bzero(khex, sizeof(khex));
 	if (key_file[0])
 		unlink(key_file);
 	if (json[0])
@@ -451,6 +495,8 @@ out:
 	if (c)
 		virConnectClose(c);
 }
+
+static void slot_give(struct hmd *d, const char *peer);
 
 static void *serve(void *arg)
 {
@@ -476,11 +522,42 @@ out:
 	json_object_put(q);
 	hm_tls_free(r->t);
 	close(r->fd);
-	pthread_mutex_lock(&r->d->lock);
-	r->d->requests--;
-	pthread_mutex_unlock(&r->d->lock);
+	slot_give(r->d, r->peer);
 	free(r);
 	return NULL;
+}
+
+/* A request's slot: MAX_REQUESTS in all, PER_PEER from one address (a
+ * peer holding connections before or after its handshake blocks only its
+ * own). 1 taken, 0 refused. */
+static int slot_take(struct hmd *d, const char *peer)
+{
+	int n = 0, free_slot = -1;
+
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < MAX_REQUESTS; i++) {
+		if (!d->peers[i][0]) {
+			if (free_slot < 0)
+				free_slot = i;
+		} else if (!strcmp(d->peers[i], peer)) {
+			n++;
+		}
+	}
+	if (free_slot >= 0 && n < PER_PEER)
+		snprintf(d->peers[free_slot], sizeof(d->peers[0]), "%s", peer);
+	pthread_mutex_unlock(&d->lock);
+	return free_slot >= 0 && n < PER_PEER;
+}
+
+static void slot_give(struct hmd *d, const char *peer)
+{
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < MAX_REQUESTS; i++)
+		if (!strcmp(d->peers[i], peer)) {
+			d->peers[i][0] = 0;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
 }
 
 static void accept_one(struct hmd *d, int lfd)
@@ -491,27 +568,15 @@ static void accept_one(struct hmd *d, int lfd)
 	pthread_t th;
 	pthread_attr_t at;
 	int fd = hm_transport_accept(lfd, 500);
-	bool full;
 
 	if (fd < 0)
 		return;
 	r = calloc(1, sizeof(*r));
-	pthread_mutex_lock(&d->lock);
-	full = d->requests >= MAX_REQUESTS;
-	if (!full && r)
-		d->requests++;
-	pthread_mutex_unlock(&d->lock);
-	if (!r || full || getpeername(fd, (struct sockaddr *)&sa, &sl) < 0 ||
+	if (!r || getpeername(fd, (struct sockaddr *)&sa, &sl) < 0 ||
 	    getnameinfo((struct sockaddr *)&sa, sl, r->peer, sizeof(r->peer),
 			NULL, 0, NI_NUMERICHOST)) {
-		if (full)
-			hmd_log("%d requests running: a connection dropped",
-				MAX_REQUESTS);
-		else if (r) {
-			pthread_mutex_lock(&d->lock);
-			d->requests--;
-			pthread_mutex_unlock(&d->lock);
-		}
+		hmd_log("a connection dropped: %s", r ? "its address is "
+			"unreadable" : "out of memory");
 		free(r);
 		close(fd);
 		return;
@@ -523,12 +588,18 @@ static void accept_one(struct hmd *d, int lfd)
 		memmove(r->peer, r->peer + 7, strlen(r->peer + 7) + 1);
 		r->v6 = false;
 	}
+	if (!slot_take(d, r->peer)) {
+		hmd_log("a connection from %s dropped: %d requests from it or "
+			"%d in all run already", r->peer, PER_PEER,
+			MAX_REQUESTS);
+		free(r);
+		close(fd);
+		return;
+	}
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&th, &at, serve, r)) {
-		pthread_mutex_lock(&d->lock);
-		d->requests--;
-		pthread_mutex_unlock(&d->lock);
+		slot_give(d, r->peer);
 		close(fd);
 		free(r);
 	}
@@ -545,8 +616,8 @@ static void usage(FILE *f)
 "a domain's RAM when the destination host's libvirt hook asks for it while\n"
 "libvirt migrates it there. Both hosts authenticate with libvirt's migration\n"
 "certificates; without them hintmigd does not start.\n"
-"  -l, --listen ADDR     where the hooks connect (default tcp::49290, every\n"
-"                        address)\n"
+"  -l, --listen ADDR     where the hooks connect (default tcp:[::]:49290, every\n"
+"                        address, IPv6 and IPv4)\n"
 "  -a, --advertise HOST:PORT  the address written into the domains'\n"
 "                        metadata (default: this host's name and --listen's\n"
 "                        port)\n"
@@ -592,17 +663,18 @@ int hm_cmd_daemon(int argc, char **argv)
 		{ 0 }
 	};
 	static struct hmd d = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	const char *listen = "tcp::49290", *advertise = NULL, *name = NULL;
+	const char *listen = "tcp:[::]:49290", *advertise = NULL, *name = NULL;
 	const char *tls_dir = NULL;
 	char err[600], la[300], host[256], port[16];
 	struct sigaction sa = { .sa_handler = on_signal };
 	uint64_t u;
 	int c, lfd;
+	bool listen_default = true;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:a:n:c:v", lo, NULL)) != -1) {
 		switch (c) {
-		case 'l': listen = optarg; break;
+		case 'l': listen = optarg; listen_default = false; break;
 		case 'a': advertise = optarg; break;
 		case 'n': name = optarg; break;
 		case 'c': d.uri = optarg; break;
@@ -643,6 +715,10 @@ int hm_cmd_daemon(int argc, char **argv)
 		return 1;
 	}
 	lfd = hm_transport_listen(listen, 64);
+	if (lfd == -EAFNOSUPPORT && listen_default) {
+		listen = "tcp:0.0.0.0:49290";	/* a host without IPv6 */
+		lfd = hm_transport_listen(listen, 64);
+	}
 	if (lfd < 0) {
 		hmd_log("cannot listen on %s: %s", listen, strerror(-lfd));
 		hm_tls_creds_free(d.srv);

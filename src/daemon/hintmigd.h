@@ -18,6 +18,8 @@
 
 struct hm_tls_creds;
 
+#define HMD_MAX_REQUESTS 16
+
 struct hmd {
 	const char *uri;		/* libvirt (NULL: qemu:///system) */
 	char addr[300];			/* advertised HOST:PORT */
@@ -32,7 +34,7 @@ struct hmd {
 	pthread_mutex_t lock;		/* conn, busy */
 	virConnectPtr conn;
 	char busy[16][VIR_UUID_STRING_BUFLEN];	/* domains being sent */
-	int requests;			/* running */
+	char peers[HMD_MAX_REQUESTS][1025];	/* requests' peers ("": free) */
 	atomic_bool stop;
 
 	/* marker.c */

@@ -260,7 +260,7 @@ int hm_lv_dom_read(const char *xml, unsigned long qemu_ver, FILE *report,
 		return -EINVAL;
 	}
 	if (!f)
-		f = fopen("/dev/null", "w");
+		f = fopen("/dev/null", "we");
 	if (f)
 		check_xml(x, qemu_ver, &v, f);
 	if (f && f != report)
@@ -624,13 +624,16 @@ pid_t hm_lv_spawn_self(const char *const argv[], int out_fd, int pdeathsig)
 	if (n <= 0)
 		return n < 0 ? -errno : -ENOENT;
 	self[n] = 0;
+	pid_t parent = getpid();
+
 	pid = fork();
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
 		/* ends with the thread that started it (hintmigd's request,
-		 * the hook) */
-		if (pdeathsig && prctl(PR_SET_PDEATHSIG, pdeathsig) < 0)
+		 * the hook), also if that ended before the signal was set */
+		if (pdeathsig && (prctl(PR_SET_PDEATHSIG, pdeathsig) < 0 ||
+				  getppid() != parent))
 			_exit(127);
 		if (out_fd >= 0) {
 			dup2(out_fd, 1);

@@ -18,6 +18,7 @@
  * Everything else returns 0 at once. A non-zero exit fails libvirt's
  * Prepare: libvirt stops the destination QEMU and the source runs on.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -29,12 +30,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
 
 #include <hintmig/migrate.h>
 
@@ -110,7 +114,7 @@ static int key_to_file(struct hook *h, const char *hex)
 	int fd;
 
 	snprintf(h->key_file, sizeof(h->key_file), "/tmp/hintmig-key-XXXXXX");
-	fd = mkstemp(h->key_file);
+	fd = mkostemp(h->key_file, O_CLOEXEC);
 	if (fd < 0) {
 		h->key_file[0] = 0;
 		return -1;
@@ -230,36 +234,6 @@ static int hook_migrate(struct hook *h)
 
 /* ---- hintmigd's metadata: ask the source host ---------------------------- */
 
-/* This host's address towards addr (HOST:PORT), as its routes choose it
- * (a UDP socket connected, nothing sent), as "IP" or "[IP6]". */
-static int local_addr_to(const char *addr, char *out, size_t len)
-{
-	char host[256], port[16], buf[300];
-	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM }, *ai = NULL;
-	int fd = -1, r = -1;
-
-	if (hm_transport_parse_tcp(addr, host, sizeof(host), port,
-				   sizeof(port)) < 0 ||
-	    getaddrinfo(host, port, &hints, &ai) || !ai)
-		return -1;
-	fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-	    hm_transport_local_addr(fd, buf, sizeof(buf)) > 0) {
-		/* "tcp:IP:PORT": the IP part */
-		char *p = strrchr(buf, ':');
-
-		if (p && !strncmp(buf, "tcp:", 4)) {
-			*p = 0;
-			snprintf(out, len, "%s", buf + 4);
-			r = 0;
-		}
-	}
-	if (fd >= 0)
-		close(fd);
-	freeaddrinfo(ai);
-	return r;
-}
-
 /* A port of hintmig's range free on ip (bound and released: a port taken
  * meanwhile fails the receiver, and the migration, cleanly). */
 static int free_port(const char *ip)
@@ -303,7 +277,7 @@ static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
 {
 	bool ctl_open = true, sender_done = false;
 	uint64_t closed_at = 0;
-	char why[256], err[512] = "";
+	char why[256], err[900] = "";
 	int rc;
 
 	for (;;) {
@@ -404,12 +378,16 @@ static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
 	return rc == 5 ? 6 : rc ? rc : 6;
 }
 
-static int hook_hintmigd(struct hook *h)
+/* The incoming migration's source hintmigd, from the migrate hook. */
+struct incoming {
+	char addr[300], name[256];
+};
+
+static int hook_hintmigd(struct hook *h, const struct incoming *in)
 {
-	const char *src = h->d->src_hintmigd;
-	const char *src_name = h->d->src_hintmigd_name;
-	char tls_dir[512], err[512], ip[300], listen[400], me[256], ctl[300];
-	char hex[2 * HM_AUTH_KEY_MAX + 1] = "";
+	const char *src = in->addr;
+	char tls_dir[512], err[512], ip[300], la[300], listen[400], me[256];
+	char ctl[310], hex[2 * HM_AUTH_KEY_MAX + 1] = "", *p;
 	struct hm_auth_key key = { .len = 0 };
 	struct hm_tls_creds *cr = NULL;
 	struct hm_tls *t = NULL;
@@ -418,8 +396,6 @@ static int hook_hintmigd(struct hook *h)
 	unsigned tmo_s = 60;
 	char c;
 
-	if (!src_name || !*src_name)
-		src_name = "";
 	/* R19: both hosts authenticate with libvirt's migration PKI; there
 	 * is no path without it */
 	hm_lv_tls_dir(HM_LV_QEMU_CONF, tls_dir, sizeof(tls_dir));
@@ -433,52 +409,19 @@ static int hook_hintmigd(struct hook *h)
 		    h->name, src, err);
 		return 6;
 	}
-	if (!h->d->uuid || !*src_name || local_addr_to(src, ip, sizeof(ip)) < 0 ||
-	    (port = free_port(ip)) < 0) {
-		say(h, "%s: no route to the source host's hintmigd %s, or no "
-		    "free port in %d-%d", h->name, src, PORT_LO, PORT_HI);
-		goto out;
-	}
-	snprintf(listen, sizeof(listen), "tcp:%s:%d", ip, port);
-	if (hm_auth_key_new(&key, hex) < 0 || key_to_file(h, hex) < 0) {
-		say(h, "no key for the migration: %s", strerror(errno));
-		goto out;
-	}
-	/* the receiver first: it checks that QEMU waits for a migration
-	 * (an ordinary start of a domain whose XML kept the metadata has
-	 * nothing to receive, and must not depend on the source host) */
-	if (pipe2(ready, 0) < 0 || fcntl(ready[0], F_SETFD, FD_CLOEXEC) < 0 ||
-	    start_recv(h, listen, tls_dir, tmo_s, ready[1]) < 0) {
-		say(h, "cannot start hintmig recv: %s", strerror(errno));
-		goto out;
-	}
-	close(ready[1]);
-	ready[1] = -1;
-	if (read(ready[0], &c, 1) != 1) {
-		rc = recv_done(h, false);
-		if (rc == 5) {
-			rc = 0;
-			goto out;
-		}
-		say(h, "hintmig recv could not receive into %s's QEMU (exit "
-		    "%d; see " HM_LV_LOGDIR "/%s-hintmig.log)", h->name, rc,
-		    h->name);
-		goto out;
-	}
 	snprintf(ctl, sizeof(ctl), "tcp:%s", src);
 	fd = hm_transport_connect(ctl, 5000);
 	if (fd < 0 || hm_transport_set_timeouts(fd, 10000) < 0) {
 		say(h, "cannot reach the source host's hintmigd at %s: %s "
 		    "(is hintmigd running there? the migration fails, the "
 		    "source runs on)", src, strerror(fd < 0 ? -fd : errno));
-		goto fail;
+		goto out;
 	}
-	if (hm_tls_start(&t, fd, cr, src_name, hm_auth_now_ms() + 10000, err,
+	if (hm_tls_start(&t, fd, cr, in->name, hm_auth_now_ms() + 10000, err,
 			 sizeof(err)) < 0) {
 		/* (hm_tls_start names the server "the destination": here
 		 * it is the source's hintmigd) */
-		char *p = strstr(err, "the destination's");
-
+		p = strstr(err, "the destination's");
 		if (p && strlen(p) > strlen("the destination's") + 1) {
 			const char *rest = p + strlen("the destination's");
 
@@ -489,7 +432,47 @@ static int hook_hintmigd(struct hook *h)
 		say(h, "the source host's hintmigd at %s: TLS with libvirt's "
 		    "migration certificates (%s) failed: %s", src, tls_dir,
 		    err);
-		goto fail;
+		goto out;
+	}
+	/* the receiver listens on the address hintmigd sees us from (the
+	 * RAM comes to that address, whatever the families and routes) */
+	if (hm_transport_local_addr(fd, la, sizeof(la)) < 0 ||
+	    strncmp(la, "tcp:", 4) || !(p = strrchr(la, ':'))) {
+		say(h, "no local address towards %s", src);
+		goto out;
+	}
+	*p = 0;
+	snprintf(ip, sizeof(ip), "%s", la + 4);
+	port = free_port(ip);
+	if (port < 0) {
+		say(h, "no free port in %d-%d on %s", PORT_LO, PORT_HI, ip);
+		goto out;
+	}
+	snprintf(listen, sizeof(listen), "tcp:%s:%d", ip, port);
+	if (hm_auth_key_new(&key, hex) < 0 || key_to_file(h, hex) < 0) {
+		say(h, "no key for the migration: %s", strerror(errno));
+		goto out;
+	}
+	/* the receiver checks that QEMU waits for a migration before the
+	 * source is asked anything */
+	if (pipe2(ready, 0) < 0 || fcntl(ready[0], F_SETFD, FD_CLOEXEC) < 0 ||
+	    start_recv(h, listen, tls_dir, tmo_s, ready[1]) < 0) {
+		say(h, "cannot start hintmig recv: %s", strerror(errno));
+		goto out;
+	}
+	close(ready[1]);
+	ready[1] = -1;
+	if (read(ready[0], &c, 1) != 1) {
+		rc = recv_done(h, false);
+		if (rc == 5) {	/* not an incoming migration after all */
+			rc = 0;
+			goto out;
+		}
+		say(h, "hintmig recv could not receive into %s's QEMU (exit "
+		    "%d; see " HM_LV_LOGDIR "/%s-hintmig.log)", h->name, rc,
+		    h->name);
+		rc = rc ? rc : 6;
+		goto out;
 	}
 	hm_lv_host_name(me, sizeof(me));
 	req = json_object_new_object();
@@ -502,20 +485,15 @@ static int hook_hintmigd(struct hook *h)
 	if (hm_ctl_send(t, req) < 0) {
 		say(h, "the source host's hintmigd at %s: the request was not "
 		    "sent: %s", src, hm_tls_error(t));
-		goto fail;
+		goto out;
 	}
 	say(h, "%s: asked the source host's hintmigd at %s to send the RAM to "
 	    "%s (certificate name %s)", h->name, src, listen, me);
 	rc = follow(h, t, fd, src);
-	goto out;
-fail:
-	recv_stop(h);
-	rc = 6;
 out:
-	if (req) {
-		/* the key's copy in the request */
-		json_object_put(req);
-	}
+	if (rc && rc != 5)
+		recv_stop(h);
+	json_object_put(req);
 	explicit_bzero(hex, sizeof(hex));
 	explicit_bzero(&key, sizeof(key));
 	hm_tls_free(t);
@@ -529,11 +507,127 @@ out:
 	return rc;
 }
 
+/* ---- the migrate hook: hintmigd's metadata out of the incoming XML ------- */
+
+/* Where the migrate hook leaves the source's hintmigd for the started hook
+ * (libvirt's own run directory: per libvirtd). */
+#define INCOMING_DIR "/run/libvirt/hintmig"
+#define INCOMING_MAX_AGE_S 3600
+
+static void incoming_path(const char *uuid, char *out, size_t len)
+{
+	snprintf(out, len, INCOMING_DIR "/incoming-%s", uuid);
+}
+
+static bool uuid_ok(const char *u)
+{
+	size_t n = u ? strlen(u) : 0;
+
+	if (n != 36)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(isxdigit((unsigned char)u[i]) || u[i] == '-'))
+			return false;
+	return true;
+}
+
+/* "migrate begin": libvirt gives the incoming domain's XML and takes a
+ * changed one from stdout. The source host's hintmigd element is taken
+ * out (it names a host the domain is leaving: kept, a later migration
+ * from here would ask that host) and remembered for "started". */
+static int hook_incoming(const char *xml)
+{
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml",
+				      NULL, XML_PARSE_NONET |
+				      XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	xmlXPathContextPtr x = doc ? xmlXPathNewContext(doc) : NULL;
+	xmlXPathObjectPtr o = NULL, u = NULL;
+	xmlChar *addr = NULL, *name = NULL, *out = NULL;
+	char path[300];
+	int len = 0, rc = 0, fd;
+
+	if (!x)
+		goto done;
+	o = xmlXPathEvalExpression(BAD_CAST "/domain/metadata/*"
+		"[local-name()='host'][namespace-uri()='" HM_LV_HOST_NS "']",
+		x);
+	u = xmlXPathEvalExpression(BAD_CAST "string(/domain/uuid)", x);
+	if (!o || !o->nodesetval || o->nodesetval->nodeNr < 1 || !u ||
+	    !uuid_ok((const char *)u->stringval))
+		goto done;	/* nothing of hintmigd's: libvirt goes on */
+	addr = xmlGetProp(o->nodesetval->nodeTab[0], BAD_CAST "addr");
+	name = xmlGetProp(o->nodesetval->nodeTab[0], BAD_CAST "name");
+	for (int i = 0; i < o->nodesetval->nodeNr; i++) {
+		xmlUnlinkNode(o->nodesetval->nodeTab[i]);
+		xmlFreeNode(o->nodesetval->nodeTab[i]);
+		o->nodesetval->nodeTab[i] = NULL;
+	}
+	incoming_path((const char *)u->stringval, path, sizeof(path));
+	if (addr && name && *addr && *name && strlen((char *)addr) < 300 &&
+	    strlen((char *)name) < 256 && !strpbrk((char *)addr, " \n") &&
+	    !strpbrk((char *)name, " \n")) {
+		FILE *f;
+
+		mkdir(INCOMING_DIR, 0700);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+			  O_NOFOLLOW, 0600);
+		f = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (!f || fprintf(f, "%s %s %lld\n", (char *)addr,
+				  (char *)name, (long long)time(NULL)) < 0 ||
+		    fclose(f)) {
+			fprintf(stderr, "hintmig: %s: %s\n", path,
+				strerror(errno));
+			rc = 4;	/* the migration could not get its hints */
+			goto done;
+		}
+	} else {
+		unlink(path);
+	}
+	xmlDocDumpMemory(doc, &out, &len);
+	if (out && len > 0)
+		fwrite(out, 1, (size_t)len, stdout);
+done:
+	xmlFree(out);
+	xmlFree(addr);
+	xmlFree(name);
+	xmlXPathFreeObject(o);
+	xmlXPathFreeObject(u);
+	xmlXPathFreeContext(x);
+	if (doc)
+		xmlFreeDoc(doc);
+	return rc;
+}
+
+/* What the migrate hook remembered for this domain (taken: removed), if
+ * it is fresh. */
+static bool incoming_take(const char *uuid, struct incoming *in)
+{
+	char path[300], line[700];
+	long long when = 0;
+	FILE *f;
+	bool ok;
+
+	if (!uuid_ok(uuid))
+		return false;
+	incoming_path(uuid, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	ok = fgets(line, sizeof(line), f) &&
+	     sscanf(line, "%299s %255s %lld", in->addr, in->name, &when) == 3 &&
+	     when + INCOMING_MAX_AGE_S >= (long long)time(NULL);
+	fclose(f);
+	unlink(path);
+	return ok;
+}
+
 int hm_lv_hook(int argc, char **argv)
 {
 	struct hm_lv_dom d = { 0 };
 	struct hook h = { .name = argc > 1 ? argv[1] : "?", .d = &d,
 			  .recv_pidfd = -1 };
+	struct incoming in;
+	bool have_in;
 	char *xml, log[512];
 	int rc = 0;
 
@@ -544,11 +638,21 @@ int hm_lv_hook(int argc, char **argv)
 		return 2;
 	}
 	xml = read_all(stdin);
+	if (xml && !strcmp(argv[2], "migrate") && !strcmp(argv[3], "begin")) {
+		rc = hook_incoming(xml);
+		goto out;
+	}
+	if (xml && !strcmp(argv[2], "release") &&
+	    hm_lv_dom_read(xml, 0, NULL, &d) == 0 && d.uuid)
+		incoming_take(d.uuid, &in);	/* a migration that failed */
 	if (strcmp(argv[2], "started"))
 		goto out;	/* not ours: libvirt goes on */
-	if (!xml || hm_lv_dom_read(xml, 0, NULL, &d) < 0 ||
-	    (!d.mig_listen && !d.src_hintmigd))
-		goto out;	/* not a domain hintmig migrates */
+	hm_lv_dom_fini(&d);
+	if (!xml || hm_lv_dom_read(xml, 0, NULL, &d) < 0)
+		goto out;
+	have_in = d.uuid && incoming_take(d.uuid, &in);
+	if (!d.mig_listen && !have_in)
+		goto out;	/* not a migration hintmig receives */
 	if (hm_lv_qmp_path(d.id, h.qmp, sizeof(h.qmp)) < 0) {
 		/* asked to receive and cannot: fail the migration cleanly
 		 * (libvirt stops this QEMU, the source runs on) */
@@ -561,7 +665,7 @@ int hm_lv_hook(int argc, char **argv)
 	snprintf(log, sizeof(log), HM_LV_LOGDIR "/%s-hintmig.log", argv[1]);
 	h.log = fopen(log, "ae");
 	/* hintmig migrate's own metadata wins: it runs the sender itself */
-	rc = d.mig_listen ? hook_migrate(&h) : hook_hintmigd(&h);
+	rc = d.mig_listen ? hook_migrate(&h) : hook_hintmigd(&h, &in);
 	recv_stop(&h);
 	if (h.key_file[0])
 		unlink(h.key_file);
