@@ -239,7 +239,8 @@ sed -e "s|<name>$dom</name>|<name>hm-private</name>|" -e "/<memoryBacking>/,/<\/
     -e "s|$serial|$serial_dir/private.serial|g" -e "s|$dom-agent|hm-private-agent|" "$tmp/dom.xml" > "$tmp/private.xml"
 if virsh -q -c "$SURI" create "$tmp/private.xml" > "$tmp/private.log" 2>&1; then
 	sleep 2	# the marker runs at libvirt's start event
-	virsh -q -c "$SURI" metadata hm-private "$NS" --live > /dev/null 2>&1 &&
+	# (11.3's virsh prints nothing and exits 0 where 9.0's fails)
+	virsh -q -c "$SURI" metadata hm-private "$NS" --live 2>/dev/null | grep -q "addr=" &&
 		fail "hintmigd marked a domain that is not set up for hintmig"
 	out=$(nsenter -m -r -w -t "$(cat "$tmp/$S/libvirtd.pid")" "$hintmig" libvirt check --connect "$SURI" hm-private 2>&1)
 	grep -q "^note     virsh migrate: without hints, as libvirt alone (the domain is not set up for hintmig)" <<<"$out" ||
