@@ -86,13 +86,3 @@ int hm_ctl_recv(struct hm_tls *t, int fd, uint64_t deadline_ms,
 	}
 	return 0;
 }
-
-const char *hm_ctl_str(struct json_object *msg, const char *key)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(msg, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}

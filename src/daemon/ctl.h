@@ -44,7 +44,4 @@ int hm_ctl_recv(struct hm_tls *t, int fd, uint64_t deadline_ms,
  * 1 yes, 0 no, -errno. */
 int hm_ctl_readable(struct hm_tls *t, int fd, int timeout_ms);
 
-/* A string member of msg, or NULL. */
-const char *hm_ctl_str(struct json_object *msg, const char *key);
-
 #endif

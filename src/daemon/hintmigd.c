@@ -130,37 +130,41 @@ static void refuse(struct req *r, const char *fmt, ...)
 	answer(r, "refused", why);
 }
 
-/* One sender per domain at a time. */
-static bool take_uuid(struct req *r)
+/* A set of strings in a fixed array (base: n strings of w bytes, ""
+ * free), under d->lock: the requests' peers, the domains being sent.
+ * set_add adds key if fewer than limit hold it and one is free. */
+#define SET(a) &(a)[0][0], sizeof((a)[0]), (int)(sizeof(a) / sizeof((a)[0]))
+
+static bool set_add(struct hmd *d, char *base, size_t w, int n,
+		    const char *key, int limit)
 {
-	struct hmd *d = r->d;
-	int free_slot = -1;
+	int held = 0, free_slot = -1;
 
 	pthread_mutex_lock(&d->lock);
-	for (int i = 0; i < 16; i++) {
-		if (!strcmp(d->busy[i], r->uuid)) {
-			pthread_mutex_unlock(&d->lock);
-			return false;
+	for (int i = 0; i < n; i++) {
+		if (!base[i * w]) {
+			if (free_slot < 0)
+				free_slot = i;
+		} else if (!strcmp(base + i * w, key)) {
+			held++;
 		}
-		if (!d->busy[i][0] && free_slot < 0)
-			free_slot = i;
 	}
-	if (free_slot >= 0) {
-		snprintf(d->busy[free_slot], sizeof(d->busy[0]), "%s",
-			 r->uuid);
-		r->holds_uuid = true;
-	}
+	if (free_slot >= 0 && held < limit)
+		snprintf(base + free_slot * w, w, "%s", key);
 	pthread_mutex_unlock(&d->lock);
-	return r->holds_uuid;
+	return free_slot >= 0 && held < limit;
 }
 
-static void give_uuid(struct req *r)
+static void set_del(struct hmd *d, char *base, size_t w, int n,
+		    const char *key)
 {
-	pthread_mutex_lock(&r->d->lock);
-	for (int i = 0; i < 16; i++)
-		if (!strcmp(r->d->busy[i], r->uuid))
-			r->d->busy[i][0] = 0;
-	pthread_mutex_unlock(&r->d->lock);
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < n; i++)
+		if (!strcmp(base + i * w, key)) {
+			base[i * w] = 0;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
 }
 
 /* libvirt migrates the domain out of this host now (an outgoing
@@ -209,29 +213,6 @@ static int json_int(struct json_object *o, const char *k, int dflt)
 	return json_object_object_get_ex(o, k, &v) &&
 	       json_object_is_type(v, json_type_int) ?
 	       json_object_get_int(v) : dflt;
-}
-
-/* The sender's summary for the hook and the journal. */
-static void summary(const char *json, char *out, size_t len)
-{
-	struct json_object *r = json_object_from_file(json);
-	struct json_object *ram = hm_json_obj(r, "ram");
-	struct json_object *tls;
-
-	if (!ram) {
-		snprintf(out, len, "no summary");
-	} else {
-		snprintf(out, len, "RAM by hintmig: %.3f MiB of %.0f MiB "
-			 "(%lld hinted pages skipped, %lld rounds)",
-			 (double)hm_json_int(ram, "transferred", 0) /
-			 (1 << 20), (double)hm_json_int(ram, "total", 0) /
-			 (1 << 20), hm_json_int(ram, "skipped-hinted", 0),
-			 hm_json_int(ram, "dirty-sync-count", 0));
-		if (json_object_object_get_ex(r, "tls", &tls))
-			snprintf(out + strlen(out), len - strlen(out),
-				 ", %s", json_object_get_string(tls));
-	}
-	json_object_put(r);
 }
 
 /* Reads what the sender wrote (non-blocking: the pipe is O_NONBLOCK)
@@ -285,7 +266,7 @@ static void end_sender(pid_t pid, int *st)
 static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 		      const char *dom)
 {
-	char line[1024], last[600] = "", sum[400];
+	char line[1024], last[600] = "", part[400], sum[420];
 	size_t ll = 0;
 	int pfd[2], st = 0, ex;
 	pid_t pid;
@@ -346,7 +327,7 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 			 * receiver has the RAM (the sender may finish) */
 			if (hm_ctl_recv(r->t, r->fd, hm_auth_now_ms() + 1000, &msg,
 					why, sizeof(why)) == 0 &&
-			    (op = hm_ctl_str(msg, "op")) &&
+			    (op = hm_json_str(msg, "op", NULL)) &&
 			    !strcmp(op, "received")) {
 				peer_open = false;
 				done_by = hm_auth_now_ms() + AFTER_ACK_S * 1000;
@@ -364,7 +345,8 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 	}
 	close(pfd[0]);
 	ex = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	summary(so->json, sum, sizeof(sum));
+	hm_lv_send_summary(so->json, true, part, sizeof(part));
+	snprintf(sum, sizeof(sum), "RAM by hintmig: %s", part);
 	if (ex)
 		hmd_log("%s: hintmig send failed (exit %d)%s%s", dom, ex,
 			last[0] ? ": " : "", last);
@@ -386,16 +368,19 @@ static int run_sender(struct req *r, const struct hm_lv_send_opts *so,
 static void handle(struct req *r, struct json_object *q)
 {
 	struct hmd *d = r->d;
-	const char *op = hm_ctl_str(q, "op"), *uuid = hm_ctl_str(q, "uuid");
-	const char *name = hm_ctl_str(q, "name"), *hex = hm_ctl_str(q, "key");
+	const char *op = hm_json_str(q, "op", NULL);
+	const char *uuid = hm_json_str(q, "uuid", NULL);
+	const char *name = hm_json_str(q, "name", NULL);
+	const char *hex = hm_json_str(q, "key", NULL);
 	int port = json_int(q, "port", 0), tmo = json_int(q, "timeout", 60);
 	struct hm_auth_key key;
 	struct hm_lv_dom ld = { 0 };
 	struct hm_lv_send_opts so = { 0 };
 	virConnectPtr c = NULL;
 	virDomainPtr dom = NULL;
-	char why[400], qmp[512], to[300], key_file[64] = "", json[64] = "";
-	char map[1024], *xml = NULL, khex[2 * HM_AUTH_KEY_MAX + 1] = "";
+	char why[400], qmp[512], to[300], key_file[HM_LV_KEY_PATH] = "";
+	char json[64] = "";
+	char map[1024], khex[2 * HM_AUTH_KEY_MAX + 1] = "";
 
 	if (!op || strcmp(op, "send") || !uuid || !name_ok(name) || !hex ||
 	    port < 1 || port > 65535 || tmo < 5 || tmo > 3600 ||
@@ -403,8 +388,7 @@ static void handle(struct req *r, struct json_object *q)
 		refuse(r, "a malformed request");
 		return;
 	}
-	for (size_t i = 0; i < key.len; i++)
-		snprintf(khex + 2 * i, 3, "%02x", key.k[i]);
+	hm_auth_key_to_hex(&key, khex);	/* normalized */
 	explicit_bzero(&key, sizeof(key));
 	snprintf(r->uuid, sizeof(r->uuid), "%s", uuid);
 	c = hmd_conn(d);
@@ -418,44 +402,34 @@ static void handle(struct req *r, struct json_object *q)
 		refuse(r, "%s: %s", virDomainGetName(dom), why);
 		goto out;
 	}
-	xml = virDomainGetXMLDesc(dom, 0);
-	if (!xml || hm_lv_dom_read(xml, d->qemu_ver, NULL, &ld) < 0 ||
-	    ld.missing || ld.refused ||
-	    hm_lv_qmp_path(ld.id, qmp, sizeof(qmp)) < 0) {
+	if (!hmd_dom_ready(d, dom, &ld, qmp, sizeof(qmp))) {
 		refuse(r, "%s is not set up for hintmig on this host "
 		       "(hintmig libvirt check %s)", virDomainGetName(dom),
 		       virDomainGetName(dom));
 		goto out;
 	}
-	if (!take_uuid(r)) {
+	/* one sender per domain at a time */
+	r->holds_uuid = set_add(d, SET(d->busy), r->uuid, 1);
+	if (!r->holds_uuid) {
 		refuse(r, "%s: a migration of it is already being sent",
 		       ld.name);
 		goto out;
 	}
 	/* R17: the peer's key, for our sender only */
-	snprintf(key_file, sizeof(key_file), "/tmp/hintmigd-key-XXXXXX");
 	snprintf(json, sizeof(json), "/tmp/hintmigd-json-XXXXXX");
 	{
+		int e = hm_lv_key_file(khex, key_file);
 		/* (CLOEXEC: not into another request's sender) */
-		int kfd = mkostemp(key_file, O_CLOEXEC);
-		int jfd = mkostemp(json, O_CLOEXEC);
-		bool ok = kfd >= 0 && jfd >= 0 &&
-			  write(kfd, khex, strlen(khex)) ==
-			  (ssize_t)strlen(khex);
+		int jfd = e ? -1 : mkostemp(json, O_CLOEXEC);
 
-		if (kfd < 0)
-			key_file[0] = 0;
-		if (jfd < 0)
-			json[0] = 0;
-		if (kfd >= 0)
-			close(kfd);
-		if (jfd >= 0)
-			close(jfd);
-		if (!ok) {
+		if (e < 0 || jfd < 0) {
+			if (jfd < 0)
+				json[0] = 0;
 			refuse(r, "cannot write the migration's key: %s",
-			       strerror(errno));
+			       strerror(e < 0 ? -e : errno));
 			goto out;
 		}
+		close(jfd);
 	}
 	/* the RAM goes to the peer that asked, nowhere else */
 	snprintf(to, sizeof(to), r->v6 ? "tcp:[%s]:%d" : "tcp:%s:%d", r->peer,
@@ -487,16 +461,13 @@ out:
 	if (json[0])
 		unlink(json);
 	if (r->holds_uuid)
-		give_uuid(r);
+		set_del(d, SET(d->busy), r->uuid);
 	hm_lv_dom_fini(&ld);
-	free(xml);
 	if (dom)
 		virDomainFree(dom);
 	if (c)
 		virConnectClose(c);
 }
-
-static void slot_give(struct hmd *d, const char *peer);
 
 static void *serve(void *arg)
 {
@@ -505,7 +476,7 @@ static void *serve(void *arg)
 	char why[400];
 
 	if (hm_transport_set_timeouts(r->fd, HANDSHAKE_MS) < 0 ||
-	    hm_tls_start(&r->t, r->fd, r->d->srv, NULL,
+	    hm_tls_start(&r->t, r->fd, r->d->srv, NULL, "the hook",
 			 hm_auth_now_ms() + HANDSHAKE_MS, why,
 			 sizeof(why)) < 0) {
 		/* no certificate of libvirt's CA: not a host of ours */
@@ -522,42 +493,9 @@ out:
 	json_object_put(q);
 	hm_tls_free(r->t);
 	close(r->fd);
-	slot_give(r->d, r->peer);
+	set_del(r->d, SET(r->d->peers), r->peer);
 	free(r);
 	return NULL;
-}
-
-/* A request's slot: MAX_REQUESTS in all, PER_PEER from one address (a
- * peer holding connections before or after its handshake blocks only its
- * own). 1 taken, 0 refused. */
-static int slot_take(struct hmd *d, const char *peer)
-{
-	int n = 0, free_slot = -1;
-
-	pthread_mutex_lock(&d->lock);
-	for (int i = 0; i < MAX_REQUESTS; i++) {
-		if (!d->peers[i][0]) {
-			if (free_slot < 0)
-				free_slot = i;
-		} else if (!strcmp(d->peers[i], peer)) {
-			n++;
-		}
-	}
-	if (free_slot >= 0 && n < PER_PEER)
-		snprintf(d->peers[free_slot], sizeof(d->peers[0]), "%s", peer);
-	pthread_mutex_unlock(&d->lock);
-	return free_slot >= 0 && n < PER_PEER;
-}
-
-static void slot_give(struct hmd *d, const char *peer)
-{
-	pthread_mutex_lock(&d->lock);
-	for (int i = 0; i < MAX_REQUESTS; i++)
-		if (!strcmp(d->peers[i], peer)) {
-			d->peers[i][0] = 0;
-			break;
-		}
-	pthread_mutex_unlock(&d->lock);
 }
 
 static void accept_one(struct hmd *d, int lfd)
@@ -588,7 +526,9 @@ static void accept_one(struct hmd *d, int lfd)
 		memmove(r->peer, r->peer + 7, strlen(r->peer + 7) + 1);
 		r->v6 = false;
 	}
-	if (!slot_take(d, r->peer)) {
+	/* MAX_REQUESTS in all, PER_PEER from one address: a peer holding
+	 * connections before or after its handshake blocks only its own */
+	if (!set_add(d, SET(d->peers), r->peer, PER_PEER)) {
 		hmd_log("a connection from %s dropped: %d requests from it or "
 			"%d in all run already", r->peer, PER_PEER,
 			MAX_REQUESTS);
@@ -599,7 +539,7 @@ static void accept_one(struct hmd *d, int lfd)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&th, &at, serve, r)) {
-		slot_give(d, r->peer);
+		set_del(d, SET(d->peers), r->peer);
 		close(fd);
 		free(r);
 	}

@@ -31,9 +31,9 @@ struct hmd {
 	unsigned long qemu_ver;
 	bool verbose;
 
-	pthread_mutex_t lock;		/* conn, busy */
+	pthread_mutex_t lock;		/* conn, busy, peers */
 	virConnectPtr conn;
-	char busy[16][VIR_UUID_STRING_BUFLEN];	/* domains being sent */
+	char busy[HMD_MAX_REQUESTS][VIR_UUID_STRING_BUFLEN];	/* domains being sent */
 	char peers[HMD_MAX_REQUESTS][1025];	/* requests' peers ("": free) */
 	atomic_bool stop;
 
@@ -57,7 +57,11 @@ int hmd_marker_start(struct hmd *d);
 void hmd_marker_stop(struct hmd *d);
 
 /* Whether a running domain is set up for hintmig on this host: its XML
- * passes hintmig libvirt check and hintmig's monitor is there. */
-bool hmd_dom_ready(struct hmd *d, virDomainPtr dom);
+ * passes hintmig libvirt check and hintmig's monitor is there (its path
+ * into qmp). ld gets the XML's reading, ready or not (the caller
+ * hm_lv_dom_fini()s it). */
+struct hm_lv_dom;
+bool hmd_dom_ready(struct hmd *d, virDomainPtr dom, struct hm_lv_dom *ld,
+		   char *qmp, size_t len);
 
 #endif

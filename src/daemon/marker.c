@@ -25,20 +25,14 @@
 
 #define SWEEP_MS 5000
 
-bool hmd_dom_ready(struct hmd *d, virDomainPtr dom)
+bool hmd_dom_ready(struct hmd *d, virDomainPtr dom, struct hm_lv_dom *ld,
+		   char *qmp, size_t len)
 {
-	struct hm_lv_dom ld;
 	char *xml = virDomainGetXMLDesc(dom, 0);
-	char qmp[512];
-	bool ok;
+	bool ok = xml && hm_lv_dom_read(xml, d->qemu_ver, NULL, ld) == 0 &&
+		  !ld->missing && !ld->refused && ld->id >= 0 &&
+		  hm_lv_qmp_path(ld->id, qmp, len) == 0;
 
-	if (!xml || hm_lv_dom_read(xml, d->qemu_ver, NULL, &ld) < 0) {
-		free(xml);
-		return false;
-	}
-	ok = !ld.missing && !ld.refused && ld.id >= 0 &&
-	     hm_lv_qmp_path(ld.id, qmp, sizeof(qmp)) == 0;
-	hm_lv_dom_fini(&ld);
 	free(xml);
 	return ok;
 }
@@ -56,8 +50,9 @@ static bool busy_in_libvirt(virDomainPtr dom)
 
 static void mark(struct hmd *d, virDomainPtr dom)
 {
-	char want[700], *cur;
-	bool ours, had;
+	char want[700], qmp[512], *cur;
+	struct hm_lv_dom ld = { 0 };
+	bool ours, had, ready;
 	const char *name = virDomainGetName(dom);
 
 	cur = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
@@ -72,7 +67,9 @@ static void mark(struct hmd *d, virDomainPtr dom)
 	free(cur);
 	if (ours || busy_in_libvirt(dom))
 		return;
-	if (!hmd_dom_ready(d, dom)) {
+	ready = hmd_dom_ready(d, dom, &ld, qmp, sizeof(qmp));
+	hm_lv_dom_fini(&ld);
+	if (!ready) {
 		/* not set up here; metadata another host's hintmigd left
 		 * (the domain came from there) must not outlive it */
 		if (had && virDomainSetMetadata(dom,

@@ -727,6 +727,30 @@ void hm_lv_host_name(char *out, size_t len)
 		freeaddrinfo(ai);
 }
 
+int hm_lv_key_file(const char *hex, char path[HM_LV_KEY_PATH])
+{
+	size_t n = strlen(hex);
+	int fd, e;
+
+	snprintf(path, HM_LV_KEY_PATH, "/tmp/hintmig-key-XXXXXX");
+	/* 0600, a name no one planted; CLOEXEC: not into another child */
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		e = errno;
+		path[0] = 0;	/* not ours to unlink */
+		return -e;
+	}
+	if (write(fd, hex, n) != (ssize_t)n) {
+		e = errno ? errno : EIO;
+		close(fd);
+		unlink(path);
+		path[0] = 0;
+		return -e;
+	}
+	close(fd);
+	return 0;
+}
+
 pid_t hm_lv_qemu_pid(const char *name)
 {
 	char path[512], buf[32] = "";

@@ -59,9 +59,6 @@
 enum { EXIT_OK = 0, EXIT_NOT_READY = 1, EXIT_USAGE = 2, EXIT_FAILED = 3,
        EXIT_SETUP = 4 };
 
-/* hintmig's ports: above libvirt's migration range (49152-49215) */
-#define DEFAULT_PORT_LO 49300
-#define DEFAULT_PORT_HI 49399
 #define DEFAULT_TIMEOUT_S 60
 
 static void usage(FILE *f)
@@ -484,18 +481,36 @@ static void print_jobinfo(virDomainPtr ddom, uint64_t wall_ms)
 	virTypedParamsFree(p, np);
 }
 
+void hm_lv_send_summary(const char *json, bool detail, char *out,
+			size_t len)
+{
+	struct json_object *r = json_object_from_file(json);
+	struct json_object *ram = hm_json_obj(r, "ram");
+	const char *tls = detail ? hm_json_str(r, "tls", NULL) : NULL;
+	char rounds[48] = "";
+
+	if (ram && detail)
+		snprintf(rounds, sizeof(rounds), ", %lld rounds",
+			 hm_json_int(ram, "dirty-sync-count", 0));
+	if (!ram)
+		snprintf(out, len, "no summary");
+	else
+		snprintf(out, len, "%.3f MiB of %.0f MiB RAM (%lld hinted "
+			 "pages skipped%s)%s%s",
+			 (double)hm_json_int(ram, "transferred", 0) / (1 << 20),
+			 (double)hm_json_int(ram, "total", 0) / (1 << 20),
+			 hm_json_int(ram, "skipped-hinted", 0), rounds,
+			 tls ? ", " : "", tls ? tls : "");
+	json_object_put(r);
+}
+
 static void print_hintmig_json(const char *path)
 {
-	struct json_object *r = json_object_from_file(path);
-	struct json_object *ram = hm_json_obj(r, "ram");
+	char s[600];
 
-	if (ram)
-		printf("%-18s %.3f MiB of %.0f MiB RAM (%lld hinted pages "
-		       "skipped)\n", "RAM by hintmig:",
-		       (double)hm_json_int(ram, "transferred", 0) / (1 << 20),
-		       (double)hm_json_int(ram, "total", 0) / (1 << 20),
-		       hm_json_int(ram, "skipped-hinted", 0));
-	json_object_put(r);
+	hm_lv_send_summary(path, false, s, sizeof(s));
+	if (strcmp(s, "no summary"))
+		printf("%-18s %s\n", "RAM by hintmig:", s);
 }
 
 static uint64_t now_ms(void)
@@ -537,7 +552,7 @@ int hm_cmd_migrate(int argc, char **argv)
 	virDomainPtr dom = NULL, ddom = NULL;
 	char *xml = NULL, *dxml = NULL, *report = NULL;
 	char qmp[512], hm_uri[300], listen[300], json_tmp[64] = "";
-	char key_tmp[64] = "", key_hex[2 * HM_AUTH_KEY_MAX + 1] = "";
+	char key_tmp[HM_LV_KEY_PATH] = "", key_hex[2 * HM_AUTH_KEY_MAX + 1] = "";
 	struct hm_auth_key key = { .len = 0 };
 	const char *to;
 	size_t report_len = 0;
@@ -634,8 +649,8 @@ int hm_cmd_migrate(int argc, char **argv)
 	if (o.hm_uri) {
 		snprintf(hm_uri, sizeof(hm_uri), "%s", o.hm_uri);
 	} else if (default_hm_uri(o.dest_uri, o.port_lo ? o.port_lo
-						      : DEFAULT_PORT_LO,
-				  o.port_lo ? o.port_hi : DEFAULT_PORT_HI,
+						      : HM_LV_PORT_LO,
+				  o.port_lo ? o.port_hi : HM_LV_PORT_HI,
 				  hm_uri, sizeof(hm_uri)) < 0) {
 		fprintf(stderr, "hintmig migrate: give --hintmig-uri\n");
 		goto out;
@@ -658,26 +673,17 @@ int hm_cmd_migrate(int argc, char **argv)
 	}
 	if (!strncmp(hm_uri, "tcp:", 4)) {
 		/* R17: a fresh key per migration, for both ends */
-		int kfd;
-
 		if (hm_auth_key_new(&key, key_hex) < 0) {
 			fprintf(stderr, "hintmig migrate: no random key: %s\n",
 				strerror(errno));
 			goto out;
 		}
-		snprintf(key_tmp, sizeof(key_tmp), "/tmp/hintmig-key-XXXXXX");
-		kfd = mkstemp(key_tmp);	/* 0600, a name no one planted */
-		if (kfd < 0 || write(kfd, key_hex, strlen(key_hex)) !=
-				       (ssize_t)strlen(key_hex)) {
-			fprintf(stderr, "hintmig migrate: %s: %s\n", key_tmp,
-				strerror(errno));
-			if (kfd >= 0)
-				close(kfd);
-			else
-				key_tmp[0] = 0;	/* not ours to unlink */
+		r = hm_lv_key_file(key_hex, key_tmp);
+		if (r < 0) {
+			fprintf(stderr, "hintmig migrate: the key's file in "
+				"/tmp: %s\n", strerror(-r));
 			goto out;
 		}
-		close(kfd);
 	}
 	dxml = dest_xml(dom, listen, o.timeout_s, key_hex,
 			(o.flags & VIR_MIGRATE_TLS) != 0);

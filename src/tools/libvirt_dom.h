@@ -24,6 +24,10 @@
 #define HM_LV_RUNDIR "/run/libvirt/qemu"	/* NAME.pid, root's */
 /* the package's AppArmor snippet, in every domain profile (R15) */
 #define HM_LV_APPARMOR "/etc/apparmor.d/abstractions/libvirt-qemu.d/hintmig"
+/* hintmig's RAM stream: a port of these per migration, above libvirt's
+ * migration range (49152-49215) */
+#define HM_LV_PORT_LO 49300
+#define HM_LV_PORT_HI 49399
 /* hintmig migrate's metadata in the destination's domain XML */
 #define HM_LV_NS "http://hintmig.org/xmlns/libvirt/migration/1"
 
@@ -90,6 +94,12 @@ pid_t hm_lv_spawn_self(const char *const argv[], int out_fd, int pdeathsig);
  * resolver knows it. */
 void hm_lv_host_name(char *out, size_t len);
 
+/* A migration's key (R17), hex, in a fresh 0600 file of path (for the
+ * sender or the receiver; the caller unlinks it). 0, or -errno with path
+ * empty. */
+#define HM_LV_KEY_PATH 64
+int hm_lv_key_file(const char *hex, char path[HM_LV_KEY_PATH]);
+
 /* hintmig send --libvirt for a domain (hintmig migrate, hintmigd). */
 struct hm_lv_send_opts {
 	const char *qmp;	/* hintmig's monitor of the domain's QEMU */
@@ -106,5 +116,10 @@ struct hm_lv_send_opts {
 };
 pid_t hm_lv_start_sender(const struct hm_lv_send_opts *o, int out_fd,
 			 int pdeathsig);
+/* Its summary from its --json file: "X MiB of Y MiB RAM (N hinted pages
+ * skipped)", with detail also its rounds and TLS path; "no summary"
+ * when the file has none (cmd_migrate.c: json-c). */
+void hm_lv_send_summary(const char *json, bool detail, char *out,
+			size_t len);
 
 #endif

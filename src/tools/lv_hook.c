@@ -43,21 +43,18 @@
 #include <hintmig/migrate.h>
 
 #include "daemon/ctl.h"
+#include "migrate/guests/qemu/qmp.h"
 #include "libvirt_dom.h"
 #include "migrate/wire/auth.h"
 #include "migrate/wire/tls.h"
 #include "migrate/wire/transport.h"
-
-/* the ports of hintmig's RAM stream (docs/libvirt.md), as hintmig migrate */
-#define PORT_LO 49300
-#define PORT_HI 49399
 
 struct hook {
 	const char *name;
 	const struct hm_lv_dom *d;
 	char qmp[512];
 	FILE *log;		/* NAME-hintmig.log, with the receiver's lines */
-	char key_file[64];
+	char key_file[HM_LV_KEY_PATH];
 	pid_t recv;
 	int recv_pidfd;		/* -1: none (polled) */
 	int recv_status;	/* its exit status, once ended */
@@ -106,27 +103,6 @@ static char *read_all(FILE *f)
 	if (buf)
 		buf[n] = 0;
 	return buf;
-}
-
-/* The key (hex) in a 0600 file of ours, for the receiver only (R17). */
-static int key_to_file(struct hook *h, const char *hex)
-{
-	int fd;
-
-	snprintf(h->key_file, sizeof(h->key_file), "/tmp/hintmig-key-XXXXXX");
-	fd = mkostemp(h->key_file, O_CLOEXEC);
-	if (fd < 0) {
-		h->key_file[0] = 0;
-		return -1;
-	}
-	if (write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex)) {
-		close(fd);
-		unlink(h->key_file);
-		h->key_file[0] = 0;
-		return -1;
-	}
-	close(fd);
-	return 0;
 }
 
 /* hintmig recv --libvirt into the domain's QEMU (whose pid libvirt's
@@ -211,9 +187,9 @@ static int hook_migrate(struct hook *h)
 			"migration metadata (expired)\n", h->name);
 		return 0;
 	}
-	if (h->d->mig_key && *h->d->mig_key && key_to_file(h, h->d->mig_key)) {
-		say(h, "cannot write the migration's key: %s",
-		    strerror(errno));
+	if (h->d->mig_key && *h->d->mig_key &&
+	    (rc = hm_lv_key_file(h->d->mig_key, h->key_file)) < 0) {
+		say(h, "cannot write the migration's key: %s", strerror(-rc));
 		return 4;
 	}
 	/* R18: libvirt's own migration TLS directory, as this libvirtd's
@@ -238,10 +214,11 @@ static int hook_migrate(struct hook *h)
  * meanwhile fails the receiver, and the migration, cleanly). */
 static int free_port(const char *ip)
 {
+	const unsigned n = HM_LV_PORT_HI - HM_LV_PORT_LO + 1;
 	unsigned start = (unsigned)getpid() ^ (unsigned)time(NULL);
 
-	for (unsigned i = 0; i <= PORT_HI - PORT_LO; i++) {
-		unsigned port = PORT_LO + (start + i) % (PORT_HI - PORT_LO + 1);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned port = HM_LV_PORT_LO + (start + i) % n;
 		char a[320];
 		int fd;
 
@@ -314,30 +291,27 @@ static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
 				closed_at = hm_auth_now_ms();
 				continue;
 			}
-			st = hm_ctl_str(m, "status");
-			if (st && !strcmp(st, "started")) {
+			st = hm_json_str(m, "status", "");
+			if (!strcmp(st, "started")) {
 				say(h, "the source host's hintmigd at %s sends "
 				    "%s's RAM", src, h->name);
-			} else if (st && !strcmp(st, "refused")) {
+			} else if (!strcmp(st, "refused")) {
 				snprintf(err, sizeof(err), "the source host's "
 					 "hintmigd at %s refused: %s", src,
-					 hm_ctl_str(m, "error") ?: "?");
+					 hm_json_str(m, "error", "?"));
 				recv_stop(h);
-			} else if (st && !strcmp(st, "done")) {
-				struct json_object *e;
-				int ex = json_object_object_get_ex(m, "exit",
-								   &e) ?
-					 json_object_get_int(e) : -1;
+			} else if (!strcmp(st, "done")) {
+				int ex = (int)hm_json_int(m, "exit", -1);
 
 				sender_done = true;
 				if (ex)
 					snprintf(err, sizeof(err), "the "
 						 "source's hintmig send failed "
 						 "(exit %d): %s", ex,
-						 hm_ctl_str(m, "error") ?: "");
+						 hm_json_str(m, "error", ""));
 				else
 					say(h, "the source's sender: %s",
-					    hm_ctl_str(m, "summary") ?: "done");
+					    hm_json_str(m, "summary", "done"));
 			}
 			json_object_put(m);
 		}
@@ -364,9 +338,9 @@ static int follow(struct hook *h, struct hm_tls *t, int fd, const char *src)
 
 			if (hm_ctl_recv(t, fd, hm_auth_now_ms() + 1000, &m,
 					why, sizeof(why)) == 0 &&
-			    hm_ctl_str(m, "summary"))
+			    hm_json_str(m, "summary", NULL))
 				say(h, "the source's sender: %s",
-				    hm_ctl_str(m, "summary"));
+				    hm_json_str(m, "summary", NULL));
 			json_object_put(m);
 		}
 		return 0;
@@ -417,18 +391,8 @@ static int hook_hintmigd(struct hook *h, const struct incoming *in)
 		    "source runs on)", src, strerror(fd < 0 ? -fd : errno));
 		goto out;
 	}
-	if (hm_tls_start(&t, fd, cr, in->name, hm_auth_now_ms() + 10000, err,
-			 sizeof(err)) < 0) {
-		/* (hm_tls_start names the server "the destination": here
-		 * it is the source's hintmigd) */
-		p = strstr(err, "the destination's");
-		if (p && strlen(p) > strlen("the destination's") + 1) {
-			const char *rest = p + strlen("the destination's");
-
-			memmove(p + strlen("hintmigd's"), rest,
-				strlen(rest) + 1);
-			memcpy(p, "hintmigd's", strlen("hintmigd's"));
-		}
+	if (hm_tls_start(&t, fd, cr, in->name, "hintmigd",
+			 hm_auth_now_ms() + 10000, err, sizeof(err)) < 0) {
 		say(h, "the source host's hintmigd at %s: TLS with libvirt's "
 		    "migration certificates (%s) failed: %s", src, tls_dir,
 		    err);
@@ -445,12 +409,16 @@ static int hook_hintmigd(struct hook *h, const struct incoming *in)
 	snprintf(ip, sizeof(ip), "%s", la + 4);
 	port = free_port(ip);
 	if (port < 0) {
-		say(h, "no free port in %d-%d on %s", PORT_LO, PORT_HI, ip);
+		say(h, "no free port in %d-%d on %s", HM_LV_PORT_LO,
+		    HM_LV_PORT_HI, ip);
 		goto out;
 	}
 	snprintf(listen, sizeof(listen), "tcp:%s:%d", ip, port);
-	if (hm_auth_key_new(&key, hex) < 0 || key_to_file(h, hex) < 0) {
-		say(h, "no key for the migration: %s", strerror(errno));
+	if (hm_auth_key_new(&key, hex) < 0 ||
+	    (rc = hm_lv_key_file(hex, h->key_file)) < 0) {
+		say(h, "no key for the migration: %s",
+		    strerror(rc < 0 ? -rc : errno));
+		rc = 6;
 		goto out;
 	}
 	/* the receiver checks that QEMU waits for a migration before the
@@ -642,16 +610,13 @@ int hm_lv_hook(int argc, char **argv)
 		rc = hook_incoming(xml);
 		goto out;
 	}
-	if (xml && !strcmp(argv[2], "release") &&
-	    hm_lv_dom_read(xml, 0, NULL, &d) == 0 && d.uuid)
-		incoming_take(d.uuid, &in);	/* a migration that failed */
-	if (strcmp(argv[2], "started"))
-		goto out;	/* not ours: libvirt goes on */
-	hm_lv_dom_fini(&d);
-	if (!xml || hm_lv_dom_read(xml, 0, NULL, &d) < 0)
+	/* started, and release (of a migration that failed before it
+	 * started: the migrate hook's file goes); the rest is not ours */
+	if ((strcmp(argv[2], "started") && strcmp(argv[2], "release")) ||
+	    !xml || hm_lv_dom_read(xml, 0, NULL, &d) < 0)
 		goto out;
 	have_in = d.uuid && incoming_take(d.uuid, &in);
-	if (!d.mig_listen && !have_in)
+	if (strcmp(argv[2], "started") || (!d.mig_listen && !have_in))
 		goto out;	/* not a migration hintmig receives */
 	if (hm_lv_qmp_path(d.id, h.qmp, sizeof(h.qmp)) < 0) {
 		/* asked to receive and cannot: fail the migration cleanly

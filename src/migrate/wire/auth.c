@@ -368,18 +368,25 @@ int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 	return e;
 }
 
-int hm_auth_key_new(struct hm_auth_key *key, char hex[2 * HM_AUTH_KEY_MAX + 1])
+void hm_auth_key_to_hex(const struct hm_auth_key *key,
+			char hex[2 * HM_AUTH_KEY_MAX + 1])
 {
 	static const char d[] = "0123456789abcdef";
-	int r = random_bytes(key->k, 32);
 
-	if (r < 0)
-		return r;
-	key->len = 32;
 	for (size_t i = 0; i < key->len; i++) {
 		hex[2 * i] = d[key->k[i] >> 4];
 		hex[2 * i + 1] = d[key->k[i] & 15];
 	}
 	hex[2 * key->len] = 0;
+}
+
+int hm_auth_key_new(struct hm_auth_key *key, char hex[2 * HM_AUTH_KEY_MAX + 1])
+{
+	int r = random_bytes(key->k, 32);
+
+	if (r < 0)
+		return r;
+	key->len = 32;
+	hm_auth_key_to_hex(key, hex);
 	return 0;
 }

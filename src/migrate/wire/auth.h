@@ -30,6 +30,9 @@ int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 		     size_t errlen);
 /* A fresh random key of 32 bytes, and its hex form (65 bytes with NUL). */
 int hm_auth_key_new(struct hm_auth_key *key, char hex[2 * HM_AUTH_KEY_MAX + 1]);
+/* key as lowercase hex. */
+void hm_auth_key_to_hex(const struct hm_auth_key *key,
+			char hex[2 * HM_AUTH_KEY_MAX + 1]);
 /* Parse hex into key: 0 or -EINVAL. */
 int hm_auth_key_hex(const char *hex, struct hm_auth_key *key);
 

@@ -62,7 +62,7 @@ int hm_gate_enter(int fd, const struct hm_tls_creds *cr, const char *peer_name,
 
 	*tls = NULL;
 	if (cr) {
-		r = hm_tls_start(tls, fd, cr, peer_name,
+		r = hm_tls_start(tls, fd, cr, peer_name, NULL,
 				 hm_auth_now_ms() + timeout_ms, w, sizeof(w));
 		if (r < 0) {
 			snprintf(why, whylen, "TLS: %s", w);
@@ -118,7 +118,7 @@ static void *handshake(void *arg)
 	int r = 0;
 
 	if (g->tls)
-		r = hm_tls_start(&tls, s->fd, g->tls, NULL, s->deadline, why,
+		r = hm_tls_start(&tls, s->fd, g->tls, NULL, NULL, s->deadline, why,
 				 sizeof(why));
 	if (r == 0 && g->key.len)
 		r = hm_auth_accept(s->fd, tls, &g->key, s->deadline, why,

@@ -220,11 +220,12 @@ static bool is_ip_literal(const char *name)
 	       strchr(name, ':') != NULL;
 }
 
-/* The handshake failed with g: why, and the errno. */
+/* The handshake failed with g: why (the other end called peer), and the
+ * errno. */
 static int handshake_failed(struct hm_tls *t, int g, bool server,
-			    const char *peer_name, char *why, size_t whylen)
+			    const char *peer_name, const char *peer,
+			    char *why, size_t whylen)
 {
-	const char *peer = server ? "the source" : "the destination";
 
 	if (g == GNUTLS_E_CERTIFICATE_REQUIRED ||
 	    (server && g == GNUTLS_E_NO_CERTIFICATE_FOUND))
@@ -285,9 +286,11 @@ static int handshake_failed(struct hm_tls *t, int g, bool server,
 }
 
 int hm_tls_start(struct hm_tls **out, int fd, const struct hm_tls_creds *cr,
-		 const char *peer_name, uint64_t deadline_ms, char *why,
-		 size_t whylen)
+		 const char *peer_name, const char *peer_role,
+		 uint64_t deadline_ms, char *why, size_t whylen)
 {
+	const char *role = peer_role ? peer_role : cr && cr->server ?
+			   "the source" : "the destination";
 	struct hm_tls *t;
 	int g;
 
@@ -343,7 +346,7 @@ int hm_tls_start(struct hm_tls **out, int fd, const struct hm_tls_creds *cr,
 			break;
 	}
 	if (g < 0) {
-		int rc = handshake_failed(t, g, cr->server, peer_name, why,
+		int rc = handshake_failed(t, g, cr->server, peer_name, role, why,
 					  whylen);
 
 		/* tell the peer why (best effort): its report names it */
@@ -369,19 +372,20 @@ int hm_tls_start(struct hm_tls **out, int fd, const struct hm_tls_creds *cr,
 		if (g == -EPROTO &&
 		    gnutls_alert_get(t->s) != GNUTLS_A_CLOSE_NOTIFY)
 			g = handshake_failed(t, GNUTLS_E_FATAL_ALERT_RECEIVED,
-					     false, peer_name, why, whylen);
+					     false, peer_name, role, why,
+					     whylen);
 		else if (g == 0 && a != 'A')
-			g = say(why, whylen, -EPROTO, "the destination's first "
-				"TLS record is not hintmig's");
+			g = say(why, whylen, -EPROTO, "%s's first TLS record "
+				"is not hintmig's", role);
 		else if (g < 0)
-			g = say(why, whylen, g, "the destination closed the "
-				"connection after the TLS handshake (%s)",
+			g = say(why, whylen, g, "%s closed the connection "
+				"after the TLS handshake (%s)", role,
 				strerror(-g));
 	}
 	if (g < 0) {
 		if (cr->server)
-			say(why, whylen, g, "the source left after the TLS "
-			    "handshake");
+			say(why, whylen, g, "%s left after the TLS handshake",
+			    role);
 		gnutls_deinit(t->s);
 		free(t);
 		return g;

@@ -26,10 +26,11 @@ struct iovec;
  * certificate verified (client: against peer_name too, which must not be
  * NULL). 0 with *out, or -errno (-EACCES the peer's certificate is
  * refused, -EPROTO not TLS or no common parameters, -ETIMEDOUT,
- * -ECONNRESET) with why saying which. */
+ * -ECONNRESET) with why saying which, the peer called peer_role there
+ * (NULL: "the source" on a server, "the destination" on a client). */
 int hm_tls_start(struct hm_tls **out, int fd, const struct hm_tls_creds *cr,
-		 const char *peer_name, uint64_t deadline_ms, char *why,
-		 size_t whylen);
+		 const char *peer_name, const char *peer_role,
+		 uint64_t deadline_ms, char *why, size_t whylen);
 /* Send close_notify (best effort, not waiting) and free. NULL is fine. */
 void hm_tls_free(struct hm_tls *t);
 
