@@ -13,6 +13,7 @@
 #   auth_test.sh HINTMIG
 set -uo pipefail
 HM=$1
+. "$(dirname "$0")/../free_port.sh"
 TMP=$(mktemp -d /tmp/hm-auth.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$TMP"' EXIT
 fails=0
@@ -21,7 +22,7 @@ command -v python3 >/dev/null || { echo "FAIL python3 absent (scripts/setup.sh i
 
 head -c 32 /dev/urandom > "$TMP/key"; chmod 600 "$TMP/key"
 head -c 32 /dev/urandom > "$TMP/other"; chmod 600 "$TMP/other"
-port=$(( 30000 + RANDOM % 20000 ))
+port=$(hm_free_port) || exit 1
 addr=tcp:127.0.0.1:$port
 
 # a key file others can read is refused

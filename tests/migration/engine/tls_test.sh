@@ -24,7 +24,8 @@ command -v certtool >/dev/null || { echo "FAIL certtool absent (scripts/setup.sh
 "$HERE/tls_certs.sh" "$TMP/pki" || { echo "FAIL cannot make test certificates"; exit 1; }
 P=$TMP/pki
 head -c 32 /dev/urandom > "$TMP/key"; chmod 600 "$TMP/key"
-port=$(( 30000 + RANDOM % 20000 ))
+. "$HERE/../free_port.sh"
+port=$(hm_free_port) || exit 1
 addr=tcp:127.0.0.1:$port
 
 wait_listen() { for _ in $(seq 1 100); do grep -q "listening on" "$1" && return 0; sleep 0.05; done; return 1; }

@@ -34,7 +34,7 @@ lv_start "$tmp" A 6a1d0a00-0000-4000-8000-0000000000ba
 lv_start "$tmp" B 6a1d0a00-0000-4000-8000-0000000000bb
 # hintmigd on A for the virsh-hmd way only: running, it marks every
 # domain set up for hintmig, and plain virsh migrate would use it
-hmd_port=$((41000 + RANDOM % 8000)) hmd_pid=
+hmd_port=$(hm_free_port) hmd_pid=
 hmd() { # start|stop
 	if [ "$1" = start ]; then
 		nsenter -m -r -w -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" daemon -c "$LV_URI_A" \

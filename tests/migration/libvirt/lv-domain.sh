@@ -25,6 +25,8 @@
 #   lv_rounds / lv_last_round / lv_errors / lv_wait_rounds N   (SERIAL in
 #                                  $LV_SERIAL: one file, or one per host)
 
+# test listeners' ports (hm_free_port)
+. "$(dirname "${BASH_SOURCE[0]}")/../free_port.sh"
 LV_EMULATOR=$(command -v qemu-system-x86_64)
 LV_SERIAL=
 
@@ -80,7 +82,7 @@ lv_hintmig_migrate() { # FROM TO [OPTIONS...] DOMAIN
 	eval "furi=\$LV_URI_$from turi=\$LV_URI_$to"
 	# -r -w: inside a chroot (the Debian 13 root) stay in it
 	nsenter -m -r -w -t "$(cat "$LV_DIR/$from/libvirtd.pid")" "$LV_HINTMIG" \
-		migrate -c "$furi" --hintmig-uri "tcp:127.0.0.1:${LV_HM_PORT:-$((20000 + RANDOM % 20000))}" \
+		migrate -c "$furi" --hintmig-uri "tcp:127.0.0.1:${LV_HM_PORT:-$(hm_free_port)}" \
 		"$@" "$turi"
 }
 

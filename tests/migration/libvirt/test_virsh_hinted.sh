@@ -38,7 +38,8 @@ LV_HUGE=0
 [ -x "$ramcmp" ] || lv_die "hm-ramcmp not given"
 
 NS=http://hintmig.org/xmlns/libvirt/hintmigd/1
-HMD_PORT_A=$((41000 + RANDOM % 8000)) HMD_PORT_B=$((49100 + RANDOM % 100))
+HMD_PORT_A=$(hm_free_port) HMD_PORT_B=$(hm_free_port)
+[ "$HMD_PORT_A" != "$HMD_PORT_B" ] || HMD_PORT_B=$((HMD_PORT_A + 1))
 mkdir -p "$tmp/maps"
 uri_of() { eval "echo \$LV_URI_$1"; }
 # peer to peer, the source libvirtd opens the destination's URI itself:

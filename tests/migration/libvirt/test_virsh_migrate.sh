@@ -172,7 +172,7 @@ if [ "$have_migrate" = 1 ]; then
 		# client sending garbage, and one from another address (127.0.0.2)
 		# holding its connection open, again and again; the receiver drops
 		# them, the migration goes through
-		port=$((40000 + RANDOM % 20000))
+		port=$(hm_free_port)
 		python3 - "$port" > "$tmp/intruder.log" 2>&1 <<-'PY' &
 		import socket, sys, time
 		port = int(sys.argv[1]); end = time.time() + 40; held = []; n = 0
@@ -264,7 +264,7 @@ if [ "$have_migrate" = 1 ]; then
 		# The destination's hook cannot receive (hintmig's port is taken
 		# there): the hook fails, so libvirt's migration fails, the source
 		# runs on, and hintmig migrate says so (true: checked here).
-		port=$((40000 + RANDOM % 20000))
+		port=$(hm_free_port)
 		python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port)); s.listen(); time.sleep(120)" &
 		blocker=$!
 		sleep 0.5
