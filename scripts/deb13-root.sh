@@ -34,6 +34,7 @@ PKGS=(
   util-linux procps psmisc iproute2 python3 file
   libjson-c5 liburcu8t64 libzstd1 libxml2 libgnutls30t64
   gnutls-bin                      # certtool: the TLS tests make certificates
+  systemd                         # systemd-socket-activate: hintmigd under a passed socket
 )
 stamp=$(printf '%s\n' "${PKGS[@]}" | sha256sum | cut -c1-16)
 if [ -f "$ROOT/.hintmig-stamp" ] && [ "$(cat "$ROOT/.hintmig-stamp")" = "$stamp" ]; then

@@ -19,6 +19,7 @@ PKGS=(
   apparmor                            # apparmor_parser: the packaging test compiles hintmig's profile snippet
   gnutls-bin                          # certtool: the TLS tests make their certificates
   python3 procps                      # the tests' intruders and peers (ssl), pkill
+  systemd                             # systemd-socket-activate: hintmigd under a passed socket
 )
 
 missing=()

@@ -378,8 +378,8 @@ static void handle(struct req *r, struct json_object *q)
 	struct hm_lv_send_opts so = { 0 };
 	virConnectPtr c = NULL;
 	virDomainPtr dom = NULL;
-	char why[400], qmp[512], to[300], key_file[HM_LV_KEY_PATH] = "";
-	char json[64] = "";
+	struct hm_lv_fdfile kf = { .fd = -1 }, jf = { .fd = -1 };
+	char why[400], qmp[512], to[300];
 	char map[1024], khex[2 * HM_AUTH_KEY_MAX + 1] = "";
 
 	if (!op || strcmp(op, "send") || !uuid || !name_ok(name) || !hex ||
@@ -415,21 +415,18 @@ static void handle(struct req *r, struct json_object *q)
 		       ld.name);
 		goto out;
 	}
-	/* R17: the peer's key, for our sender only */
-	snprintf(json, sizeof(json), "/tmp/hintmigd-json-XXXXXX");
+	/* R17: the peer's key, for our sender only, and its summary: in
+	 * memfds (CLOEXEC: not into another request's sender) */
 	{
-		int e = hm_lv_key_file(khex, key_file);
-		/* (CLOEXEC: not into another request's sender) */
-		int jfd = e ? -1 : mkostemp(json, O_CLOEXEC);
+		int e = hm_lv_fdfile_open(&kf, "hintmig-key", khex);
 
-		if (e < 0 || jfd < 0) {
-			if (jfd < 0)
-				json[0] = 0;
-			refuse(r, "cannot write the migration's key: %s",
-			       strerror(e < 0 ? -e : errno));
+		if (!e)
+			e = hm_lv_fdfile_open(&jf, "hintmig-json", NULL);
+		if (e < 0) {
+			refuse(r, "cannot hold the migration's key: %s",
+			       strerror(-e));
 			goto out;
 		}
-		close(jfd);
 	}
 	/* the RAM goes to the peer that asked, nowhere else */
 	snprintf(to, sizeof(to), r->v6 ? "tcp:[%s]:%d" : "tcp:%s:%d", r->peer,
@@ -438,10 +435,10 @@ static void handle(struct req *r, struct json_object *q)
 	so.to = to;
 	so.agent = ld.agent_sock;
 	so.qemu_pid = hm_lv_qemu_pid(ld.name);
-	so.key_file = key_file;
+	so.key_file = kf.path;
 	so.tls_dir = d->tls_dir;	/* R18: always */
 	so.tls_name = name;
-	so.json = json;
+	so.json = jf.path;
 	so.bandwidth_mib = d->bandwidth_mib;
 	so.timeout_s = (unsigned)tmo;
 	so.verbose = d->verbose;
@@ -456,10 +453,8 @@ static void handle(struct req *r, struct json_object *q)
 		refuse(r, "cannot start hintmig send: %s", strerror(errno));
 out:
 	explicit_bzero(khex, sizeof(khex));
-	if (key_file[0])
-		unlink(key_file);
-	if (json[0])
-		unlink(json);
+	hm_lv_fdfile_close(&kf);
+	hm_lv_fdfile_close(&jf);
 	if (r->holds_uuid)
 		set_del(d, SET(d->busy), r->uuid);
 	hm_lv_dom_fini(&ld);
@@ -557,7 +552,8 @@ static void usage(FILE *f)
 "libvirt migrates it there. Both hosts authenticate with libvirt's migration\n"
 "certificates; without them hintmigd does not start.\n"
 "  -l, --listen ADDR     where the hooks connect (default tcp:[::]:49290, every\n"
-"                        address, IPv6 and IPv4)\n"
+"                        address, IPv6 and IPv4); a socket systemd passes\n"
+"                        (hintmigd.socket) is taken instead\n"
 "  -a, --advertise HOST:PORT  the address written into the domains'\n"
 "                        metadata (default: this host's name and --listen's\n"
 "                        port)\n"
@@ -571,6 +567,51 @@ static void usage(FILE *f)
 "  --hinted-map-dir DIR  keep each migration's hinted map as DIR/NAME.hinted.map\n"
 "  -v, --verbose         the senders' progress in the log\n"
 "  --help, --version\n", f);
+}
+
+/* The socket systemd passes (hintmigd.socket, or systemd-socket-activate):
+ * LISTEN_PID is ours and LISTEN_FDS 1, fd 3 a listening TCP socket. -1
+ * when nothing is passed to this process, -2 when what is passed is not
+ * that (said why). The variables go: the senders must not see them. */
+static int passed_socket(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+	struct sockaddr_storage sa;
+	socklen_t sl = sizeof(sa), vl;
+	int fd = 3, listening = 0, type = 0, ok = -1;
+	char *end;
+	long v;
+
+	if (!pid || !n)
+		return -1;
+	errno = 0;
+	v = strtol(pid, &end, 10);
+	if (errno || *end || v != (long)getpid())
+		return -1;	/* passed to another process */
+	if (strcmp(n, "1")) {
+		hmd_log("systemd passed %s sockets: hintmigd takes exactly "
+			"one (one ListenStream= in hintmigd.socket)", n);
+		ok = -2;
+	} else if (vl = sizeof(listening),
+		   getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening,
+			      &vl) < 0 || !listening ||
+		   (vl = sizeof(type), getsockopt(fd, SOL_SOCKET, SO_TYPE,
+						  &type, &vl) < 0) ||
+		   type != SOCK_STREAM ||
+		   getsockname(fd, (struct sockaddr *)&sa, &sl) < 0 ||
+		   (sa.ss_family != AF_INET && sa.ss_family != AF_INET6)) {
+		hmd_log("the socket systemd passed (fd 3) is not a listening "
+			"TCP socket: hintmigd.socket needs ListenStream= with "
+			"a port or an address and a port");
+		ok = -2;
+	} else {
+		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+		ok = fd;
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return ok;
 }
 
 /* libvirt's errors are reported where they matter, not by libvirt's
@@ -605,7 +646,7 @@ int hm_cmd_daemon(int argc, char **argv)
 	static struct hmd d = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	const char *listen = "tcp:[::]:49290", *advertise = NULL, *name = NULL;
 	const char *tls_dir = NULL;
-	char err[600], la[300], host[256], port[16];
+	char err[600], la[300], sock[300], host[256], port[16];
 	struct sigaction sa = { .sa_handler = on_signal };
 	uint64_t u;
 	int c, lfd;
@@ -654,10 +695,24 @@ int hm_cmd_daemon(int argc, char **argv)
 			"hints", err);
 		return 1;
 	}
-	lfd = hm_transport_listen(listen, 64);
-	if (lfd == -EAFNOSUPPORT && listen_default) {
-		listen = "tcp:0.0.0.0:49290";	/* a host without IPv6 */
+	lfd = passed_socket();
+	if (lfd == -2) {
+		hm_tls_creds_free(d.srv);
+		return 2;
+	}
+	if (lfd >= 0) {
+		if (!listen_default)
+			hmd_log("--listen %s ignored: systemd passed the "
+				"socket", listen);
+		if (hm_transport_local_addr(lfd, sock, sizeof(sock)) <= 0)
+			snprintf(sock, sizeof(sock), "tcp::49290");
+		listen = sock;
+	} else {
 		lfd = hm_transport_listen(listen, 64);
+		if (lfd == -EAFNOSUPPORT && listen_default) {
+			listen = "tcp:0.0.0.0:49290";	/* no IPv6 here */
+			lfd = hm_transport_listen(listen, 64);
+		}
 	}
 	if (lfd < 0) {
 		hmd_log("cannot listen on %s: %s", listen, strerror(-lfd));
@@ -695,8 +750,9 @@ int hm_cmd_daemon(int argc, char **argv)
 		close(lfd);
 		return 1;
 	}
-	hmd_log("listening on %s, advertised as %s (certificate name %s), "
-		"libvirt migration certificates in %s", listen, d.addr, d.name,
+	hmd_log("listening on %s%s, advertised as %s (certificate name %s), "
+		"libvirt migration certificates in %s", listen,
+		listen == sock ? " (systemd's socket)" : "", d.addr, d.name,
 		d.tls_dir);
 	while (!stop_sig)
 		accept_one(&d, lfd);

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -639,6 +640,19 @@ pid_t hm_lv_spawn_self(const char *const argv[], int out_fd, int pdeathsig)
 			dup2(out_fd, 1);
 			dup2(out_fd, 2);
 		}
+		/* the descriptors argv names (hm_lv_fdfile) stay open;
+		 * parsed by hand: only async-signal-safe calls after fork */
+		for (size_t i = 1; argv[i]; i++) {
+			const char *c = argv[i] + 14;
+			int keep = 0;
+
+			if (strncmp(argv[i], "/proc/self/fd/", 14) || !*c)
+				continue;
+			while (*c >= '0' && *c <= '9' && keep < 1 << 20)
+				keep = keep * 10 + (*c++ - '0');
+			if (!*c && keep > 2)
+				(void)fcntl(keep, F_SETFD, 0);
+		}
 		execv(self, (char *const *)argv);
 		_exit(127);
 	}
@@ -727,28 +741,44 @@ void hm_lv_host_name(char *out, size_t len)
 		freeaddrinfo(ai);
 }
 
-int hm_lv_key_file(const char *hex, char path[HM_LV_KEY_PATH])
+#define HM_MFD_NOEXEC_SEAL 0x0008U	/* linux/memfd.h of 6.3 */
+
+int hm_lv_fdfile_open(struct hm_lv_fdfile *f, const char *name,
+		      const char *text)
 {
-	size_t n = strlen(hex);
+	size_t n = text ? strlen(text) : 0;
 	int fd, e;
 
-	snprintf(path, HM_LV_KEY_PATH, "/tmp/hintmig-key-XXXXXX");
-	/* 0600, a name no one planted; CLOEXEC: not into another child */
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0) {
-		e = errno;
-		path[0] = 0;	/* not ours to unlink */
-		return -e;
-	}
-	if (write(fd, hex, n) != (ssize_t)n) {
+	f->path[0] = 0;
+	f->fd = -1;
+	/* no exec bits where the kernel knows the flag (6.3; a host with
+	 * vm.memfd_noexec 2 refuses memfds without it) */
+	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING |
+			  HM_MFD_NOEXEC_SEAL);
+	if (fd < 0 && errno == EINVAL)
+		fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	/* 0600 (hm_auth_key_load checks it); text, then sealed as it is */
+	if (fchmod(fd, 0600) < 0 ||
+	    (n && (write(fd, text, n) != (ssize_t)n ||
+		   fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK |
+			 F_SEAL_GROW | F_SEAL_WRITE) < 0))) {
 		e = errno ? errno : EIO;
 		close(fd);
-		unlink(path);
-		path[0] = 0;
 		return -e;
 	}
-	close(fd);
+	f->fd = fd;
+	snprintf(f->path, sizeof(f->path), "/proc/self/fd/%d", fd);
 	return 0;
+}
+
+void hm_lv_fdfile_close(struct hm_lv_fdfile *f)
+{
+	if (f->path[0])
+		close(f->fd);
+	f->path[0] = 0;
+	f->fd = -1;
 }
 
 pid_t hm_lv_qemu_pid(const char *name)

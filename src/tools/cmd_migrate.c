@@ -551,8 +551,9 @@ int hm_cmd_migrate(int argc, char **argv)
 	virConnectPtr conn = NULL, dconn = NULL;
 	virDomainPtr dom = NULL, ddom = NULL;
 	char *xml = NULL, *dxml = NULL, *report = NULL;
-	char qmp[512], hm_uri[300], listen[300], json_tmp[64] = "";
-	char key_tmp[HM_LV_KEY_PATH] = "", key_hex[2 * HM_AUTH_KEY_MAX + 1] = "";
+	char qmp[512], hm_uri[300], listen[300];
+	struct hm_lv_fdfile kf = { .fd = -1 }, jf = { .fd = -1 };
+	char key_hex[2 * HM_AUTH_KEY_MAX + 1] = "";
 	struct hm_auth_key key = { .len = 0 };
 	const char *to;
 	size_t report_len = 0;
@@ -678,10 +679,10 @@ int hm_cmd_migrate(int argc, char **argv)
 				strerror(errno));
 			goto out;
 		}
-		r = hm_lv_key_file(key_hex, key_tmp);
+		r = hm_lv_fdfile_open(&kf, "hintmig-key", key_hex);
 		if (r < 0) {
-			fprintf(stderr, "hintmig migrate: the key's file in "
-				"/tmp: %s\n", strerror(-r));
+			fprintf(stderr, "hintmig migrate: cannot hold the "
+				"migration's key: %s\n", strerror(-r));
 			goto out;
 		}
 	}
@@ -702,21 +703,15 @@ int hm_cmd_migrate(int argc, char **argv)
 		}
 	}
 	if (!o.json) {
-		/* the sender's summary, for ours: a file we created (mkstemp:
-		 * no name another user could have planted in /tmp) */
-		int jfd;
-
-		snprintf(json_tmp, sizeof(json_tmp),
-			 "/tmp/hintmig-migrate-XXXXXX");
-		jfd = mkstemp(json_tmp);
-		if (jfd < 0) {
-			fprintf(stderr, "hintmig migrate: %s: %s\n", json_tmp,
-				strerror(errno));
-			json_tmp[0] = 0;
+		/* the sender's summary, for ours: a memfd only we and the
+		 * sender can name, gone with us */
+		r = hm_lv_fdfile_open(&jf, "hintmig-json", NULL);
+		if (r < 0) {
+			fprintf(stderr, "hintmig migrate: no file for the "
+				"sender's summary: %s\n", strerror(-r));
 			goto out;
 		}
-		close(jfd);
-		o.json = json_tmp;
+		o.json = jf.path;
 	}
 	if (o.verbose)
 		fprintf(stderr, "hintmig migrate: %s (id %d): hintmig's monitor "
@@ -730,7 +725,7 @@ int hm_cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "hintmig migrate: %s's QEMU: pid %d (libvirt's "
 			"pidfile)%s\n", o.dom, (int)qemu_pid, qemu_pid > 0 ? ""
 			: ": unknown, any QEMU on the monitor accepted");
-	sender = start_sender(&o, qmp, d.agent_sock, to, qemu_pid, key_tmp);
+	sender = start_sender(&o, qmp, d.agent_sock, to, qemu_pid, kf.path);
 	if (sender < 0) {
 		fprintf(stderr, "hintmig migrate: cannot start hintmig send: "
 			"%s\n", strerror((int)-sender));
@@ -816,10 +811,8 @@ int hm_cmd_migrate(int argc, char **argv)
 out:
 	if (th_started)
 		pthread_join(th, NULL);
-	if (json_tmp[0])
-		unlink(json_tmp);
-	if (key_tmp[0])
-		unlink(key_tmp);
+	hm_lv_fdfile_close(&jf);
+	hm_lv_fdfile_close(&kf);
 	explicit_bzero(&key, sizeof(key));
 	explicit_bzero(key_hex, sizeof(key_hex));
 	hm_tls_creds_free(tls);

@@ -83,7 +83,8 @@ int hm_lv_qmp_path(int id, char *out, size_t len);
 pid_t hm_lv_qemu_pid(const char *name);
 
 /* Run this program again (/proc/self/exe) with argv (argv[0] "hintmig",
- * NULL-terminated), its stdout and stderr on out_fd when >= 0, sent
+ * NULL-terminated; an argument "/proc/self/fd/N" keeps descriptor N open
+ * in the child), its stdout and stderr on out_fd when >= 0, sent
  * pdeathsig (0: none) when the calling thread ends: the hook's receiver,
  * the senders of hintmig migrate and hintmigd. The child's pid, or
  * -errno. */
@@ -94,11 +95,19 @@ pid_t hm_lv_spawn_self(const char *const argv[], int out_fd, int pdeathsig);
  * resolver knows it. */
 void hm_lv_host_name(char *out, size_t len);
 
-/* A migration's key (R17), hex, in a fresh 0600 file of path (for the
- * sender or the receiver; the caller unlinks it). 0, or -errno with path
- * empty. */
-#define HM_LV_KEY_PATH 64
-int hm_lv_key_file(const char *hex, char path[HM_LV_KEY_PATH]);
+/* A file that only this process and the children hm_lv_spawn_self starts
+ * can name, and that nothing leaves behind: a memfd (0600, CLOEXEC) as
+ * path "/proc/self/fd/N", the same path in such a child (it keeps the
+ * descriptors its argv names). text (NULL: empty) is written and sealed:
+ * a migration's key (R17) for the sender or the receiver; an empty one
+ * takes the sender's --json summary. 0, or -errno. */
+struct hm_lv_fdfile {
+	int fd;
+	char path[32];		/* "": not open */
+};
+int hm_lv_fdfile_open(struct hm_lv_fdfile *f, const char *name,
+		      const char *text);
+void hm_lv_fdfile_close(struct hm_lv_fdfile *f);
 
 /* hintmig send --libvirt for a domain (hintmig migrate, hintmigd). */
 struct hm_lv_send_opts {

@@ -54,7 +54,7 @@ struct hook {
 	const struct hm_lv_dom *d;
 	char qmp[512];
 	FILE *log;		/* NAME-hintmig.log, with the receiver's lines */
-	char key_file[HM_LV_KEY_PATH];
+	struct hm_lv_fdfile key;	/* the migration's, for the receiver */
 	pid_t recv;
 	int recv_pidfd;		/* -1: none (polled) */
 	int recv_status;	/* its exit status, once ended */
@@ -124,9 +124,9 @@ static int start_recv(struct hook *h, const char *listen, const char *tls_dir,
 		av[ac++] = "--expect-pid";
 		av[ac++] = qpid;
 	}
-	if (h->key_file[0]) {
+	if (h->key.path[0]) {
 		av[ac++] = "--key-file";
-		av[ac++] = h->key_file;
+		av[ac++] = h->key.path;
 	}
 	if (tls_dir) {
 		av[ac++] = "--tls-dir";
@@ -188,7 +188,8 @@ static int hook_migrate(struct hook *h)
 		return 0;
 	}
 	if (h->d->mig_key && *h->d->mig_key &&
-	    (rc = hm_lv_key_file(h->d->mig_key, h->key_file)) < 0) {
+	    (rc = hm_lv_fdfile_open(&h->key, "hintmig-key",
+				    h->d->mig_key)) < 0) {
 		say(h, "cannot write the migration's key: %s", strerror(-rc));
 		return 4;
 	}
@@ -415,7 +416,7 @@ static int hook_hintmigd(struct hook *h, const struct incoming *in)
 	}
 	snprintf(listen, sizeof(listen), "tcp:%s:%d", ip, port);
 	if (hm_auth_key_new(&key, hex) < 0 ||
-	    (rc = hm_lv_key_file(hex, h->key_file)) < 0) {
+	    (rc = hm_lv_fdfile_open(&h->key, "hintmig-key", hex)) < 0) {
 		say(h, "no key for the migration: %s",
 		    strerror(rc < 0 ? -rc : errno));
 		rc = 6;
@@ -632,8 +633,7 @@ int hm_lv_hook(int argc, char **argv)
 	/* hintmig migrate's own metadata wins: it runs the sender itself */
 	rc = d.mig_listen ? hook_migrate(&h) : hook_hintmigd(&h, &in);
 	recv_stop(&h);
-	if (h.key_file[0])
-		unlink(h.key_file);
+	hm_lv_fdfile_close(&h.key);
 	if (h.log)
 		fclose(h.log);
 out:

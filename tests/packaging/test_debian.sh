@@ -148,13 +148,23 @@ echo "ok   /usr/libexec/hintmig/hintmig-qemu and /etc/libvirt/hooks/qemu.d/50-hi
 "$root/usr/sbin/hintmigd" --version | grep -qx "hintmigd ${version%%-*}" || fail "hintmigd --version"
 unit=$root/usr/lib/systemd/system/hintmigd.service
 grep -q '^ExecStart=/usr/sbin/hintmigd \$HINTMIGD_OPTS$' "$unit" 2>/dev/null || fail "no hintmigd unit, or it does not run /usr/sbin/hintmigd"
+grep -q '^ListenStream=49290$' "$root/usr/lib/systemd/system/hintmigd.socket" 2>/dev/null ||
+	fail "no hintmigd.socket, or it does not listen on 49290"
 grep -q '^HINTMIGD_OPTS=' "$root/etc/default/hintmigd" 2>/dev/null || fail "no /etc/default/hintmigd"
+# both units as systemd reads them (unknown keys, bad values, a missing
+# ExecStart program: all said, and exit 1)
+if ! command -v systemd-analyze >/dev/null; then
+	fail "systemd-analyze absent (scripts/setup.sh installs systemd): hintmigd's units are not checked"
+elif ! out=$(systemd-analyze verify --man=no --recursive-errors=no --root="$root" \
+		hintmigd.service hintmigd.socket 2>&1) || [ -n "$out" ]; then
+	fail "systemd-analyze verify of hintmigd's units: $out"
+fi
 grep -q 'enable.*hintmigd\|hintmigd.*enable' "$root/var/lib/dpkg/info/hintmig.postinst" 2>/dev/null &&
 	fail "hintmig's postinst enables hintmigd (it needs certificates first)"
 out=$("$root/usr/sbin/hintmigd" --tls-dir "$work/no-such-dir" 2>&1); rc=$?
 [ $rc = 1 ] && grep -q "no libvirt migration certificates" <<<"$out" ||
 	fail "hintmigd without certificates: exit $rc ($out)"
-echo "ok   /usr/sbin/hintmigd, its unit (not enabled) and /etc/default/hintmigd; without certificates it refuses to start"
+echo "ok   /usr/sbin/hintmigd, its units (not enabled; systemd-analyze verify clean) and /etc/default/hintmigd; without certificates it refuses to start"
 # R15 under AppArmor: the snippet libvirt's domain profiles include
 # compiles, and grants the device (nothing loaded into the kernel)
 aa=$root/etc/apparmor.d/abstractions/libvirt-qemu.d/hintmig

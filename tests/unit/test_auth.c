@@ -9,7 +9,10 @@
  *    back as the verdict is refused by the source (labels differ);
  *  - a peer that trickles bytes is cut at the deadline, not later;
  *    garbage is -EPROTO;
- *  - key files: hex and raw accepted, short or group-readable refused.
+ *  - key files: hex and raw accepted, short or group-readable refused;
+ *    an inherited descriptor named /proc/self/fd/N or /dev/fd/N (a memfd,
+ *    as hintmig's libvirt parts pass keys) read from its start, then
+ *    close-on-exec; a group-readable or closed one refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -273,6 +277,36 @@ static void test_key_files(void)
 	       "group-readable file refused\n");
 }
 
+static void test_key_fds(void)
+{
+	static const char hex[] = "00112233445566778899aabbccddeeff\n";
+	struct hm_auth_key k;
+	char path[64], err[200];
+	int fd = memfd_create("hm-test-key", 0);
+
+	HM_CHECK(fd > 2);
+	HM_CHECK(fchmod(fd, 0600) == 0);
+	/* written: the offset is at its end, the read starts at 0 */
+	HM_CHECK(write(fd, hex, sizeof(hex) - 1) == (ssize_t)sizeof(hex) - 1);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	HM_CHECK_OK(hm_auth_key_load(path, &k, err, sizeof(err)));
+	HM_CHECK_EQ(k.len, 16);
+	HM_CHECK_EQ(k.k[15], 0xff);
+	HM_CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	snprintf(path, sizeof(path), "/dev/fd/%d", fd);
+	memset(&k, 0, sizeof(k));
+	HM_CHECK_OK(hm_auth_key_load(path, &k, err, sizeof(err)));
+	HM_CHECK_EQ(k.len, 16);
+	HM_CHECK(fchmod(fd, 0640) == 0);
+	HM_CHECK_EQ(hm_auth_key_load(path, &k, err, sizeof(err)), -EPERM);
+	close(fd);
+	HM_CHECK_EQ(hm_auth_key_load(path, &k, err, sizeof(err)), -EBADF);
+	HM_CHECK(strstr(err, path));
+	printf("ok key descriptors: /proc/self/fd/N and /dev/fd/N read from "
+	       "the start, then close-on-exec; group-readable and closed "
+	       "ones refused\n");
+}
+
 int main(void)
 {
 	char hex[2 * HM_AUTH_KEY_MAX + 1];
@@ -286,6 +320,7 @@ int main(void)
 	test_reflection();
 	test_slow_and_garbage();
 	test_key_files();
+	test_key_fds();
 	printf("all passed\n");
 	return 0;
 }

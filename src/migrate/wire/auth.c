@@ -15,9 +15,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -314,13 +316,40 @@ int hm_auth_key_hex(const char *hex, struct hm_auth_key *key)
 	return parse_hex(hex, strlen(hex), key);
 }
 
+/* "/proc/self/fd/N" or "/dev/fd/N": descriptor N (inherited, as
+ * hintmig's libvirt parts pass a key in a memfd), else -1 */
+static int named_fd(const char *path)
+{
+	const char *c = NULL;
+	char *end;
+	long v;
+
+	if (!strncmp(path, "/proc/self/fd/", 14))
+		c = path + 14;
+	else if (!strncmp(path, "/dev/fd/", 8))
+		c = path + 8;
+	if (!c || *c < '0' || *c > '9')
+		return -1;
+	errno = 0;
+	v = strtol(c, &end, 10);
+	return errno || *end || v > INT_MAX ? -1 : (int)v;
+}
+
 int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 		     size_t errlen)
 {
 	char buf[2 * HM_AUTH_KEY_MAX + 64];
 	struct stat st;
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), e;
+	int nfd = named_fd(path), e;
+	/* a named descriptor as it is (no reopening through /proc, whose
+	 * magic link O_NOFOLLOW refuses), read from its start; not on into
+	 * whatever this process runs later */
+	int fd = nfd >= 0 ? fcntl(nfd, F_DUPFD_CLOEXEC, 3)
+			  : open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (nfd >= 0 && fd >= 0)
+		(void)fcntl(nfd, F_SETFD, FD_CLOEXEC);
 
 	if (fd < 0) {
 		e = -errno;
@@ -342,7 +371,7 @@ int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 			 "a key", path, (long long)st.st_size);
 		return -EINVAL;
 	}
-	n = read(fd, buf, sizeof(buf));
+	n = pread(fd, buf, sizeof(buf), 0);
 	close(fd);
 	if (n < 0) {
 		e = -errno;

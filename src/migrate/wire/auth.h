@@ -25,7 +25,8 @@ struct hm_auth_key {
 
 /* The key in path: 16-64 bytes, raw, or as hex text (whitespace
  * ignored). The file must not be readable or writable by group or others.
- * 0, or -errno with err saying why. */
+ * "/proc/self/fd/N" or "/dev/fd/N" is inherited descriptor N (read from
+ * its start, then close-on-exec). 0, or -errno with err saying why. */
 int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 		     size_t errlen);
 /* A fresh random key of 32 bytes, and its hex form (65 bytes with NUL). */

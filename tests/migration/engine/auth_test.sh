@@ -37,8 +37,10 @@ out=$("$HM" send --to "$addr" 2>&1); rc=$?
 echo "ok refusals: loose key file, TCP without --key-file (both ends)"
 
 : > "$TMP/ram"
-"$HM" recv --listen "$addr" --key-file "$TMP/key" --ram-file "$TMP/ram" \
-	--hello-timeout 2000 --accept-timeout 120000 > "$TMP/recv.out" 2> "$TMP/recv.log" &
+# both ends here take the key from a descriptor handed down (/dev/fd/N,
+# as hintmig's libvirt parts pass it in a memfd)
+"$HM" recv --listen "$addr" --key-file /dev/fd/7 --ram-file "$TMP/ram" \
+	--hello-timeout 2000 --accept-timeout 120000 > "$TMP/recv.out" 2> "$TMP/recv.log" 7< "$TMP/key" &
 rpid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$TMP/recv.log" && break; sleep 0.05; done
 
@@ -85,14 +87,14 @@ grep "refused so far" "$TMP/recv.log" | sed 's/^/  /'
 echo "ok 4 intruders dropped and counted, RAM file untouched, receiver still waiting"
 
 # the real sender
-"$HM" send --to "$addr" --key-file "$TMP/key" --guest-ram 64M --verify \
-	--json "$TMP/send.json" > "$TMP/send.out" 2>&1; rc=$?
+"$HM" send --to "$addr" --key-file /proc/self/fd/7 --guest-ram 64M --verify \
+	--json "$TMP/send.json" > "$TMP/send.out" 2>&1 7< "$TMP/key"; rc=$?
 wait $rpid; rrc=$?
 [ $rc = 0 ] || { cat "$TMP/send.out"; fail "the real sender: exit $rc"; }
 [ $rrc = 0 ] || { cat "$TMP/recv.log"; fail "the receiver: exit $rrc"; }
 grep -q "^verify: [1-9][0-9]* pages checked, 0 mismatches$" "$TMP/send.out" || { cat "$TMP/send.out"; fail "no clean verification"; }
 [ "$(stat -c %s "$TMP/ram")" = $((64 << 20)) ] || fail "the RAM file is $(stat -c %s "$TMP/ram") bytes"
-echo "ok the real sender migrated after the intruders: $(grep '^verify:' "$TMP/send.out")"
+echo "ok the real sender migrated after the intruders (both keys from /dev/fd/7): $(grep '^verify:' "$TMP/send.out")"
 
 # a squatter on the port: the sender sends it nothing
 python3 - "$port" > "$TMP/squat.out" <<'PY' &
