@@ -72,17 +72,22 @@ virConnectPtr hmd_conn(struct hmd *d)
 	pthread_mutex_lock(&d->lock);
 	if (d->conn && virConnectIsAlive(d->conn) != 1) {
 		hmd_log("the connection to libvirt is gone: connecting again");
+		hmd_marker_events_off(d, d->conn);
 		virConnectClose(d->conn);
 		d->conn = NULL;
 	}
 	if (!d->conn) {
 		d->conn = virConnectOpen(d->uri ? d->uri : "qemu:///system");
-		if (!d->conn)
+		if (!d->conn) {
 			hmd_log("cannot connect to libvirt (%s): %s",
 				d->uri ? d->uri : "qemu:///system",
 				virGetLastErrorMessage());
-		else if (virConnectGetVersion(d->conn, &d->qemu_ver) < 0)
-			d->qemu_ver = 0;
+		} else {
+			if (virConnectGetVersion(d->conn, &d->qemu_ver) < 0)
+				d->qemu_ver = 0;
+			if (d->want_events)
+				hmd_marker_events_on(d, d->conn);
+		}
 	}
 	if (d->conn && virConnectRef(d->conn) == 0)
 		c = d->conn;

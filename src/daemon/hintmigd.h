@@ -39,7 +39,8 @@ struct hmd {
 
 	/* marker.c */
 	int wake[2];
-	int event_cb;
+	bool want_events;		/* (under lock) on each new conn */
+	int event_cb;			/* on conn, -1: none */
 	pthread_t marker_th, event_th;
 	bool marker_on;
 };
@@ -47,7 +48,9 @@ struct hmd {
 /* Logging: stderr, the journal under systemd. */
 void hmd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* libvirt, a reference the caller frees (virConnectClose), or NULL. */
+/* libvirt, a reference the caller frees (virConnectClose), or NULL. A
+ * connection found dead is replaced, the marker's lifecycle events
+ * registered on the new one. */
 virConnectPtr hmd_conn(struct hmd *d);
 
 /* The marker (marker.c): threads that keep the metadata on the running
@@ -55,6 +58,10 @@ virConnectPtr hmd_conn(struct hmd *d);
  * hmd_marker_stop ends them and removes this host's metadata again. */
 int hmd_marker_start(struct hmd *d);
 void hmd_marker_stop(struct hmd *d);
+/* (hmd_conn, under d->lock) the lifecycle events on a new connection,
+ * and off the old one */
+void hmd_marker_events_on(struct hmd *d, virConnectPtr c);
+void hmd_marker_events_off(struct hmd *d, virConnectPtr c);
 
 /* Whether a running domain is set up for hintmig on this host: its XML
  * passes hintmig libvirt check and hintmig's monitor is there (its path

@@ -169,25 +169,50 @@ static void *marker_loop(void *arg)
 	return NULL;
 }
 
-int hmd_marker_start(struct hmd *d)
+void hmd_marker_events_on(struct hmd *d, virConnectPtr c)
 {
-	virConnectPtr c = hmd_conn(d);
+	static bool reconnect;
 
-	if (!c)
-		return -1;
-	if (pipe2(d->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
-		virConnectClose(c);
-		return -1;
-	}
 	d->event_cb = virConnectDomainEventRegisterAny(c, NULL,
 			VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 			VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), d, NULL);
-	virConnectClose(c);
 	if (d->event_cb < 0)
 		hmd_log("no libvirt lifecycle events (%s): domains are "
 			"marked every %d s", virGetLastErrorMessage(),
 			SWEEP_MS / 1000);
+	else if (reconnect)
+		hmd_log("connected to libvirt again: lifecycle events "
+			"registered again");
+	reconnect = true;
+}
+
+void hmd_marker_events_off(struct hmd *d, virConnectPtr c)
+{
+	/* (a dead connection: libvirt drops the callback locally, the
+	 * error of its call to the daemon is of no interest) */
+	if (d->event_cb >= 0)
+		(void)virConnectDomainEventDeregisterAny(c, d->event_cb);
+	d->event_cb = -1;
+}
+
+int hmd_marker_start(struct hmd *d)
+{
+	virConnectPtr c;
+
+	if (pipe2(d->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	/* the event loop before any registration (libvirt needs one) */
 	virEventAddTimeout(1000, tick, NULL, NULL);
+	pthread_mutex_lock(&d->lock);
+	d->want_events = true;
+	d->event_cb = -1;
+	if (d->conn)
+		hmd_marker_events_on(d, d->conn);
+	pthread_mutex_unlock(&d->lock);
+	c = hmd_conn(d);
+	if (!c)
+		return -1;
+	virConnectClose(c);
 	if (pthread_create(&d->event_th, NULL, event_loop, d) ||
 	    pthread_create(&d->marker_th, NULL, marker_loop, d))
 		return -1;

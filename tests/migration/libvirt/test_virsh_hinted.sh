@@ -108,6 +108,23 @@ tmp_before=$(tmp_files)
 hmd_start A
 hmd_start B
 wait_marked A || fail "hintmigd A did not mark the running domain"
+# libvirtd drops hintmigd's connection (virt-admin, as a restart would):
+# it connects again and registers for lifecycle events again
+admin="libvirtd:///system?socket=$tmp/A/sock/libvirt-admin-sock"
+ids=$(virt-admin -c "$admin" srv-clients-list libvirtd 2>/dev/null | awk 'NR > 2 && $1 ~ /^[0-9]+$/ { print $1 }')
+[ -n "$ids" ] || fail "virt-admin lists no client of libvirtd A (hintmigd's connection)"
+for id in $ids; do
+	virt-admin -c "$admin" client-disconnect libvirtd "$id" > /dev/null 2>&1 ||
+		fail "virt-admin cannot disconnect client $id of libvirtd A"
+done
+for _ in $(seq 1 100); do
+	grep -q "lifecycle events registered again" "$tmp/hintmigd-A.log" && break
+	sleep 0.2
+done
+grep -q "lifecycle events registered again" "$tmp/hintmigd-A.log" ||
+	fail "hintmigd A did not register for libvirt's events again after its connection was dropped"
+wait_marked A || fail "hintmigd A: the domain is not marked after the reconnection"
+echo "hintmigd A: connection dropped by libvirtd ($(echo $ids | wc -w) client(s)): $(grep -c "connecting again" "$tmp/hintmigd-A.log") reconnection(s), events registered again"
 out=$(nsenter -m -r -w -t "$(cat "$tmp/A/libvirtd.pid")" "$hintmig" libvirt check --connect "$LV_URI_A" "$dom" 2>&1)
 grep "virsh migrate" <<<"$out" | sed 's/^/  check: /'
 grep -q "^ok       virsh migrate: with hints: hintmigd at 127.0.0.1:$HMD_PORT_A" <<<"$out" ||
