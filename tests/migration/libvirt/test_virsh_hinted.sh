@@ -73,6 +73,7 @@ hmd_start() { # N [OPTIONS...]: hintmigd of host N, in its libvirtd's view
 		tail -5 "$tmp/hintmigd-$n.log"
 		lv_die "hintmigd $n did not start"
 	fi
+	echo "hintmigd $n: ${up#hintmigd: }"
 	if [ -n "${run[0]:-}" ]; then
 		grep -q "listening on tcp:127.0.0.1:$port (systemd's socket)" <<<"$up" ||
 			fail "hintmigd $n did not take the socket systemd-socket-activate passed: $up"
