@@ -760,6 +760,7 @@ int hm_lv_fdfile_open(struct hm_lv_fdfile *f, const char *name,
 	if (fd < 0)
 		return -errno;
 	/* 0600 (hm_auth_key_load checks it); text, then sealed as it is */
+	errno = 0;	/* (a short write sets none) */
 	if (fchmod(fd, 0600) < 0 ||
 	    (n && (write(fd, text, n) != (ssize_t)n ||
 		   fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK |
