@@ -45,6 +45,7 @@
 
 #include "cmd.h"
 #include "libvirt_dom.h"
+#include "migrate/wire/auth.h"
 #include "parse.h"
 
 #define AGENT_PORT "org.hintmig.agent.0"
@@ -640,17 +641,12 @@ pid_t hm_lv_spawn_self(const char *const argv[], int out_fd, int pdeathsig)
 			dup2(out_fd, 1);
 			dup2(out_fd, 2);
 		}
-		/* the descriptors argv names (hm_lv_fdfile) stay open;
-		 * parsed by hand: only async-signal-safe calls after fork */
+		/* the descriptors argv names (hm_lv_fdfile) stay open
+		 * (only async-signal-safe calls after fork) */
 		for (size_t i = 1; argv[i]; i++) {
-			const char *c = argv[i] + 14;
-			int keep = 0;
+			int keep = hm_fd_path_number(argv[i]);
 
-			if (strncmp(argv[i], "/proc/self/fd/", 14) || !*c)
-				continue;
-			while (*c >= '0' && *c <= '9' && keep < 1 << 20)
-				keep = keep * 10 + (*c++ - '0');
-			if (!*c && keep > 2)
+			if (keep > 2)
 				(void)fcntl(keep, F_SETFD, 0);
 		}
 		execv(self, (char *const *)argv);

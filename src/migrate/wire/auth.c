@@ -15,11 +15,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -316,23 +314,20 @@ int hm_auth_key_hex(const char *hex, struct hm_auth_key *key)
 	return parse_hex(hex, strlen(hex), key);
 }
 
-/* "/proc/self/fd/N" or "/dev/fd/N": descriptor N (inherited, as
- * hintmig's libvirt parts pass a key in a memfd), else -1 */
-static int named_fd(const char *path)
+int hm_fd_path_number(const char *path)
 {
 	const char *c = NULL;
-	char *end;
-	long v;
+	int n = 0;
 
 	if (!strncmp(path, "/proc/self/fd/", 14))
 		c = path + 14;
 	else if (!strncmp(path, "/dev/fd/", 8))
 		c = path + 8;
-	if (!c || *c < '0' || *c > '9')
+	if (!c || !*c)
 		return -1;
-	errno = 0;
-	v = strtol(c, &end, 10);
-	return errno || *end || v > INT_MAX ? -1 : (int)v;
+	for (; *c >= '0' && *c <= '9' && n < 1 << 20; c++)
+		n = n * 10 + (*c - '0');
+	return *c ? -1 : n;
 }
 
 int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
@@ -341,7 +336,7 @@ int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 	char buf[2 * HM_AUTH_KEY_MAX + 64];
 	struct stat st;
 	ssize_t n;
-	int nfd = named_fd(path), e;
+	int nfd = hm_fd_path_number(path), e;
 	/* a named descriptor as it is (no reopening through /proc, whose
 	 * magic link O_NOFOLLOW refuses), read from its start; not on into
 	 * whatever this process runs later */

@@ -27,6 +27,9 @@ struct hm_auth_key {
  * ignored). The file must not be readable or writable by group or others.
  * "/proc/self/fd/N" or "/dev/fd/N" is inherited descriptor N (read from
  * its start, then close-on-exec). 0, or -errno with err saying why. */
+/* N of "/proc/self/fd/N" or "/dev/fd/N", else -1. Async-signal-safe (a
+ * child forked from a threaded process calls it before exec). */
+int hm_fd_path_number(const char *path);
 int hm_auth_key_load(const char *path, struct hm_auth_key *key, char *err,
 		     size_t errlen);
 /* A fresh random key of 32 bytes, and its hex form (65 bytes with NUL). */
